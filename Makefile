@@ -1,0 +1,41 @@
+# pgoutbox — developer entry points. Run `make help` for the list.
+#
+# Services (PostgreSQL from Debian's packages, Apache Kafka from Maven Central) are installed
+# and run by deploy/local/*.sh; their state lives in $(PGOUTBOX_STATE_DIR), outside the repo.
+
+export PGOUTBOX_STATE_DIR ?= $(HOME)/.cache/pgoutbox
+export PGOUTBOX_PG_PORT ?= 55432
+export PGOUTBOX_KAFKA_PORT ?= 59092
+
+GO ?= go
+GOLANGCI_LINT_VERSION := v2.15.0
+BIN := bin/pgoutbox
+
+.PHONY: help up down build test unit lint demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
+
+up: ## install what is missing, start PostgreSQL and Kafka, print the connection strings
+	@deploy/local/services.sh up
+
+down: ## stop PostgreSQL and Kafka, leaving no process behind
+	@deploy/local/services.sh down
+
+build: ## build bin/pgoutbox
+	$(GO) build -o $(BIN) ./cmd/pgoutbox
+
+test: ## unit + integration tests with -race (starts the services it needs, stops what it started)
+	@deploy/local/services.sh test
+
+unit: ## unit tests only, no services
+	$(GO) test -race -count=1 ./...
+
+lint: ## gofmt, go vet and a pinned golangci-lint
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+
+clean: ## remove build output (not the services' state)
+	rm -rf bin

@@ -1,0 +1,398 @@
+#!/usr/bin/env bash
+# A private single-node Apache Kafka broker for development and the integration tests.
+#
+#   deploy/local/kafka.sh install|start|stop|status|wipe|bootstrap|tool CLASS [ARGS...]
+#
+# There is no Docker here, and the network reaches only package registries, so the broker is not
+# a tarball: Maven resolves its jars from deploy/local/kafka/pom.xml (which pins the version, in
+# one place) and the script runs kafka.Kafka on the machine's Java. The node is broker and KRaft
+# controller at once, listens on 127.0.0.1 only, and keeps its state in a directory outside the
+# repository, so a `git clean` never destroys it and a fresh clone reuses it. Every subcommand is
+# safe to run twice.
+#
+#   tool CLASS ARGS   runs a Kafka command-line class from the same jars, e.g.
+#                     kafka.sh tool org.apache.kafka.tools.TopicCommand --bootstrap-server \
+#                       "$(kafka.sh bootstrap)" --create --topic t --partitions 3
+#
+# Environment:
+#   PGOUTBOX_STATE_DIR              state directory (default $HOME/.cache/pgoutbox); the broker
+#                                   lives in $STATE/kafka
+#   PGOUTBOX_KAFKA_PORT             client (PLAINTEXT) port on 127.0.0.1 (default 59092)
+#   PGOUTBOX_KAFKA_CONTROLLER_PORT  KRaft controller port on 127.0.0.1 (default 59093)
+#   PGOUTBOX_KAFKA_READY_TIMEOUT    seconds `start` waits for the broker (default 90; a cold
+#                                   start takes 5-10 s, more on a machine busy with other builds)
+#   JAVA_HOME                       if set, its bin/java runs the broker (Java 17 or newer)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+POM="$HERE/kafka/pom.xml"
+STATE="${PGOUTBOX_STATE_DIR:-$HOME/.cache/pgoutbox}"
+PORT="${PGOUTBOX_KAFKA_PORT:-59092}"
+CPORT="${PGOUTBOX_KAFKA_CONTROLLER_PORT:-59093}"
+KDIR="$STATE/kafka"
+DATA="$KDIR/data"
+PIDFILE="$KDIR/kafka.pid"
+LOG="$KDIR/server.log"
+OUT="$KDIR/stdout.log"
+PROPS="$KDIR/server.properties"
+LOG4J="$KDIR/log4j2.xml"
+TOOLS_LOG4J="$KDIR/tools-log4j2.xml"
+CLUSTER_ID_FILE="$KDIR/cluster.id"
+BOOTSTRAP="127.0.0.1:$PORT"
+READY_TIMEOUT="${PGOUTBOX_KAFKA_READY_TIMEOUT:-90}"
+STOP_TIMEOUT=30
+
+log() { echo "kafka.sh: $*" >&2; }
+
+# The version is read from the pom, never repeated here, so a bump is one edit.
+VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n 1)"
+[[ -n "$VERSION" ]] || { log "no <kafka.version> property in $POM"; exit 1; }
+# Jars are kept per version: a bump resolves a new set and never mixes jars of two versions.
+LIB="$KDIR/$VERSION/lib"
+MARKER="$LIB/.resolved"
+
+java_bin() {
+  if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
+    echo "$JAVA_HOME/bin/java"
+  else
+    command -v java
+  fi
+}
+
+APT_UPDATED=""
+apt_install() {
+  local sudo=""
+  [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # A fresh machine has no package lists at all, so update once before the first install.
+  if [[ -z "$APT_UPDATED" ]]; then
+    $sudo apt-get update -qq
+    APT_UPDATED=1
+  fi
+  $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# The broker jars are compiled for Java 17 (class file 61); an older java fails with an
+# UnsupportedClassVersionError deep in the log, so say it plainly up front.
+check_java() {
+  local java major
+  java="$(java_bin)"
+  major="$("$java" -XshowSettings:properties -version 2>&1 |
+    sed -n 's/^ *java\.specification\.version = \([0-9.]*\).*/\1/p' | head -n 1)"
+  major="${major#1.}"
+  major="${major%%.*}"
+  if [[ -z "$major" || "$major" -lt 17 ]]; then
+    log "Kafka $VERSION needs Java 17 or newer; $java is ${major:-unknown}. Set JAVA_HOME to a newer JDK."
+    exit 1
+  fi
+}
+
+install() {
+  if ! java_bin >/dev/null; then
+    log "installing Debian's default-jre-headless (java not found)"
+    apt_install default-jre-headless
+  fi
+  check_java
+  if ! command -v mvn >/dev/null; then
+    log "installing Debian's maven (mvn not found)"
+    apt_install maven
+  fi
+  # The marker holds the pom's checksum: editing the pom (a new dependency, a log4j bump)
+  # resolves again even when the Kafka version stays the same.
+  local sum
+  sum="$(sha256sum "$POM" | cut -d ' ' -f 1)"
+  if [[ -f "$MARKER" && "$(cat "$MARKER")" == "$sum" ]]; then
+    return 0
+  fi
+  log "resolving Apache Kafka $VERSION jars with Maven into $LIB"
+  # Copy into a scratch directory and rename it at the end: an interrupted resolution never
+  # leaves a half-filled lib directory that looks complete.
+  local tmp="$LIB.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$(dirname "$LIB")"
+  # Output is kept for failures only: even with -B -q, Debian's Maven 3.8 prints stray colour
+  # resets on success.
+  local out
+  if ! out="$(mvn -B -q -f "$POM" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1)"; then
+    echo "$out" >&2
+    rm -rf "$tmp"
+    log "maven could not resolve the Kafka jars (see above)"
+    exit 1
+  fi
+  echo "$sum" >"$tmp/.resolved"
+  rm -rf "$LIB"
+  mv "$tmp" "$LIB"
+}
+
+# pid_alive succeeds when the recorded pid is a live broker started from THIS state directory;
+# a recycled pid belonging to another process does not count.
+pid_alive() {
+  local pid
+  [[ -f "$PIDFILE" ]] || return 1
+  pid="$(cat "$PIDFILE")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-Dpgoutbox.kafka.home=$KDIR "
+}
+
+port_open() {
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# tool runs a Kafka command-line class from the resolved jars. A small client JVM tuned to start
+# fast; its own log4j2 file keeps tool logging at WARN on stderr instead of log4j's
+# "no configuration" complaint.
+# TOOL_TIMEOUT (seconds), when set, bounds the run: `timeout` cannot call a shell function itself.
+tool() {
+  local limit=()
+  [[ -n "${TOOL_TIMEOUT:-}" ]] && limit=(timeout "$TOOL_TIMEOUT")
+  "${limit[@]}" "$(java_bin)" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dlog4j2.configurationFile="$TOOLS_LOG4J" -cp "$LIB/*" "$@"
+}
+
+write_config() {
+  mkdir -p "$KDIR"
+  # Rewritten on every start so a changed port or setting takes effect without a wipe.
+  cat >"$PROPS" <<EOF
+# Written by deploy/local/kafka.sh on every start; edits here are lost.
+# One node that is both broker and KRaft controller: there is no ZooKeeper in Kafka 4.
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+# A dynamic quorum (KIP-853), formatted with --standalone: the way Kafka 4 sets up a new cluster.
+controller.quorum.bootstrap.servers=127.0.0.1:$CPORT
+log.dirs=$DATA
+
+# One node, so every internal topic has exactly one replica; the defaults (3) would leave
+# consumer groups and transactions unable to start.
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# Few internal partitions: creating the default 50 slows the first consumer group of a test run.
+offsets.topic.num.partitions=1
+transaction.state.log.num.partitions=1
+
+# Tests create their topics explicitly; a typo must fail, not make a new topic.
+auto.create.topics.enable=false
+num.partitions=1
+# Consumers in tests join at once instead of waiting 3 s for more members.
+group.initial.rebalance.delay.ms=0
+
+# A development broker: keep a day of data, and a small log-cleaner buffer (default 128 MiB of heap).
+log.retention.hours=24
+log.cleaner.dedupe.buffer.size=33554432
+EOF
+  cat >"$LOG4J" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by deploy/local/kafka.sh. The broker logs to one size-bounded file, never to stdout.
+     shutdownHook="disable": log4j's own hook would close the log while Kafka's shutdown hook is
+     still logging, cutting the end of the shutdown from the log (the file appender flushes every
+     line, so nothing is lost without it). -->
+<Configuration status="warn" shutdownHook="disable">
+  <Appenders>
+    <RollingFile name="server" fileName="$LOG" filePattern="$LOG.%i">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+      <SizeBasedTriggeringPolicy size="50 MB"/>
+      <DefaultRolloverStrategy max="3"/>
+    </RollingFile>
+  </Appenders>
+  <Loggers>
+    <Root level="info"><AppenderRef ref="server"/></Root>
+    <!-- Per-request and per-partition-state chatter, as quiet as in Kafka's own config. -->
+    <Logger name="kafka.request.logger" level="warn"/>
+    <Logger name="kafka.network.RequestChannel\$" level="warn"/>
+    <Logger name="state.change.logger" level="warn"/>
+  </Loggers>
+</Configuration>
+EOF
+  cat >"$TOOLS_LOG4J" <<'EOF'
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by deploy/local/kafka.sh for command-line tools: warnings only, on stderr. -->
+<Configuration status="warn">
+  <Appenders>
+    <Console name="stderr" target="SYSTEM_ERR"><PatternLayout pattern="%p %m (%c)%n"/></Console>
+  </Appenders>
+  <Loggers>
+    <Root level="warn"><AppenderRef ref="stderr"/></Root>
+  </Loggers>
+</Configuration>
+EOF
+}
+
+# format_storage formats the log directory once. The cluster id is made once and kept beside the
+# data, so a wipe followed by a start makes a fresh broker of the same cluster.
+format_storage() {
+  if [[ -f "$DATA/meta.properties" ]]; then
+    return 0
+  fi
+  if [[ ! -s "$CLUSTER_ID_FILE" ]]; then
+    tool kafka.tools.StorageTool random-uuid >"$CLUSTER_ID_FILE.tmp"
+    mv "$CLUSTER_ID_FILE.tmp" "$CLUSTER_ID_FILE"
+  fi
+  local out
+  if ! out="$(tool kafka.tools.StorageTool format --standalone \
+    -t "$(cat "$CLUSTER_ID_FILE")" -c "$PROPS" 2>&1)"; then
+    echo "$out" >&2
+    log "formatting $DATA failed"
+    exit 1
+  fi
+}
+
+launch() {
+  : >"$OUT"
+  # setsid: its own session, so a Ctrl-C or hang-up aimed at the caller (a terminal, `go test`)
+  # does not reach the broker. stdout/stderr go to a file, never to the caller's pipes: a caller
+  # that reads this script's output to EOF would otherwise wait for the broker to exit. 9>&-: the
+  # broker must not inherit the start lock. The home property marks the command line as ours.
+  setsid "$(java_bin)" -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    -Dpgoutbox.kafka.home="$KDIR" \
+    -Dlog4j2.configurationFile="$LOG4J" \
+    -cp "$LIB/*" kafka.Kafka "$PROPS" \
+    </dev/null >>"$OUT" 2>&1 9>&- &
+  echo $! >"$PIDFILE"
+}
+
+print_logs() {
+  log "last lines of $LOG:"
+  tail -n 40 "$LOG" >&2 2>/dev/null || true
+  if [[ -s "$OUT" ]]; then
+    log "last lines of $OUT:"
+    tail -n 20 "$OUT" >&2
+  fi
+}
+
+# wait_ready waits until the broker really serves clients: the port accepts, the server log says
+# startup finished (which in KRaft comes after the broker registered and was unfenced), and an
+# ApiVersions round trip through the admin client succeeds.
+wait_ready() {
+  local deadline=$((SECONDS + READY_TIMEOUT)) pid
+  pid="$(cat "$PIDFILE")"
+  while ((SECONDS < deadline)); do
+    # Plain kill -0, not pid_alive: right after the launch the child may not have exec'd java yet,
+    # so its command line is still the shell's.
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "the broker exited during startup"
+      print_logs
+      rm -f "$PIDFILE"
+      exit 1
+    fi
+    if port_open "$PORT" && grep -q "Kafka Server started" "$LOG" 2>/dev/null; then
+      if TOOL_TIMEOUT=30 tool org.apache.kafka.tools.BrokerApiVersionsCommand \
+        --bootstrap-server "$BOOTSTRAP" >/dev/null 2>&1; then
+        return 0
+      fi
+    fi
+    sleep 0.5
+  done
+  log "not ready after ${READY_TIMEOUT}s"
+  print_logs
+  # A broker that did not come up in time is wedged; stop it so the next start begins clean.
+  stop >/dev/null 2>&1 || true
+  exit 1
+}
+
+start() {
+  install
+  mkdir -p "$KDIR"
+  # Two starts at once (parallel test packages) must not launch two brokers on one directory.
+  exec 9>"$KDIR/.lock"
+  flock 9
+  if pid_alive; then
+    if port_open "$PORT"; then
+      log "already running: $BOOTSTRAP"
+      return 0
+    fi
+    # Still starting (another start launched it): wait for it rather than launching another.
+    wait_ready
+    log "ready: $BOOTSTRAP"
+    return 0
+  fi
+  rm -f "$PIDFILE"
+  if [[ -n "$(leftovers)" ]]; then
+    # A broker of this directory whose pid file was lost: restart it rather than calling the
+    # port "taken by another process".
+    log "a broker from $KDIR runs without a pid file; restarting it"
+    stop
+  fi
+  if port_open "$PORT" || port_open "$CPORT"; then
+    log "port $PORT or $CPORT on 127.0.0.1 is taken by another process; set PGOUTBOX_KAFKA_PORT / PGOUTBOX_KAFKA_CONTROLLER_PORT"
+    exit 1
+  fi
+  write_config
+  format_storage
+  # Keep the previous run's log for a post-mortem; the new run starts a fresh file.
+  [[ -f "$LOG" ]] && mv -f "$LOG" "$LOG.prev"
+  launch
+  wait_ready
+  log "ready: $BOOTSTRAP"
+}
+
+# leftovers lists java processes started from this state directory that the pid file does not
+# know about (a lost pid file, a start killed midway).
+leftovers() {
+  local p
+  for p in $(pgrep -f -- "-Dpgoutbox.kafka.home=$KDIR " 2>/dev/null || true); do
+    [[ "$(cat "/proc/$p/comm" 2>/dev/null)" == java ]] && echo "$p"
+  done
+  return 0
+}
+
+stop() {
+  local pids p i
+  pids="$(leftovers)"
+  if pid_alive; then
+    pids="$(cat "$PIDFILE") $pids"
+  fi
+  pids="$(echo $pids | tr ' ' '\n' | sort -u | tr '\n' ' ')"
+  if [[ -z "${pids// /}" ]]; then
+    rm -f "$PIDFILE"
+    log "not running"
+    return 0
+  fi
+  # SIGTERM lets Kafka shut down cleanly (no log recovery on the next start, which is slow).
+  kill -TERM $pids 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 4; i++)); do
+    local alive=""
+    for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [[ -z "$alive" ]] && break
+    sleep 0.25
+  done
+  for p in $pids; do
+    if kill -0 "$p" 2>/dev/null; then
+      log "pid $p ignored SIGTERM for ${STOP_TIMEOUT}s; killing it"
+      kill -KILL "$p" 2>/dev/null || true
+    fi
+  done
+  rm -f "$PIDFILE"
+  log "stopped"
+}
+
+status() {
+  if pid_alive && port_open "$PORT"; then
+    echo "kafka: running, $BOOTSTRAP (pid $(cat "$PIDFILE"), Apache Kafka $VERSION)"
+    return 0
+  fi
+  echo "kafka: not running ($BOOTSTRAP)"
+  return 1
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  wipe) stop; rm -rf "$DATA"; log "removed $DATA" ;;
+  bootstrap) echo "$BOOTSTRAP" ;;
+  tool) shift; install; mkdir -p "$KDIR"; [[ -f "$TOOLS_LOG4J" ]] || write_config; tool "$@" ;;
+  *) echo "usage: $0 install|start|stop|status|wipe|bootstrap|tool CLASS [ARGS...]" >&2; exit 2 ;;
+esac

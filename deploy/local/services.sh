@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Brings the local PostgreSQL and Apache Kafka up and down, and runs the test suite against them.
+#
+#   deploy/local/services.sh up|down|test
+#
+# `test` starts only the services that are not already running and stops exactly those at the
+# end (tests must not leave servers behind), then checks that no test left a replication slot:
+# a forgotten slot pins WAL forever.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+PG="$HERE/postgres.sh"
+KAFKA="$HERE/kafka.sh"
+
+export PGOUTBOX_STATE_DIR="${PGOUTBOX_STATE_DIR:-$HOME/.cache/pgoutbox}"
+PG_URL="$("$PG" url)"
+KAFKA_BROKERS="127.0.0.1:${PGOUTBOX_KAFKA_PORT:-59092}"
+
+up() {
+  "$PG" start
+  "$KAFKA" start
+  cat <<EOM
+
+  PostgreSQL  $PG_URL
+  Kafka       $KAFKA_BROKERS
+  state       $PGOUTBOX_STATE_DIR
+
+EOM
+}
+
+down() {
+  "$KAFKA" stop
+  "$PG" stop
+}
+
+# Slots created by tests are named it_*; any left after a run is a bug in a test.
+leftover_slots() {
+  psql "$PG_URL" -Atq -c "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'it\_%'" 2>/dev/null || true
+}
+
+run_tests() {
+  local started=()
+  if ! "$PG" status >/dev/null 2>&1; then "$PG" start; started+=("$PG"); fi
+  if ! "$KAFKA" status >/dev/null 2>&1; then "$KAFKA" start; started+=("$KAFKA"); fi
+  # shellcheck disable=SC2317 # invoked by the trap
+  cleanup() {
+    local s
+    for s in "${started[@]}"; do "$s" stop || true; done
+  }
+  trap cleanup EXIT
+
+  cd "$ROOT"
+  export PGOUTBOX_TEST_DATABASE_URL="${PGOUTBOX_TEST_DATABASE_URL:-$PG_URL}"
+  export PGOUTBOX_TEST_KAFKA_BROKERS="${PGOUTBOX_TEST_KAFKA_BROKERS:-$KAFKA_BROKERS}"
+  go vet -tags integration ./...
+  local rc=0
+  go test -race -count=1 -tags integration -timeout 25m ./... || rc=$?
+
+  local slots
+  slots="$(leftover_slots)"
+  if [[ -n "$slots" ]]; then
+    echo "FAIL: tests left replication slots behind (they pin WAL): $slots" >&2
+    psql "$PG_URL" -q -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'it\_%' AND NOT active" >/dev/null || true
+    rc=1
+  fi
+  return "$rc"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  test) run_tests ;;
+  *) echo "usage: $0 up|down|test" >&2; exit 2 ;;
+esac
