@@ -39,3 +39,6 @@ lint: ## gofmt, go vet and a pinned golangci-lint
 
 clean: ## remove build output (not the services' state)
 	rm -rf bin
+
+demo: ## the whole pipeline here: services, setup, relay, a writer, and events arriving from Kafka (Ctrl-C stops)
+	@deploy/local/demo.sh

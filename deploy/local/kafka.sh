@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private single-node Apache Kafka broker for development and the integration tests.
 #
-#   deploy/local/kafka.sh install|start|stop|status|wipe|bootstrap|tool CLASS [ARGS...]
+#   deploy/local/kafka.sh install|start|stop|status|wipe|bootstrap|libdir|tool CLASS [ARGS...]
 #
 # There is no Docker here, and the network reaches only package registries, so the broker is not
 # a tarball: Maven resolves its jars from deploy/local/kafka/pom.xml (which pins the version, in
@@ -21,6 +21,8 @@
 #   PGOUTBOX_KAFKA_CONTROLLER_PORT  KRaft controller port on 127.0.0.1 (default 59093)
 #   PGOUTBOX_KAFKA_READY_TIMEOUT    seconds `start` waits for the broker (default 90; a cold
 #                                   start takes 5-10 s, more on a machine busy with other builds)
+#   PGOUTBOX_KAFKA_LIB_DIR          where the resolved jars live (default $STATE/kafka/<version>/lib;
+#                                   `kafka.sh libdir` prints it)
 #   JAVA_HOME                       if set, its bin/java runs the broker (Java 17 or newer)
 set -euo pipefail
 
@@ -48,7 +50,8 @@ log() { echo "kafka.sh: $*" >&2; }
 VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n 1)"
 [[ -n "$VERSION" ]] || { log "no <kafka.version> property in $POM"; exit 1; }
 # Jars are kept per version: a bump resolves a new set and never mixes jars of two versions.
-LIB="$KDIR/$VERSION/lib"
+# PGOUTBOX_KAFKA_LIB_DIR lets a second broker (a test's private one) share the resolved jars.
+LIB="${PGOUTBOX_KAFKA_LIB_DIR:-$KDIR/$VERSION/lib}"
 MARKER="$LIB/.resolved"
 
 java_bin() {
@@ -393,6 +396,7 @@ case "${1:-}" in
   status) status ;;
   wipe) stop; rm -rf "$DATA"; log "removed $DATA" ;;
   bootstrap) echo "$BOOTSTRAP" ;;
+  libdir) install; echo "$LIB" ;;
   tool) shift; install; mkdir -p "$KDIR"; [[ -f "$TOOLS_LOG4J" ]] || write_config; tool "$@" ;;
-  *) echo "usage: $0 install|start|stop|status|wipe|bootstrap|tool CLASS [ARGS...]" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status|wipe|bootstrap|libdir|tool CLASS [ARGS...]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,140 @@
+package capture
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Level is how worried an operator should be about the slot. Levels are ordered.
+type Level int
+
+// Alarm levels. Lost is not "more critical": it means events may already be missing.
+const (
+	LevelOK       Level = iota // nothing to do
+	LevelWarn                  // the relay is falling behind; look before it gets worse
+	LevelCritical              // act now: the slot will soon fill the disk or be invalidated
+	LevelLost                  // the slot is gone or invalidated: events may be missing
+)
+
+// String returns ok, warn, critical or lost.
+func (l Level) String() string {
+	switch l {
+	case LevelOK:
+		return "ok"
+	case LevelWarn:
+		return "warn"
+	case LevelCritical:
+		return "critical"
+	case LevelLost:
+		return "lost"
+	}
+	return fmt.Sprintf("Level(%d)", int(l))
+}
+
+// Thresholds decide the alarm level from a slot's figures. A zero threshold is off.
+type Thresholds struct {
+	LagWarnBytes     int64 // unconfirmed WAL bytes that raise a warning; default 1 GiB
+	LagCriticalBytes int64 // unconfirmed WAL bytes that are critical; default 4 GiB
+	// KeepFraction: when max_slot_wal_keep_size is finite, retained bytes above this fraction of
+	// it are critical (the slot is that close to being invalidated); half of it warns. Default 0.5.
+	KeepFraction float64
+	AgeWarn      time.Duration // age of the oldest unacknowledged commit that warns; default 1m
+	AgeCritical  time.Duration // ... that is critical; default 5m
+}
+
+// DefaultThresholds returns the documented defaults.
+func DefaultThresholds() Thresholds {
+	return Thresholds{LagWarnBytes: 1 << 30, LagCriticalBytes: 4 << 30, KeepFraction: 0.5,
+		AgeWarn: time.Minute, AgeCritical: 5 * time.Minute}
+}
+
+// SlotStatus is what the monitor reads of our slot (and the server) at one moment.
+type SlotStatus struct {
+	Exists             bool
+	WALStatus          string // reserved, extended, unreserved, lost
+	Active             bool
+	ActivePID          int32
+	UnconfirmedBytes   int64 // pg_current_wal_lsn() - confirmed_flush_lsn
+	RetainedBytes      int64 // pg_current_wal_lsn() - restart_lsn: what the slot keeps on disk
+	SafeWALBytes       int64 // safe_wal_size: bytes left before invalidation; -1 when unbounded
+	MaxSlotWALKeepSize int64 // bytes; -1 = unbounded
+	ConfirmedFlushLSN  string
+	CurrentLSN         string
+	// OldestUnacked is the age of the oldest commit whose rows Kafka has not acknowledged,
+	// as the relay knows it; 0 when none or unknown (e.g. `pgoutbox status` runs outside).
+	OldestUnacked time.Duration
+}
+
+// Evaluate returns the alarm level of a slot status and the reasons for it, most severe first.
+func (th Thresholds) Evaluate(s SlotStatus) (Level, []string) {
+	if !s.Exists {
+		return LevelLost, []string{"the replication slot does not exist"}
+	}
+	if s.WALStatus == "lost" {
+		return LevelLost, []string{"the replication slot was invalidated (wal_status=lost): WAL it needed was removed"}
+	}
+	level := LevelOK
+	var reasons []string
+	raise := func(l Level, format string, args ...any) {
+		level = max(level, l)
+		reasons = append(reasons, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case th.LagCriticalBytes > 0 && s.UnconfirmedBytes >= th.LagCriticalBytes:
+		raise(LevelCritical, "unconfirmed WAL %s >= critical %s", bytesIEC(s.UnconfirmedBytes), bytesIEC(th.LagCriticalBytes))
+	case th.LagWarnBytes > 0 && s.UnconfirmedBytes >= th.LagWarnBytes:
+		raise(LevelWarn, "unconfirmed WAL %s >= warn %s", bytesIEC(s.UnconfirmedBytes), bytesIEC(th.LagWarnBytes))
+	}
+	if s.MaxSlotWALKeepSize > 0 && th.KeepFraction > 0 {
+		limit := int64(float64(s.MaxSlotWALKeepSize) * th.KeepFraction)
+		switch {
+		case s.RetainedBytes >= limit:
+			raise(LevelCritical, "retained WAL %s >= %.0f%% of max_slot_wal_keep_size %s: the slot is close to being invalidated",
+				bytesIEC(s.RetainedBytes), th.KeepFraction*100, bytesIEC(s.MaxSlotWALKeepSize))
+		case s.RetainedBytes >= limit/2:
+			raise(LevelWarn, "retained WAL %s >= %.0f%% of max_slot_wal_keep_size %s",
+				bytesIEC(s.RetainedBytes), th.KeepFraction*50, bytesIEC(s.MaxSlotWALKeepSize))
+		}
+	}
+	if s.WALStatus == "unreserved" {
+		raise(LevelCritical, "wal_status=unreserved: the slot will be invalidated at the next checkpoint unless it catches up")
+	}
+	switch {
+	case th.AgeCritical > 0 && s.OldestUnacked >= th.AgeCritical:
+		raise(LevelCritical, "oldest unacknowledged commit is %s old >= critical %s", s.OldestUnacked.Round(time.Second), th.AgeCritical)
+	case th.AgeWarn > 0 && s.OldestUnacked >= th.AgeWarn:
+		raise(LevelWarn, "oldest unacknowledged commit is %s old >= warn %s", s.OldestUnacked.Round(time.Second), th.AgeWarn)
+	}
+	return level, reasons
+}
+
+// Advice tells an operator what to do at a level.
+func Advice(l Level, slot string) string {
+	switch l {
+	case LevelWarn, LevelCritical:
+		return "check that Kafka accepts writes and that the relay is running (pgoutbox logs, pgoutbox_publish_errors_total); " +
+			"if the relay is gone for good, drop the slot (" + DropSlotSQL(slot) + ") before the disk fills, then re-create it with `pgoutbox setup`"
+	case LevelLost:
+		return "events committed after the slot's last confirmed position may be missing from Kafka: drop the slot (" + DropSlotSQL(slot) +
+			"), run `pgoutbox setup`, and re-publish the rows still in the outbox table that consumers have not seen"
+	}
+	return ""
+}
+
+// bytesIEC formats a byte count for humans: 1.5 GiB.
+func bytesIEC(n int64) string {
+	const unit = 1024
+	if n < unit && n > -unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit || m <= -unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// FormatReasons joins reasons for a log line.
+func FormatReasons(r []string) string { return strings.Join(r, "; ") }

@@ -1,0 +1,279 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Querier is what the catalog functions need of a normal (non-replication) connection;
+// *pgx.Conn and *pgxpool.Pool satisfy it.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// ServerInfo is what the relay checks of the server before streaming.
+type ServerInfo struct {
+	VersionNum int    // server_version_num, e.g. 150018
+	WALLevel   string // must be "logical"
+	// MaxSlotWALKeepSize is max_slot_wal_keep_size in bytes; -1 means unbounded: a stalled slot
+	// can then fill the disk.
+	MaxSlotWALKeepSize int64
+	// Replication reports whether the connected role may open replication connections.
+	Replication bool
+	User        string
+}
+
+// CheckServer reads the server settings the relay depends on. It returns an error wrapping
+// [ErrWALLevel] when wal_level is not logical, and [ErrNotReplicationRole] when the role lacks
+// the REPLICATION attribute; both say how to fix it.
+func CheckServer(ctx context.Context, q Querier) (ServerInfo, error) {
+	var si ServerInfo
+	var keepMB int64
+	err := q.QueryRow(ctx, `SELECT current_setting('server_version_num')::int,
+		current_setting('wal_level'),
+		current_setting('max_slot_wal_keep_size', true),
+		r.rolreplication OR r.rolsuper, current_user
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&si.VersionNum, &si.WALLevel, &keepSetting{&keepMB}, &si.Replication, &si.User)
+	if err != nil {
+		return si, fmt.Errorf("read server settings: %w", err)
+	}
+	si.MaxSlotWALKeepSize = keepMB
+	if si.VersionNum < 100000 {
+		return si, fmt.Errorf("%w: server version %d; pgoutput needs PostgreSQL 10 or later", ErrServer, si.VersionNum)
+	}
+	if si.WALLevel != "logical" {
+		return si, fmt.Errorf("%w: wal_level is %s; set wal_level=logical and restart PostgreSQL", ErrWALLevel, si.WALLevel)
+	}
+	if !si.Replication {
+		return si, fmt.Errorf("%w: role %q cannot stream changes; run ALTER ROLE %s REPLICATION as a superuser",
+			ErrNotReplicationRole, si.User, quote(si.User))
+	}
+	return si, nil
+}
+
+// keepSetting scans max_slot_wal_keep_size ("-1", "4GB", "1024MB", NULL before PostgreSQL 13) into bytes.
+type keepSetting struct{ bytes *int64 }
+
+func (k *keepSetting) Scan(src any) error {
+	s, _ := src.(string)
+	n, err := parseSize(s)
+	*k.bytes = n
+	return err
+}
+
+// parseSize converts a PostgreSQL memory setting as SHOW prints it into bytes; "" and "-1" are -1.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "-1" {
+		return -1, nil
+	}
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			var n int64
+			if _, err := fmt.Sscan(num, &n); err != nil {
+				return 0, fmt.Errorf("parse size %q: %w", s, err)
+			}
+			return n * u.mult, nil
+		}
+	}
+	var n int64 // a bare number is in megabytes for max_slot_wal_keep_size
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		return 0, fmt.Errorf("parse size %q: %w", s, err)
+	}
+	return n << 20, nil
+}
+
+// TableColumns returns the outbox table's column names, or an error wrapping [ErrNoTable].
+func TableColumns(ctx context.Context, q Querier, t Table) (map[string]bool, error) {
+	rows, err := q.Query(ctx, `SELECT a.attname FROM pg_attribute a
+		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, t.Schema, t.Name)
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", t.QualifiedName(), err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", t.QualifiedName(), err)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%w: table %s does not exist: create it with `pgoutbox setup` or set --table",
+			ErrNoTable, t.QualifiedName())
+	}
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+	}
+	return set, nil
+}
+
+// CheckTable verifies that the outbox table exists and has every configured column; all missing
+// columns are reported at once as [*SchemaError]s.
+func CheckTable(ctx context.Context, q Querier, t Table) error {
+	have, err := TableColumns(ctx, q, t)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range t.columns() {
+		if !have[c.name] {
+			errs = append(errs, &SchemaError{Table: t.QualifiedName(), Column: c.name, Role: c.role, flag: c.flag})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// EnsureTable creates the outbox table when it does not exist, or verifies the existing one.
+func EnsureTable(ctx context.Context, q Querier, t Table) (created bool, err error) {
+	if _, err := TableColumns(ctx, q, t); errors.Is(err, ErrNoTable) {
+		if _, err := q.Exec(ctx, CreateTableSQL(t)); err != nil {
+			return false, fmt.Errorf("create table %s: %w", t.QualifiedName(), err)
+		}
+		return true, nil
+	}
+	return false, CheckTable(ctx, q, t)
+}
+
+// CheckPublication verifies that the publication exists, publishes inserts and includes the
+// outbox table.
+func CheckPublication(ctx context.Context, q Querier, publication string, t Table) error {
+	var inserts, hasTable bool
+	err := q.QueryRow(ctx, `SELECT p.pubinsert, EXISTS (SELECT 1 FROM pg_publication_tables pt
+		WHERE pt.pubname = p.pubname AND pt.schemaname = $2 AND pt.tablename = $3)
+		FROM pg_publication p WHERE p.pubname = $1`, publication, t.Schema, t.Name).Scan(&inserts, &hasTable)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: publication %q does not exist in this database: create it with `pgoutbox setup`",
+			ErrNoPublication, publication)
+	}
+	if err != nil {
+		return fmt.Errorf("read publication %q: %w", publication, err)
+	}
+	if !hasTable {
+		return fmt.Errorf("%w: publication %q does not include %s: run ALTER PUBLICATION %s ADD TABLE %s",
+			ErrNoPublication, publication, t.QualifiedName(), quote(publication), t.QualifiedName())
+	}
+	if !inserts {
+		return fmt.Errorf("%w: publication %q does not publish inserts: run ALTER PUBLICATION %s SET (publish = 'insert')",
+			ErrNoPublication, publication, quote(publication))
+	}
+	return nil
+}
+
+// EnsurePublication creates the publication when it does not exist, or verifies the existing one.
+func EnsurePublication(ctx context.Context, q Querier, publication string, t Table) (created bool, err error) {
+	err = CheckPublication(ctx, q, publication, t)
+	var exists bool
+	if errors.Is(err, ErrNoPublication) {
+		if qerr := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`,
+			publication).Scan(&exists); qerr != nil {
+			return false, fmt.Errorf("read publication %q: %w", publication, qerr)
+		}
+		if !exists {
+			if _, err := q.Exec(ctx, CreatePublicationSQL(publication, t)); err != nil {
+				return false, fmt.Errorf("create publication %q: %w", publication, err)
+			}
+			return true, nil
+		}
+	}
+	return false, err
+}
+
+// SlotInfo is the row of pg_replication_slots for our slot.
+type SlotInfo struct {
+	Name              string
+	Plugin            string
+	Database          string
+	ConfirmedFlushLSN pglogrepl.LSN
+	RestartLSN        pglogrepl.LSN
+	WALStatus         string // reserved, extended, unreserved, lost ("" before PostgreSQL 13)
+	Active            bool
+	ActivePID         int32 // 0 when not active
+}
+
+// ReadSlot returns our slot, or an error wrapping [ErrNoSlot].
+func ReadSlot(ctx context.Context, q Querier, slot string) (SlotInfo, error) {
+	si := SlotInfo{Name: slot}
+	var confirmed, restart, walStatus, plugin, db *string
+	var pid *int32
+	err := q.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, restart_lsn::text,
+		wal_status, active, active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).
+		Scan(&plugin, &db, &confirmed, &restart, &walStatus, &si.Active, &pid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return si, fmt.Errorf("%w: replication slot %q does not exist: create it with `pgoutbox setup`", ErrNoSlot, slot)
+	}
+	if err != nil {
+		return si, fmt.Errorf("read slot %q: %w", slot, err)
+	}
+	si.Plugin, si.Database, si.WALStatus = deref(plugin), deref(db), deref(walStatus)
+	if pid != nil {
+		si.ActivePID = *pid
+	}
+	if confirmed != nil {
+		if si.ConfirmedFlushLSN, err = pglogrepl.ParseLSN(*confirmed); err != nil {
+			return si, fmt.Errorf("read slot %q: %w", slot, err)
+		}
+	}
+	if restart != nil {
+		if si.RestartLSN, err = pglogrepl.ParseLSN(*restart); err != nil {
+			return si, fmt.Errorf("read slot %q: %w", slot, err)
+		}
+	}
+	return si, nil
+}
+
+// CheckSlot verifies that the slot is a pgoutput slot of the connected database that still has
+// its WAL.
+func CheckSlot(ctx context.Context, q Querier, slot string) (SlotInfo, error) {
+	si, err := ReadSlot(ctx, q, slot)
+	if err != nil {
+		return si, err
+	}
+	var db string
+	if err := q.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+		return si, fmt.Errorf("read current database: %w", err)
+	}
+	switch {
+	case si.Plugin != Plugin:
+		return si, fmt.Errorf("%w: replication slot %q uses plugin %q, pgoutbox needs %q: drop it (%s) and run `pgoutbox setup`, or set --slot",
+			ErrSlotPlugin, slot, si.Plugin, Plugin, DropSlotSQL(slot))
+	case si.Database != db:
+		return si, fmt.Errorf("%w: replication slot %q belongs to database %q, not %q: set --slot to another name",
+			ErrSlotPlugin, slot, si.Database, db)
+	case si.WALStatus == "lost":
+		return si, fmt.Errorf("%w: replication slot %q was invalidated (wal_status=lost): PostgreSQL removed WAL it still needed, "+
+			"so events committed after %s may be missing from Kafka; drop it (%s), run `pgoutbox setup`, and re-publish rows still in the outbox table",
+			ErrSlotLost, slot, si.ConfirmedFlushLSN, DropSlotSQL(slot))
+	}
+	return si, nil
+}
+
+// EnsureSlot creates the logical slot when it does not exist, or verifies the existing one.
+// Create the publication first: pgoutput looks publications up as of the WAL it decodes.
+func EnsureSlot(ctx context.Context, q Querier, slot string) (created bool, err error) {
+	_, err = CheckSlot(ctx, q, slot)
+	if !errors.Is(err, ErrNoSlot) {
+		return false, err
+	}
+	if _, err := q.Exec(ctx, CreateSlotSQL(slot)); err != nil {
+		return false, fmt.Errorf("create replication slot %q: %w", slot, err)
+	}
+	return true, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

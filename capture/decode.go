@@ -1,0 +1,448 @@
+package capture
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+)
+
+// Message is what [Decoder.Decode] returns for the messages the relay acts on: [Begin], [Row]
+// or [Commit].
+type Message interface{ isMessage() }
+
+// Begin starts a transaction. The [Row] messages that follow belong to it until the [Commit].
+type Begin struct {
+	XID        uint32        // transaction id
+	FinalLSN   pglogrepl.LSN // LSN of the commit record: the CommitLSN of the transaction's events
+	CommitTime time.Time     // commit time of the transaction
+}
+
+// Row is one insert into the outbox table.
+type Row struct {
+	Event Event
+}
+
+// Commit ends the transaction begun by the last [Begin].
+type Commit struct {
+	CommitLSN  pglogrepl.LSN // LSN of the commit record
+	EndLSN     pglogrepl.LSN // end of the commit record: the position to confirm once all rows are acked
+	CommitTime time.Time     // commit time of the transaction
+}
+
+func (Begin) isMessage()  {}
+func (Row) isMessage()    {}
+func (Commit) isMessage() {}
+
+// oidBytea is the type OID of bytea, whose text form pgoutput sends hex-encoded. Any other payload
+// type (jsonb, json, text, ...) is published as its text form.
+const oidBytea = 17
+
+// Decoder turns pgoutput messages into [Message] values. It caches the Relation messages of one
+// replication connection, so use a new Decoder for each connection (the server sends the Relation
+// messages again on every connection). A Decoder is not safe for concurrent use.
+type Decoder struct {
+	table     Table
+	qualified string
+	relations map[uint32]*relation
+
+	inTxn bool
+	txn   Begin
+	rows  int // outbox rows of the current transaction so far
+}
+
+// relation is the cached Relation message of one relation id.
+type relation struct {
+	name    string // "schema"."name", for errors
+	ncols   int
+	outbox  bool
+	renamed bool  // the outbox table, under another name
+	err     error // set when inserts into this relation cannot be decoded
+
+	// Outbox relations only.
+	columns []string // column names
+
+	id, channel, eventName, payload int   // indexes of the required columns
+	headers, topic                  int   // indexes of the optional columns; -1 when not configured
+	extras                          []int // indexes of the Table.ExtraHeaders columns
+
+	payloadBytea bool
+}
+
+// NewDecoder returns a Decoder that publishes the inserts into table t, which should be valid
+// (see [Table.Validate]).
+func NewDecoder(t Table) *Decoder {
+	t.ExtraHeaders = append([]string(nil), t.ExtraHeaders...)
+	return &Decoder{
+		table:     t,
+		qualified: t.QualifiedName(),
+		relations: make(map[uint32]*relation),
+	}
+}
+
+// Decode interprets one pgoutput message (the WALData of an XLogData). It returns nil, nil for the
+// messages the relay ignores: Relation (which it caches), Type, Origin, Truncate, Update, Delete,
+// inserts into other tables, and logical decoding messages. A Relation message for the outbox
+// table that lacks a configured column gives a [*SchemaError] (several are joined).
+//
+// An error wrapping [ErrBadRow] (a [*BadRowError]) concerns one row; the Decoder stays usable and
+// the next call decodes the next message. Any other error means the stream is out of sync or the
+// table does not match the configuration: stop and reconnect with a new Decoder.
+//
+// The returned message does not refer to walData, which the caller may reuse.
+func (d *Decoder) Decode(walData []byte) (Message, error) {
+	if len(walData) == 0 {
+		return nil, protocolError("empty message")
+	}
+	body := walData[1:]
+	switch t := pglogrepl.MessageType(walData[0]); t {
+	case pglogrepl.MessageTypeBegin:
+		return d.begin(body)
+	case pglogrepl.MessageTypeCommit:
+		return d.commit(body)
+	case pglogrepl.MessageTypeRelation:
+		return nil, d.relation(body)
+	case pglogrepl.MessageTypeInsert:
+		return d.insert(body)
+	case pglogrepl.MessageTypeType, pglogrepl.MessageTypeOrigin, pglogrepl.MessageTypeTruncate,
+		pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete, pglogrepl.MessageTypeMessage:
+		return nil, nil
+	default:
+		return nil, protocolError("unexpected message type %q: the relay requests proto_version '1' "+
+			"without the streaming and two_phase options", byte(t))
+	}
+}
+
+func (d *Decoder) begin(body []byte) (Message, error) {
+	r := reader{buf: body}
+	b := Begin{FinalLSN: pglogrepl.LSN(r.uint64()), CommitTime: pgTime(r.uint64()), XID: r.uint32()}
+	if err := r.end("begin"); err != nil {
+		return nil, err
+	}
+	if d.inTxn {
+		return nil, protocolError("begin of xid %d while xid %d is open", b.XID, d.txn.XID)
+	}
+	d.inTxn, d.txn, d.rows = true, b, 0
+	return b, nil
+}
+
+func (d *Decoder) commit(body []byte) (Message, error) {
+	r := reader{buf: body}
+	r.uint8() // flags, unused
+	c := Commit{CommitLSN: pglogrepl.LSN(r.uint64()), EndLSN: pglogrepl.LSN(r.uint64()), CommitTime: pgTime(r.uint64())}
+	if err := r.end("commit"); err != nil {
+		return nil, err
+	}
+	if !d.inTxn {
+		return nil, protocolError("commit at %s outside a transaction", c.CommitLSN)
+	}
+	d.inTxn = false
+	return c, nil
+}
+
+// relation caches a Relation message, replacing any earlier one with the same id. For the outbox
+// table it resolves the configured columns and reports the missing ones.
+func (d *Decoder) relation(body []byte) error {
+	r := reader{buf: body}
+	id := r.uint32()
+	namespace, name := r.cstring(), r.cstring()
+	r.uint8() // replica identity
+	n := int(r.uint16())
+	var columns []string
+	var types []uint32
+	for i := 0; i < n && !r.short; i++ {
+		r.uint8() // flags
+		columns = append(columns, r.cstring())
+		types = append(types, r.uint32())
+		r.uint32() // type modifier
+	}
+	if err := r.end("relation"); err != nil {
+		return err
+	}
+
+	rel := &relation{name: pgx.Identifier{namespace, name}.Sanitize(), ncols: n}
+	old := d.relations[id]
+	switch {
+	case namespace == d.table.Schema && name == d.table.Name:
+		rel.outbox = true
+		rel.columns = columns
+		d.resolve(rel, types)
+	case old != nil && (old.outbox || old.renamed):
+		rel.renamed = true
+		rel.err = fmt.Errorf("%w: outbox table %s (relation id %d) was renamed to %s: "+
+			"configure the new name, or rename it back", ErrSchema, d.qualified, id, rel.name)
+	}
+	d.relations[id] = rel
+	return rel.err
+}
+
+// resolve finds the configured columns of the outbox relation rel, whose column types are types.
+func (d *Decoder) resolve(rel *relation, types []uint32) {
+	rel.headers, rel.topic = -1, -1 // unless configured
+	var missing []error
+	for _, c := range d.table.columns() {
+		i := indexOf(rel.columns, c.name)
+		if i < 0 {
+			missing = append(missing, &SchemaError{Table: d.qualified, Column: c.name, Role: c.role, flag: c.flag})
+		}
+		switch c.role {
+		case roleID:
+			rel.id = i
+		case roleChannel:
+			rel.channel = i
+		case roleEventName:
+			rel.eventName = i
+		case rolePayload:
+			rel.payload = i
+			rel.payloadBytea = i >= 0 && types[i] == oidBytea
+		case roleHeaders:
+			rel.headers = i
+		case roleTopic:
+			rel.topic = i
+		case roleExtraHeader:
+			rel.extras = append(rel.extras, i)
+		}
+	}
+	rel.err = errors.Join(missing...)
+}
+
+func indexOf(names []string, name string) int {
+	for i, n := range names {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (d *Decoder) insert(body []byte) (Message, error) {
+	r := reader{buf: body}
+	id := r.uint32()
+	kind := r.uint8()
+	if r.short {
+		return nil, protocolError("insert message is truncated")
+	}
+	if kind != 'N' {
+		return nil, protocolError("insert message has tuple kind %q, want 'N'", kind)
+	}
+	if !d.inTxn {
+		return nil, protocolError("insert into relation id %d outside a transaction", id)
+	}
+	rel, ok := d.relations[id]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: relation id %d: the stream is out of sync, reconnect", ErrUnknownRelation, id)
+	case rel.err != nil:
+		return nil, rel.err
+	case !rel.outbox:
+		return nil, nil
+	}
+	values, err := d.tuple(&r, rel)
+	if err != nil {
+		return nil, err
+	}
+	index := d.rows
+	d.rows++
+	return d.row(rel, values, index)
+}
+
+// value is one column of a tuple: its text form, or nil for NULL. It refers to the message bytes.
+type value []byte
+
+// tuple reads the TupleData of an insert into the outbox relation rel, which must be in text form
+// with one value per column of the relation.
+func (d *Decoder) tuple(r *reader, rel *relation) ([]value, error) {
+	n := int(r.uint16())
+	if !r.short && n != rel.ncols {
+		return nil, protocolError("insert into %s has %d columns, its Relation message has %d", rel.name, n, rel.ncols)
+	}
+	values := make([]value, n)
+	for i := 0; i < n && !r.short; i++ {
+		switch kind := r.uint8(); kind {
+		case pglogrepl.TupleDataTypeText:
+			values[i] = r.take(int(r.uint32()))
+		case pglogrepl.TupleDataTypeNull:
+		case pglogrepl.TupleDataTypeBinary:
+			return nil, protocolError("insert into %s: column %q is in binary format; the relay needs text format (do not set the binary option)", rel.name, rel.columns[i])
+		case pglogrepl.TupleDataTypeToast:
+			return nil, protocolError("insert into %s: column %q is an unchanged TOAST value, which only updates may send", rel.name, rel.columns[i])
+		default:
+			if !r.short {
+				return nil, protocolError("insert into %s: column %q has unknown value kind %q", rel.name, rel.columns[i], kind)
+			}
+		}
+	}
+	if err := r.end("insert"); err != nil {
+		return nil, err
+	}
+	return values, nil
+}
+
+// row builds the event of an insert into the outbox relation rel. A row that cannot be published
+// gives a *BadRowError naming every problem.
+func (d *Decoder) row(rel *relation, values []value, index int) (Message, error) {
+	e := Event{
+		XID:        d.txn.XID,
+		CommitLSN:  d.txn.FinalLSN,
+		Index:      index,
+		CommitTime: d.txn.CommitTime,
+		ID:         string(values[rel.id]),
+		Channel:    string(values[rel.channel]),
+		Name:       string(values[rel.eventName]),
+	}
+	var problems []string
+	if values[rel.id] == nil {
+		problems = append(problems, "id is NULL")
+	}
+	if e.Channel == "" {
+		problems = append(problems, "channel is NULL or empty")
+	}
+	if rel.topic >= 0 {
+		e.Topic = string(values[rel.topic])
+	}
+	switch p := values[rel.payload]; {
+	case p == nil:
+	case !rel.payloadBytea:
+		e.Payload = append([]byte{}, p...)
+	default:
+		raw, err := decodeBytea(p)
+		if err != nil {
+			problems = append(problems, "payload: "+err.Error())
+			raw = append([]byte{}, p...) // the text as received, for a dead-letter record
+		}
+		e.Payload = raw
+	}
+	e.Headers = positionHeaders(&e, len(rel.extras))
+	if rel.headers >= 0 && values[rel.headers] != nil {
+		headers, err := objectHeaders(values[rel.headers])
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+		e.Headers = append(e.Headers, headers...)
+	}
+	for i, col := range rel.extras {
+		var v []byte
+		if values[col] != nil {
+			v = append([]byte{}, values[col]...)
+		}
+		e.Headers = append(e.Headers, Header{Key: d.table.ExtraHeaders[i], Value: v})
+	}
+	if len(problems) > 0 {
+		return nil, &BadRowError{ID: e.ID, CommitLSN: e.CommitLSN, Index: index, Reason: strings.Join(problems, "; "), Event: e}
+	}
+	return Row{Event: e}, nil
+}
+
+// decodeBytea decodes the text form of a bytea value: hex ("\x0a1b") or, when the server sets
+// bytea_output = escape, the escape format ("a\\b\001").
+func decodeBytea(text []byte) ([]byte, error) {
+	if hexText, ok := bytes.CutPrefix(text, []byte(`\x`)); ok {
+		raw := make([]byte, hex.DecodedLen(len(hexText)))
+		if _, err := hex.Decode(raw, hexText); err != nil {
+			return nil, fmt.Errorf("bytea text is not valid hex: %w", err)
+		}
+		return raw, nil
+	}
+	raw := make([]byte, 0, len(text))
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case c != '\\':
+			raw = append(raw, c)
+		case i+1 < len(text) && text[i+1] == '\\':
+			raw = append(raw, '\\')
+			i++
+		case i+3 < len(text) && isOctal(text[i+1], '3') && isOctal(text[i+2], '7') && isOctal(text[i+3], '7'):
+			raw = append(raw, (text[i+1]-'0')<<6|(text[i+2]-'0')<<3|(text[i+3]-'0'))
+			i += 3
+		default:
+			return nil, fmt.Errorf("bytea text has an invalid escape at byte %d", i)
+		}
+	}
+	return raw, nil
+}
+
+func isOctal(c, max byte) bool { return c >= '0' && c <= max }
+
+// microsecFromUnixEpochToY2K is the PostgreSQL epoch (2000-01-01 UTC) in Unix microseconds.
+const microsecFromUnixEpochToY2K = 946_684_800 * 1_000_000
+
+// pgTime converts a PostgreSQL timestamp (microseconds since 2000-01-01 UTC) to a time.Time.
+func pgTime(microsecSinceY2K uint64) time.Time {
+	return time.UnixMicro(int64(microsecSinceY2K) + microsecFromUnixEpochToY2K).UTC()
+}
+
+// reader reads big-endian protocol fields. Reading past the end sets short and yields zero
+// values, so a message is checked once, at its end.
+type reader struct {
+	buf   []byte
+	short bool
+}
+
+// take returns the next n bytes, capacity-limited so that appending cannot touch what follows.
+func (r *reader) take(n int) []byte {
+	if r.short || n < 0 || n > len(r.buf) {
+		r.short = true
+		return nil
+	}
+	b := r.buf[:n:n]
+	r.buf = r.buf[n:]
+	return b
+}
+
+func (r *reader) uint8() byte {
+	if b := r.take(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (r *reader) uint32() uint32 {
+	if b := r.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (r *reader) uint16() uint16 {
+	if b := r.take(2); b != nil {
+		return binary.BigEndian.Uint16(b)
+	}
+	return 0
+}
+
+func (r *reader) uint64() uint64 {
+	if b := r.take(8); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
+// cstring reads a NUL-terminated string.
+func (r *reader) cstring() string {
+	i := bytes.IndexByte(r.buf, 0)
+	if r.short || i < 0 {
+		r.short = true
+		return ""
+	}
+	s := string(r.buf[:i])
+	r.buf = r.buf[i+1:]
+	return s
+}
+
+// end reports a truncated message or trailing bytes.
+func (r *reader) end(message string) error {
+	if r.short {
+		return protocolError("%s message is truncated", message)
+	}
+	if len(r.buf) > 0 {
+		return protocolError("%s message has %d unexpected trailing bytes", message, len(r.buf))
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package capture
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// Keys of the headers that pgoutbox puts first on every record, in this order. Keys starting
+// with [HeaderPrefix] are reserved: a row whose headers object uses one is a bad row.
+const (
+	// HeaderPrefix starts every header key reserved for pgoutbox.
+	HeaderPrefix = "pgoutbox-"
+	// HeaderID holds the row's id column as text.
+	HeaderID = "pgoutbox-id"
+	// HeaderName holds the row's event name.
+	HeaderName = "pgoutbox-name"
+	// HeaderCommitLSN holds the transaction's commit LSN in PostgreSQL's form: 16/B374D848.
+	HeaderCommitLSN = "pgoutbox-commit-lsn"
+	// HeaderCommitIndex holds the row's index among the transaction's outbox rows, in decimal.
+	HeaderCommitIndex = "pgoutbox-commit-index"
+	// HeaderPosition holds the commit position (see [Event.Position]); consumers order and
+	// de-duplicate by it.
+	HeaderPosition = "pgoutbox-position"
+	// HeaderXID holds the transaction id, in decimal.
+	HeaderXID = "pgoutbox-xid"
+)
+
+// Event is one outbox row, ready to publish. It holds no reference to the replication buffer.
+type Event struct {
+	XID        uint32        // transaction id
+	CommitLSN  pglogrepl.LSN // commit LSN of the transaction (the Begin message's FinalLSN)
+	Index      int           // 0-based index of this row among the transaction's outbox rows
+	CommitTime time.Time     // commit time of the transaction; the Kafka timestamp
+	ID         string        // the id column as text
+	Channel    string        // the Kafka key; never empty in a Row
+	Name       string        // the event name; "" when NULL
+	Topic      string        // from the topic column; "" = use the configured topic
+
+	// Payload is the payload column as stored: json and jsonb give their JSON text, bytea its
+	// raw bytes, any other type its text form. A NULL payload is nil (a Kafka null value, which
+	// is a tombstone on compacted topics); an empty one is non-nil and empty.
+	Payload []byte
+
+	// Headers are the pgoutbox-* headers in the order of the Header* constants, then each key
+	// of the row's headers object in sorted order, then each extra header column in the
+	// configured order.
+	Headers []Header
+}
+
+// Header is one Kafka record header. A nil Value is a null header value.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Approximate fixed costs, in bytes, of an Event and of a Header (struct, slice and string
+// headers, allocation rounding), so that empty events still count.
+const (
+	eventOverhead  = 160
+	headerOverhead = 48
+)
+
+// Size returns the approximate number of bytes the event holds in memory (payload, headers, key
+// and strings), for bounding the in-flight window.
+func (e *Event) Size() int {
+	n := eventOverhead + len(e.ID) + len(e.Channel) + len(e.Name) + len(e.Topic) + len(e.Payload)
+	for _, h := range e.Headers {
+		n += headerOverhead + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// Position returns the row's commit position as a string that sorts lexicographically in commit
+// order: the commit LSN and the index, in fixed-width upper-case hex ("0000001600B374D8-00000003").
+func (e *Event) Position() string {
+	return position(e.CommitLSN, e.Index)
+}
+
+func position(lsn pglogrepl.LSN, index int) string {
+	return fmt.Sprintf("%016X-%08X", uint64(lsn), index)
+}
+
+// positionHeaders returns the pgoutbox-* headers of e, with room for extra more headers.
+func positionHeaders(e *Event, extra int) []Header {
+	h := make([]Header, 0, 6+extra)
+	return append(h,
+		Header{HeaderID, []byte(e.ID)},
+		Header{HeaderName, []byte(e.Name)},
+		Header{HeaderCommitLSN, []byte(e.CommitLSN.String())},
+		Header{HeaderCommitIndex, []byte(strconv.Itoa(e.Index))},
+		Header{HeaderPosition, []byte(position(e.CommitLSN, e.Index))},
+		Header{HeaderXID, []byte(strconv.FormatUint(uint64(e.XID), 10))},
+	)
+}
+
+// objectHeaders returns the headers held by a JSON object, in sorted key order: a string value
+// gives its string, null gives a nil value, any other value its compact JSON text. The returned
+// headers do not refer to text. The error is the reason the row is bad.
+func objectHeaders(text []byte) ([]Header, error) {
+	trimmed := bytes.TrimLeft(text, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, fmt.Errorf("headers column holds %s, not a JSON object", jsonKind(trimmed))
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(text, &obj); err != nil {
+		return nil, fmt.Errorf("headers column is not valid JSON: %w", err)
+	}
+	headers := make([]Header, 0, len(obj))
+	for _, key := range slices.Sorted(maps.Keys(obj)) {
+		if strings.HasPrefix(key, HeaderPrefix) {
+			return nil, fmt.Errorf("headers column has key %q: keys starting with %q are reserved for pgoutbox", key, HeaderPrefix)
+		}
+		value, err := headerValue(obj[key])
+		if err != nil {
+			return nil, fmt.Errorf("headers column key %q: %w", key, err)
+		}
+		headers = append(headers, Header{Key: key, Value: value})
+	}
+	return headers, nil
+}
+
+// headerValue converts one JSON value into a header value.
+func headerValue(raw json.RawMessage) ([]byte, error) {
+	switch jsonKind(raw) {
+	case "null":
+		return nil, nil
+	case "a string":
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, err
+		}
+		return []byte(s), nil
+	default:
+		var b bytes.Buffer
+		if err := json.Compact(&b, raw); err != nil {
+			return nil, err
+		}
+		return b.Bytes(), nil
+	}
+}
+
+// jsonKind names the kind of the JSON value that starts text (no leading white space).
+func jsonKind(text []byte) string {
+	if len(text) == 0 {
+		return "nothing"
+	}
+	switch text[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number or invalid JSON"
+	}
+}

@@ -1,0 +1,398 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/rs/zerolog"
+)
+
+// StreamConfig configures a [Stream].
+type StreamConfig struct {
+	DatabaseURL string // the server to stream from; the role needs REPLICATION
+	Slot        string // logical replication slot (pgoutput), created by `pgoutbox setup`
+	Publication string // publication of the outbox table's inserts
+	Table       Table  // the outbox table
+
+	// StatusInterval is the longest time between two standby status updates, also while the
+	// sink is blocked; keep it well below the server's wal_sender_timeout (60 s by default).
+	// Default 1 s.
+	StatusInterval time.Duration
+
+	// MinStatusInterval rate-limits the status updates sent because the confirmed position
+	// moved: on a busy cluster a quiet database's walsender can send thousands of keepalives a
+	// second. Answers to ReplyRequested are never delayed. Default 100 ms.
+	MinStatusInterval time.Duration
+}
+
+func (c *StreamConfig) withDefaults() {
+	if c.StatusInterval <= 0 {
+		c.StatusInterval = time.Second
+	}
+	if c.MinStatusInterval <= 0 {
+		c.MinStatusInterval = 100 * time.Millisecond
+	}
+}
+
+// Output receives a Stream's transactions, in WAL (commit) order. The Stream calls it from one
+// goroutine. It is declared here and implemented by the relay's wiring, which connects it to the
+// checkpoint ledger and the sink.
+type Output interface {
+	// Begin registers a transaction before any of its rows; the result is its token.
+	Begin(b Begin) (txn uint64)
+	// Offer hands one row to the sink. It returns false, without blocking, when the in-flight
+	// window is full; the Stream then waits for Room (sending status updates meanwhile).
+	Offer(txn uint64, ev Event) (bool, error)
+	// Room receives a value when acknowledgements free room in the window.
+	Room() <-chan struct{}
+	// Commit closes the transaction.
+	Commit(txn uint64, c Commit) error
+	// Idle reports the server's WAL end from a keepalive: it may be confirmed when nothing is
+	// in flight.
+	Idle(walEnd pglogrepl.LSN)
+	// Confirmed is the position safe to confirm to the server: every transaction that commits
+	// before it is acknowledged by Kafka.
+	Confirmed() pglogrepl.LSN
+}
+
+// Stream reads the slot's pgoutput stream over a replication connection and hands the outbox
+// rows to an [Output]. It confirms to the server only what the Output says is confirmed —
+// never what it merely received — and keeps sending status updates while the Output is full,
+// so that the walsender never times the connection out during a Kafka outage.
+type Stream struct {
+	cfg StreamConfig
+	log zerolog.Logger
+
+	conn    *pgconn.PgConn
+	dec     *Decoder
+	start   pglogrepl.LSN // the slot's confirmed_flush_lsn when streaming started
+	recv    pglogrepl.LSN // the newest server position received
+	recvPub atomic.Uint64 // recv, for readers on other goroutines (metrics)
+	out     Output
+	lastSSU time.Time     // when the last status update was sent
+	sentPos pglogrepl.LSN // the flush position of the last status update
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewStream returns a Stream; [Stream.Open] connects it.
+func NewStream(cfg StreamConfig, log zerolog.Logger) *Stream {
+	cfg.withDefaults()
+	return &Stream{cfg: cfg, log: log.With().Str("component", "capture").Str("slot", cfg.Slot).Logger()}
+}
+
+// Open connects with replication=database, checks that the slot can be streamed from, and
+// returns the position streaming will resume from: the slot's confirmed_flush_lsn. Start the
+// checkpoint ledger there: a ledger starting at 0 would make pglogrepl replace the zero flush
+// position with the write position — confirming everything received.
+func (s *Stream) Open(ctx context.Context) (pglogrepl.LSN, error) {
+	cfg, err := pgconn.ParseConfig(s.cfg.DatabaseURL)
+	if err != nil {
+		return 0, fmt.Errorf("parse database URL: %w", err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["application_name"] = "pgoutbox"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return 0, ClassifyConnectError(err)
+	}
+	s.conn = conn
+
+	slot, err := s.readSlot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case slot.WALStatus == "lost":
+		return 0, fmt.Errorf("%w: replication slot %q was invalidated (wal_status=lost): events committed after %s may be missing from Kafka; "+
+			"drop it (%s), run `pgoutbox setup`, and re-publish rows still in the outbox table", ErrSlotLost, s.cfg.Slot, slot.ConfirmedFlushLSN, DropSlotSQL(s.cfg.Slot))
+	case slot.Active:
+		return 0, fmt.Errorf("%w: replication slot %q is streamed by process %d; waiting for it to stop", ErrSlotInUse, s.cfg.Slot, slot.ActivePID)
+	case slot.ConfirmedFlushLSN == 0:
+		return 0, fmt.Errorf("%w: replication slot %q has no confirmed position; recreate it with `pgoutbox setup`", ErrSlotPlugin, s.cfg.Slot)
+	}
+	s.start = slot.ConfirmedFlushLSN
+	s.received(slot.ConfirmedFlushLSN)
+	return s.start, nil
+}
+
+// readSlot reads our slot through the replication connection, which accepts simple SQL queries.
+func (s *Stream) readSlot(ctx context.Context) (SlotInfo, error) {
+	sql := fmt.Sprintf(`SELECT plugin, coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''),
+		active::text, coalesce(active_pid, 0)::text FROM pg_replication_slots WHERE slot_name = %s`, literal(s.cfg.Slot))
+	res, err := s.conn.Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return SlotInfo{}, fmt.Errorf("%w: read slot %q: %w", ErrConnection, s.cfg.Slot, err)
+	}
+	if len(res) == 0 || len(res[0].Rows) == 0 {
+		return SlotInfo{}, fmt.Errorf("%w: replication slot %q does not exist: create it with `pgoutbox setup`", ErrNoSlot, s.cfg.Slot)
+	}
+	row := res[0].Rows[0]
+	si := SlotInfo{Name: s.cfg.Slot, Plugin: string(row[0]), WALStatus: string(row[2]), Active: string(row[3]) == "true"}
+	if si.Plugin != Plugin {
+		return si, fmt.Errorf("%w: replication slot %q uses plugin %q, pgoutbox needs %q: drop it (%s) and run `pgoutbox setup`, or set --slot",
+			ErrSlotPlugin, s.cfg.Slot, si.Plugin, Plugin, DropSlotSQL(s.cfg.Slot))
+	}
+	var pid int32
+	_, _ = fmt.Sscan(string(row[4]), &pid)
+	si.ActivePID = pid
+	if len(row[1]) > 0 {
+		if si.ConfirmedFlushLSN, err = pglogrepl.ParseLSN(string(row[1])); err != nil {
+			return si, fmt.Errorf("read slot %q: %w", s.cfg.Slot, err)
+		}
+	}
+	return si, nil
+}
+
+// Run streams until ctx is done or an error occurs. It returns ctx.Err() on cancellation;
+// [Stream.Close] then sends the final status update.
+func (s *Stream) Run(ctx context.Context, out Output) error {
+	if s.conn == nil {
+		return errors.New("capture: Run before Open")
+	}
+	s.out = out
+	s.dec = NewDecoder(s.cfg.Table)
+	err := pglogrepl.StartReplication(ctx, s.conn, s.cfg.Slot, s.start, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names " + literal(s.cfg.Publication)},
+	})
+	if err != nil {
+		return classifyStreamError(err, s.cfg)
+	}
+	s.log.Info().Stringer("start_lsn", s.start).Str("publication", s.cfg.Publication).
+		Str("table", s.cfg.Table.QualifiedName()).Msg("streaming started")
+
+	var txn uint64
+	for {
+		if err := s.maybeSendStatus(ctx, false); err != nil {
+			return err
+		}
+		msg, err := s.receive(ctx)
+		if err != nil {
+			return err
+		}
+		if msg == nil { // deadline: time for a status update
+			continue
+		}
+		cd, ok := msg.(*pgproto3.CopyData)
+		if !ok || len(cd.Data) == 0 {
+			continue
+		}
+		switch cd.Data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(cd.Data[1:])
+			if err != nil {
+				return fmt.Errorf("%w: parse keepalive: %w", ErrProtocol, err)
+			}
+			s.received(ka.ServerWALEnd)
+			out.Idle(ka.ServerWALEnd)
+			if err := s.maybeSendStatus(ctx, ka.ReplyRequested); err != nil {
+				return err
+			}
+		case pglogrepl.XLogDataByteID:
+			xld, err := pglogrepl.ParseXLogData(cd.Data[1:])
+			if err != nil {
+				return fmt.Errorf("%w: parse XLogData: %w", ErrProtocol, err)
+			}
+			if txn, err = s.handle(ctx, txn, xld.WALData); err != nil {
+				return err
+			}
+			s.received(xld.WALStart + pglogrepl.LSN(len(xld.WALData)))
+		}
+	}
+}
+
+// handle passes one decoded pgoutput message to the Output.
+func (s *Stream) handle(ctx context.Context, txn uint64, walData []byte) (uint64, error) {
+	m, err := s.dec.Decode(walData)
+	if err != nil {
+		return txn, err
+	}
+	switch m := m.(type) {
+	case Begin:
+		return s.out.Begin(m), nil
+	case Row:
+		return txn, s.offer(ctx, txn, m.Event)
+	case Commit:
+		return 0, s.out.Commit(txn, m)
+	}
+	return txn, nil
+}
+
+// offer hands a row to the Output, waiting while the window is full. While it waits it does not
+// read from the server — that is the backpressure — but it keeps sending status updates.
+func (s *Stream) offer(ctx context.Context, txn uint64, ev Event) error {
+	for {
+		ok, err := s.out.Offer(txn, ev)
+		if err != nil || ok {
+			return err
+		}
+		wait := time.NewTimer(time.Until(s.lastSSU.Add(s.cfg.StatusInterval)))
+		select {
+		case <-s.out.Room():
+		case <-wait.C:
+			if err := s.sendStatus(ctx); err != nil {
+				wait.Stop()
+				return err
+			}
+		case <-ctx.Done():
+			wait.Stop()
+			return ctx.Err()
+		}
+		wait.Stop()
+	}
+}
+
+// receive returns the next message, or nil when the next status update is due first.
+func (s *Stream) receive(ctx context.Context) (pgproto3.BackendMessage, error) {
+	rctx, cancel := context.WithDeadline(ctx, s.lastSSU.Add(s.cfg.StatusInterval))
+	defer cancel()
+	msg, err := s.conn.ReceiveMessage(rctx)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case pgconn.Timeout(err):
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("%w: receive: %w", ErrConnection, err)
+	}
+	switch m := msg.(type) {
+	case *pgproto3.ErrorResponse:
+		return nil, classifyStreamError(pgconn.ErrorResponseToPgError(m), s.cfg)
+	case *pgproto3.CopyDone:
+		return nil, fmt.Errorf("%w: the server ended the stream", ErrConnection)
+	}
+	return msg, nil
+}
+
+func (s *Stream) received(pos pglogrepl.LSN) {
+	if pos > s.recv {
+		s.recv = pos
+		s.recvPub.Store(uint64(pos))
+	}
+}
+
+// maybeSendStatus sends a status update when the server asked for one, when the interval has
+// passed, or when the confirmed position moved (rate-limited).
+func (s *Stream) maybeSendStatus(ctx context.Context, replyRequested bool) error {
+	since := time.Since(s.lastSSU)
+	moved := s.out.Confirmed() != s.sentPos
+	if replyRequested || since >= s.cfg.StatusInterval || (moved && since >= s.cfg.MinStatusInterval) {
+		return s.sendStatus(ctx)
+	}
+	return nil
+}
+
+// sendStatus reports write = received and flush = apply = confirmed. The flush position is never
+// zero (see [Stream.Open]).
+func (s *Stream) sendStatus(ctx context.Context) error {
+	flush := s.start
+	if s.out != nil {
+		flush = max(s.out.Confirmed(), s.start)
+	}
+	write := max(s.recv, flush)
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: write,
+		WALFlushPosition: flush,
+		WALApplyPosition: flush,
+		ClientTime:       time.Now(),
+	})
+	if err != nil {
+		return fmt.Errorf("%w: send status update: %w", ErrConnection, err)
+	}
+	if flush != s.sentPos {
+		s.log.Trace().Stringer("confirmed_lsn", flush).Stringer("received_lsn", write).Msg("status update")
+	}
+	s.lastSSU, s.sentPos = time.Now(), flush
+	return nil
+}
+
+// Received is the newest server position received (the write position of status updates).
+// It is safe to call from any goroutine.
+func (s *Stream) Received() pglogrepl.LSN { return pglogrepl.LSN(s.recvPub.Load()) }
+
+// Close sends a last status update with the confirmed position — so a clean shutdown leaves
+// the slot where Kafka's acknowledgements are — and closes the connection. Call it after Run
+// returned and the sink drained. It is idempotent.
+func (s *Stream) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		if s.conn == nil {
+			return
+		}
+		if s.out != nil && !s.conn.IsClosed() {
+			if err := s.sendStatus(ctx); err != nil {
+				s.closeErr = err
+			} else {
+				s.log.Info().Stringer("confirmed_lsn", s.sentPos).Msg("final status update sent")
+			}
+		}
+		if err := s.conn.Close(ctx); err != nil && s.closeErr == nil {
+			s.closeErr = fmt.Errorf("close replication connection: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// ClassifyConnectError turns a connection failure into an error that names the cause and the fix.
+func ClassifyConnectError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01":
+			return fmt.Errorf("connect to PostgreSQL: password authentication failed for user %q: check the user and password in --database-url: %w",
+				pgErrField(pgErr.Message, `user "`), err)
+		case "28000":
+			if strings.Contains(pgErr.Message, "replication") {
+				return fmt.Errorf("%w: connect to PostgreSQL: the role may not open a replication connection: ALTER ROLE ... REPLICATION, and allow it in pg_hba.conf: %w",
+					ErrNotReplicationRole, err)
+			}
+			return fmt.Errorf("connect to PostgreSQL: access denied (pg_hba.conf or role): %w", err)
+		case "3D000":
+			return fmt.Errorf("connect to PostgreSQL: the database does not exist: check --database-url: %w", err)
+		case "53300":
+			return fmt.Errorf("%w: connect to PostgreSQL: too many connections (max_wal_senders or max_connections reached): %w", ErrConnection, err)
+		}
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	return fmt.Errorf("%w: connect to PostgreSQL: %w", ErrConnection, err)
+}
+
+func pgErrField(msg, after string) string {
+	_, rest, ok := strings.Cut(msg, after)
+	if !ok {
+		return "?"
+	}
+	v, _, _ := strings.Cut(rest, `"`)
+	return v
+}
+
+// classifyStreamError maps errors of START_REPLICATION and of the stream to our sentinels.
+func classifyStreamError(err error, cfg StreamConfig) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return fmt.Errorf("%w: %w", ErrConnection, err)
+	}
+	switch {
+	case pgErr.Code == "55006": // object_in_use: "replication slot ... is active for PID n"
+		return fmt.Errorf("%w: %s; waiting for it to stop", ErrSlotInUse, pgErr.Message)
+	case pgErr.Code == "42704" && strings.Contains(pgErr.Message, "publication"):
+		return fmt.Errorf("%w: publication %q does not exist: create it with `pgoutbox setup`: %w", ErrNoPublication, cfg.Publication, err)
+	case pgErr.Code == "42704":
+		return fmt.Errorf("%w: replication slot %q does not exist: create it with `pgoutbox setup`: %w", ErrNoSlot, cfg.Slot, err)
+	case pgErr.Code == "58P01" || strings.Contains(pgErr.Message, "invalidated") || strings.Contains(pgErr.Message, "can no longer get changes"):
+		return fmt.Errorf("%w: replication slot %q cannot be streamed any more (%s): events after its confirmed position may be missing from Kafka; "+
+			"drop it (%s), run `pgoutbox setup`, and re-publish rows still in the outbox table", ErrSlotLost, cfg.Slot, pgErr.Message, DropSlotSQL(cfg.Slot))
+	case pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03" || pgErr.Code == "08006":
+		return fmt.Errorf("%w: %w", ErrConnection, err) // admin shutdown, crash, starting up
+	}
+	return fmt.Errorf("replication: %w", err)
+}

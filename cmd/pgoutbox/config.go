@@ -1,0 +1,357 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgoutbox/pgoutbox/capture"
+)
+
+// Config is every setting of pgoutbox. Each one is settable by a flag and by a PGOUTBOX_*
+// environment variable (a flag wins over the environment); see settings() for names and
+// defaults, which `pgoutbox <command> --help` prints.
+type Config struct {
+	DatabaseURL  string // PostgreSQL URL; the role needs REPLICATION. Required.
+	KafkaBrokers string // comma-separated host:port list. Required.
+	Topic        string // default topic of every record. Default "outbox".
+	TableName    string // the outbox table, [schema.]name. Default "public.outbox".
+	Slot         string // logical replication slot. Default "pgoutbox".
+	Publication  string // publication of the outbox inserts. Default "pgoutbox".
+
+	IDColumn           string // default "sequence_id"
+	ChannelColumn      string // default "channel"
+	NameColumn         string // default "name"
+	PayloadColumn      string // default "data"
+	HeadersColumn      string // default "headers"; "" = none
+	TopicColumn        string // default "" (no per-row routing)
+	ExtraHeaderColumns string // comma-separated; default none
+
+	HTTPAddr  string // metrics and health; default "127.0.0.1:9187"; "" disables
+	LogLevel  string // trace|debug|info|warn|error; default "info"
+	LogFormat string // json|console; default "json"
+
+	MaxInflightEvents int           // rows taken from PostgreSQL and not yet acknowledged; default 20000
+	MaxInflightBytes  int64         // their approximate bytes; default 64 MiB
+	StatusInterval    time.Duration // longest gap between standby status updates; default 1s
+	ShutdownTimeout   time.Duration // how long a shutdown waits for in-flight writes; default 30s
+	ReconnectMax      time.Duration // longest wait between reconnection attempts; default 30s
+
+	KafkaBatchMessages  int           // most records in one produce request; default 10000
+	KafkaRequestBytes   int           // most bytes per partition in one produce request; default 1000000
+	KafkaRequestTimeout time.Duration // default 10s
+	KafkaBackoffMax     time.Duration // longest wait between retries of a failed write; default 5s
+	KafkaCompression    string        // none|gzip|snappy|lz4|zstd; default "none"
+
+	MonitorInterval  time.Duration // how often the slot is checked; default 5s
+	LagWarnBytes     int64         // unconfirmed WAL bytes that warn; default 1 GiB
+	LagCriticalBytes int64         // unconfirmed WAL bytes that are critical; default 4 GiB
+	LagKeepFraction  float64       // retained share of a finite max_slot_wal_keep_size that is critical; default 0.5
+	LagWarnAge       time.Duration // age of the oldest unacknowledged commit that warns; default 1m
+	LagCriticalAge   time.Duration // ... that is critical; default 5m
+
+	// status only
+	JSON bool // print JSON instead of a table
+
+	// setup only
+	Partitions        int  // create the topic with this many partitions; 0 = do not create it
+	ReplicationFactor int  // default 1
+	PrintSQL          bool // print the SQL instead of running it
+}
+
+// setting binds one Config field to a flag and an environment variable.
+type setting struct {
+	name  string // flag name; the variable is PGOUTBOX_ + upper-case name with '-' → '_'
+	usage string
+	value flag.Value
+	scope scope
+}
+
+type scope int
+
+const (
+	scopeRun    scope = 1 << iota // `run` (and the commands that talk to the same services)
+	scopeSetup                    // `setup`
+	scopeStatus                   // `status`
+	scopeAll    = scopeRun | scopeSetup | scopeStatus
+)
+
+func envName(flagName string) string {
+	return "PGOUTBOX_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// settings lists every setting with its default; the defaults are written into c.
+func (c *Config) settings() []setting {
+	*c = Config{
+		Topic: "outbox", TableName: "public.outbox", Slot: "pgoutbox", Publication: "pgoutbox",
+		IDColumn: "sequence_id", ChannelColumn: "channel", NameColumn: "name", PayloadColumn: "data", HeadersColumn: "headers",
+		HTTPAddr: "127.0.0.1:9187", LogLevel: "info", LogFormat: "json",
+		MaxInflightEvents: 20000, MaxInflightBytes: 64 << 20, StatusInterval: time.Second,
+		ShutdownTimeout: 30 * time.Second, ReconnectMax: 30 * time.Second,
+		KafkaBatchMessages: 10000, KafkaRequestBytes: 1_000_000, KafkaRequestTimeout: 10 * time.Second,
+		KafkaBackoffMax: 5 * time.Second, KafkaCompression: "none", ReplicationFactor: 1,
+		MonitorInterval: 5 * time.Second, LagWarnBytes: 1 << 30, LagCriticalBytes: 4 << 30, LagKeepFraction: 0.5,
+		LagWarnAge: time.Minute, LagCriticalAge: 5 * time.Minute,
+	}
+	return []setting{
+		{"database-url", "PostgreSQL URL, e.g. postgres://user:pass@host:5432/db; the role needs REPLICATION (required)", (*stringValue)(&c.DatabaseURL), scopeAll},
+		{"kafka-brokers", "comma-separated Kafka bootstrap brokers, host:port (required)", (*stringValue)(&c.KafkaBrokers), scopeAll},
+		{"topic", "Kafka topic of the records", (*stringValue)(&c.Topic), scopeAll},
+		{"table", "outbox table, [schema.]name", (*stringValue)(&c.TableName), scopeAll},
+		{"slot", "logical replication slot (pgoutput)", (*stringValue)(&c.Slot), scopeAll},
+		{"publication", "publication of the outbox table's inserts", (*stringValue)(&c.Publication), scopeAll},
+		{"id-column", "outbox column with the row id", (*stringValue)(&c.IDColumn), scopeAll},
+		{"channel-column", "outbox column with the channel (the Kafka key)", (*stringValue)(&c.ChannelColumn), scopeAll},
+		{"name-column", "outbox column with the event name", (*stringValue)(&c.NameColumn), scopeAll},
+		{"payload-column", "outbox column with the payload (the Kafka value)", (*stringValue)(&c.PayloadColumn), scopeAll},
+		{"headers-column", "outbox jsonb column copied into Kafka headers; empty = none", (*stringValue)(&c.HeadersColumn), scopeAll},
+		{"topic-column", "outbox column naming each row's topic; empty = every row goes to --topic", (*stringValue)(&c.TopicColumn), scopeAll},
+		{"extra-header-columns", "comma-separated outbox columns copied into Kafka headers", (*stringValue)(&c.ExtraHeaderColumns), scopeAll},
+		{"log-level", "trace, debug, info, warn or error", (*stringValue)(&c.LogLevel), scopeAll},
+		{"log-format", "json or console", (*stringValue)(&c.LogFormat), scopeAll},
+		{"http-addr", "address of /metrics, /healthz and /readyz; empty disables", (*stringValue)(&c.HTTPAddr), scopeRun},
+		{"max-inflight-events", "rows read from PostgreSQL and not yet acknowledged by Kafka (bounds memory)", (*intValue)(&c.MaxInflightEvents), scopeRun},
+		{"max-inflight-bytes", "approximate bytes of those rows (bounds memory)", (*int64Value)(&c.MaxInflightBytes), scopeRun},
+		{"status-interval", "longest gap between status updates to PostgreSQL; keep well below wal_sender_timeout", (*durationValue)(&c.StatusInterval), scopeRun},
+		{"shutdown-timeout", "how long a shutdown waits for in-flight Kafka writes", (*durationValue)(&c.ShutdownTimeout), scopeRun},
+		{"reconnect-max", "longest wait between reconnection attempts to PostgreSQL", (*durationValue)(&c.ReconnectMax), scopeRun},
+		{"kafka-batch-messages", "most records in one produce request", (*intValue)(&c.KafkaBatchMessages), scopeRun},
+		{"kafka-request-bytes", "most bytes per partition in one produce request; keep below the topic's max.message.bytes", (*intValue)(&c.KafkaRequestBytes), scopeRun},
+		{"kafka-request-timeout", "timeout of one produce request", (*durationValue)(&c.KafkaRequestTimeout), scopeRun},
+		{"kafka-backoff-max", "longest wait between retries of a failed Kafka write (retries never stop)", (*durationValue)(&c.KafkaBackoffMax), scopeRun},
+		{"kafka-compression", "none, gzip, snappy, lz4 or zstd", (*stringValue)(&c.KafkaCompression), scopeRun},
+		{"monitor-interval", "how often the slot's lag is checked", (*durationValue)(&c.MonitorInterval), scopeRun},
+		{"lag-warn-bytes", "unconfirmed WAL bytes (pg_current_wal_lsn() - confirmed_flush_lsn) that raise a warning; 0 = off", (*int64Value)(&c.LagWarnBytes), scopeRun | scopeStatus},
+		{"lag-critical-bytes", "unconfirmed WAL bytes that are critical (/readyz fails); 0 = off", (*int64Value)(&c.LagCriticalBytes), scopeRun | scopeStatus},
+		{"lag-keep-fraction", "with a finite max_slot_wal_keep_size, the share of it retained by the slot that is critical (half of it warns); 0 = off", (*floatValue)(&c.LagKeepFraction), scopeRun | scopeStatus},
+		{"lag-warn-age", "age of the oldest commit not yet acknowledged by Kafka that warns; 0 = off", (*durationValue)(&c.LagWarnAge), scopeRun},
+		{"lag-critical-age", "age of the oldest commit not yet acknowledged by Kafka that is critical; 0 = off", (*durationValue)(&c.LagCriticalAge), scopeRun},
+		{"json", "print JSON instead of a table", (*boolValue)(&c.JSON), scopeStatus},
+		{"partitions", "create the topic with this many partitions (0: leave Kafka alone)", (*intValue)(&c.Partitions), scopeSetup},
+		{"replication-factor", "replication factor of a topic created by setup", (*intValue)(&c.ReplicationFactor), scopeSetup},
+		{"print-sql", "print the SQL instead of running it", (*boolValue)(&c.PrintSQL), scopeSetup},
+	}
+}
+
+// newFlagSet binds the settings of one command; environment values are applied before the
+// command line is parsed, so a flag wins over its variable. Problems with environment values are
+// returned together.
+func newFlagSet(command string, sc scope, c *Config) (*flag.FlagSet, error) {
+	fs := flag.NewFlagSet("pgoutbox "+command, flag.ContinueOnError)
+	var errs []error
+	for _, s := range c.settings() {
+		if s.scope&sc == 0 {
+			continue
+		}
+		def := s.value.String()
+		if def == "" {
+			def = `""`
+		}
+		fs.Var(s.value, s.name, fmt.Sprintf("%s (env %s, default %s)", s.usage, envName(s.name), def))
+		if v, ok := os.LookupEnv(envName(s.name)); ok {
+			if err := s.value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(s.name), v, err))
+			}
+		}
+	}
+	fs.Usage = func() {
+		w := fs.Output()
+		_, _ = fmt.Fprintf(w, "Usage: %s [flags]\n\nEvery flag can also be set by its environment variable; a flag wins.\n\nFlags:\n", fs.Name())
+		fs.VisitAll(func(f *flag.Flag) {
+			_, _ = fmt.Fprintf(w, "  --%s\n      %s\n", f.Name, f.Usage)
+		})
+	}
+	return fs, errors.Join(errs...)
+}
+
+// Table returns the outbox table configuration.
+func (c *Config) Table() (capture.Table, error) {
+	t := capture.DefaultTable()
+	schema, name, err := capture.ParseTableName(c.TableName)
+	if err != nil {
+		return t, fmt.Errorf("--table: %w", err)
+	}
+	t.Schema, t.Name = schema, name
+	t.ID, t.Channel, t.EventName, t.Payload = c.IDColumn, c.ChannelColumn, c.NameColumn, c.PayloadColumn
+	t.Headers, t.Topic = c.HeadersColumn, c.TopicColumn
+	t.ExtraHeaders = splitList(c.ExtraHeaderColumns)
+	return t, t.Validate()
+}
+
+// Brokers returns the Kafka broker list.
+func (c *Config) Brokers() []string { return splitList(c.KafkaBrokers) }
+
+// Validate lists every problem of the configuration at once.
+func (c *Config) Validate(sc scope) error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.DatabaseURL == "" {
+		bad("--database-url (PGOUTBOX_DATABASE_URL) is required, e.g. postgres://user:pass@127.0.0.1:5432/app")
+	} else if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		if !strings.Contains(c.DatabaseURL, "=") { // also accept the key=value form
+			bad("--database-url: not a postgres:// URL nor a key=value connection string")
+		}
+	}
+	if len(c.Brokers()) == 0 && (sc&scopeRun != 0 || sc&scopeSetup != 0 && c.Partitions > 0) {
+		bad("--kafka-brokers (PGOUTBOX_KAFKA_BROKERS) is required, e.g. 127.0.0.1:9092")
+	}
+	for _, b := range c.Brokers() {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			bad("--kafka-brokers: %q is not host:port", b)
+		}
+	}
+	if c.Topic == "" {
+		bad("--topic must not be empty")
+	}
+	if c.Slot == "" || !validSlotName(c.Slot) {
+		bad("--slot %q: use lower-case letters, digits and underscores (PostgreSQL's rule for slot names)", c.Slot)
+	}
+	if c.Publication == "" {
+		bad("--publication must not be empty")
+	}
+	if _, err := c.Table(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		bad("--log-format %q: use json or console", c.LogFormat)
+	}
+	if c.MaxInflightEvents <= 0 {
+		bad("--max-inflight-events must be positive")
+	}
+	if c.MaxInflightBytes <= 0 {
+		bad("--max-inflight-bytes must be positive")
+	}
+	if c.StatusInterval <= 0 || c.StatusInterval > 30*time.Second {
+		bad("--status-interval %s: use a value between 1ms and 30s, well below wal_sender_timeout", c.StatusInterval)
+	}
+	if c.ShutdownTimeout < 0 || c.ReconnectMax <= 0 || c.KafkaRequestTimeout <= 0 || c.KafkaBackoffMax <= 0 {
+		bad("durations must be positive")
+	}
+	if c.KafkaBatchMessages <= 0 || c.KafkaRequestBytes <= 0 {
+		bad("--kafka-batch-messages and --kafka-request-bytes must be positive")
+	}
+	if c.MonitorInterval <= 0 {
+		bad("--monitor-interval must be positive")
+	}
+	if c.LagWarnBytes < 0 || c.LagCriticalBytes < 0 || c.LagWarnAge < 0 || c.LagCriticalAge < 0 {
+		bad("lag thresholds must be >= 0 (0 turns one off)")
+	}
+	if c.LagKeepFraction < 0 || c.LagKeepFraction > 1 {
+		bad("--lag-keep-fraction %g: use a value between 0 and 1", c.LagKeepFraction)
+	}
+	if c.Partitions < 0 || c.ReplicationFactor <= 0 {
+		bad("--partitions must be >= 0 and --replication-factor >= 1")
+	}
+	return errors.Join(errs...)
+}
+
+func validSlotName(s string) bool {
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return len(s) <= 63
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// redactURL hides the password of a connection string, for logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		if i := strings.Index(s, "password="); i >= 0 {
+			end := strings.IndexByte(s[i:], ' ')
+			if end < 0 {
+				return s[:i] + "password=***"
+			}
+			return s[:i] + "password=***" + s[i+end:]
+		}
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "***")
+	}
+	return u.String()
+}
+
+// flag.Value implementations for the setting types.
+type (
+	floatValue    float64
+	stringValue   string
+	intValue      int
+	int64Value    int64
+	boolValue     bool
+	durationValue time.Duration
+)
+
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+func (v *stringValue) String() string     { return string(*v) }
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*v = intValue(n)
+	return nil
+}
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+
+func (v *int64Value) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*v = int64Value(n)
+	return nil
+}
+func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
+
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("not a boolean")
+	}
+	*v = boolValue(b)
+	return nil
+}
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration (e.g. 500ms, 10s, 1m)")
+	}
+	*v = durationValue(d)
+	return nil
+}
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+
+func (v *floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return errors.New("not a number")
+	}
+	*v = floatValue(f)
+	return nil
+}
+func (v *floatValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/sink"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the relay's Prometheus metrics, on their own registry (no global state). The
+// README's metrics table lists them; keep the two in step.
+type metrics struct {
+	reg *prometheus.Registry
+
+	eventsPublished prometheus.Counter
+	bytesPublished  prometheus.Counter
+	publishErrors   *prometheus.CounterVec
+	sessions        prometheus.Counter
+	commitToAck     prometheus.Histogram
+
+	slotUnconfirmed prometheus.Gauge
+	slotRetained    prometheus.Gauge
+	slotSafeWAL     prometheus.Gauge
+	slotKeepSize    prometheus.Gauge
+	slotActive      prometheus.Gauge
+	slotWALStatus   *prometheus.GaugeVec
+	alarmLevel      prometheus.Gauge
+
+	session  atomic.Pointer[output]         // the streaming session's output, read by the gauges
+	stream   atomic.Pointer[capture.Stream] // the streaming session's stream
+	lastAck  atomic.Int64                   // unix nanoseconds of the last acknowledgement
+	startNow time.Time
+}
+
+var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), startNow: time.Now()}
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	}
+	gaugeFunc := func(name, help string, f func() float64) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	m.eventsPublished = counter("pgoutbox_events_published_total", "Outbox rows acknowledged by Kafka (acks=all).")
+	m.bytesPublished = counter("pgoutbox_published_bytes_total", "Approximate bytes of the rows acknowledged by Kafka.")
+	m.publishErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgoutbox_publish_errors_total", Help: "Failed Kafka produce requests, by kind (retriable ones are retried).",
+	}, []string{"kind"})
+	m.sessions = counter("pgoutbox_replication_connects_total", "Replication sessions started (1 + reconnections).")
+	m.commitToAck = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pgoutbox_commit_to_ack_seconds",
+		Help:    "Time from a transaction's commit to Kafka's acknowledgement of its row.",
+		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10, 30, 60, 300},
+	})
+	m.slotUnconfirmed = gauge("pgoutbox_slot_unconfirmed_bytes", "pg_current_wal_lsn() - confirmed_flush_lsn of the slot: WAL not yet confirmed as published.")
+	m.slotRetained = gauge("pgoutbox_slot_retained_bytes", "pg_current_wal_lsn() - restart_lsn of the slot: WAL the slot keeps on disk.")
+	m.slotSafeWAL = gauge("pgoutbox_slot_safe_wal_bytes", "safe_wal_size of the slot: bytes that can still be written before it is invalidated; -1 when unbounded.")
+	m.slotKeepSize = gauge("pgoutbox_max_slot_wal_keep_bytes", "The server's max_slot_wal_keep_size in bytes; -1 = unbounded.")
+	m.slotActive = gauge("pgoutbox_slot_active", "1 when a process streams from the slot.")
+	m.slotWALStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pgoutbox_slot_wal_status", Help: "1 for the slot's current wal_status (reserved, extended, unreserved, lost).",
+	}, []string{"status"})
+	m.alarmLevel = gauge("pgoutbox_alarm_level", "Slot alarm level: 0 ok, 1 warn, 2 critical, 3 lost.")
+
+	inflight := func(bytes bool) func() float64 {
+		return func() float64 {
+			o := m.session.Load()
+			if o == nil {
+				return 0
+			}
+			rows, b := o.tracker.InFlight()
+			if bytes {
+				return float64(b)
+			}
+			return float64(rows)
+		}
+	}
+	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.sessions, m.commitToAck,
+		m.slotUnconfirmed, m.slotRetained, m.slotSafeWAL, m.slotKeepSize, m.slotActive, m.slotWALStatus, m.alarmLevel,
+		gaugeFunc("pgoutbox_inflight_events", "Rows read from PostgreSQL and not yet acknowledged by Kafka.", inflight(false)),
+		gaugeFunc("pgoutbox_inflight_bytes", "Approximate bytes of the in-flight rows.", inflight(true)),
+		gaugeFunc("pgoutbox_confirmed_lsn", "The position last confirmed to PostgreSQL (every earlier commit is in Kafka), as a number.", func() float64 {
+			if o := m.session.Load(); o != nil {
+				return float64(o.Confirmed())
+			}
+			return 0
+		}),
+		gaugeFunc("pgoutbox_received_lsn", "The newest WAL position received from PostgreSQL, as a number.", func() float64 {
+			if s := m.stream.Load(); s != nil {
+				return float64(s.Received())
+			}
+			return 0
+		}),
+		gaugeFunc("pgoutbox_oldest_unacked_commit_age_seconds", "Age of the oldest commit whose rows Kafka has not acknowledged; 0 when none.", func() float64 {
+			if o := m.session.Load(); o != nil {
+				if t, ok := o.tracker.OldestUnacked(); ok {
+					return time.Since(t).Seconds()
+				}
+			}
+			return 0
+		}),
+		gaugeFunc("pgoutbox_time_since_last_ack_seconds", "Seconds since Kafka last acknowledged rows (since start when none yet).", func() float64 {
+			last := m.lastAck.Load()
+			if last == 0 {
+				return time.Since(m.startNow).Seconds()
+			}
+			return time.Since(time.Unix(0, last)).Seconds()
+		}),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	for _, k := range []string{"retriable", "rejected", "fatal"} {
+		m.publishErrors.WithLabelValues(k) // export zeros, so rate() works from the start
+	}
+	return m
+}
+
+// published records an acknowledged round.
+func (m *metrics) published(msgs []sink.Message) {
+	now := time.Now()
+	bytes := 0
+	for i := range msgs {
+		bytes += msgs[i].Size
+		m.commitToAck.Observe(now.Sub(msgs[i].Time).Seconds())
+	}
+	m.eventsPublished.Add(float64(len(msgs)))
+	m.bytesPublished.Add(float64(bytes))
+	m.lastAck.Store(now.UnixNano())
+}
+
+// publishError counts a failed produce request by kind (sink.Config.OnError).
+func (m *metrics) publishError(kind string, _ error) {
+	m.publishErrors.WithLabelValues(kind).Inc()
+}
+
+// observeSlot exports one reading of the slot monitor.
+func (m *metrics) observeSlot(st capture.SlotStatus, level capture.Level) {
+	m.slotUnconfirmed.Set(float64(st.UnconfirmedBytes))
+	m.slotRetained.Set(float64(st.RetainedBytes))
+	m.slotSafeWAL.Set(float64(st.SafeWALBytes))
+	m.slotKeepSize.Set(float64(st.MaxSlotWALKeepSize))
+	active := 0.0
+	if st.Active {
+		active = 1
+	}
+	m.slotActive.Set(active)
+	for _, s := range walStatuses {
+		v := 0.0
+		if s == st.WALStatus {
+			v = 1
+		}
+		m.slotWALStatus.WithLabelValues(s).Set(v)
+	}
+	m.alarmLevel.Set(float64(level))
+}

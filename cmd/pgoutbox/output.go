@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/checkpoint"
+	"github.com/pgoutbox/pgoutbox/sink"
+)
+
+// output connects the capture stream to the checkpoint tracker and the sink's queue: it is the
+// capture.Output of one streaming session. Rows are registered in the tracker before they are
+// queued, and acknowledged in it by the sink's callback, so the confirmed position never passes
+// a row Kafka has not acknowledged.
+type output struct {
+	tracker *checkpoint.Tracker
+	queue   chan sink.Message // capacity = the window's event limit, so a send never blocks
+}
+
+var _ capture.Output = (*output)(nil)
+
+func newOutput(start pglogrepl.LSN, lim checkpoint.Limits) *output {
+	return &output{
+		tracker: checkpoint.NewTracker(checkpoint.LSN(start), lim),
+		queue:   make(chan sink.Message, lim.MaxEvents),
+	}
+}
+
+func (o *output) Begin(b capture.Begin) uint64 {
+	return uint64(o.tracker.Begin(b.CommitTime))
+}
+
+func (o *output) Offer(txn uint64, ev capture.Event) (bool, error) {
+	size := ev.Size()
+	ok, err := o.tracker.TryAdd(checkpoint.TxnID(txn), size)
+	if !ok || err != nil {
+		return false, err
+	}
+	select {
+	case o.queue <- toMessage(txn, &ev, size):
+		return true, nil
+	default:
+		// Cannot happen: the tracker admits at most MaxEvents rows and the queue holds as many.
+		// Failing loudly beats blocking the stream (and its status updates) forever.
+		return false, fmt.Errorf("relay: sink queue full with %d rows although the window admitted one", len(o.queue))
+	}
+}
+
+func (o *output) Room() <-chan struct{} { return o.tracker.Room() }
+
+func (o *output) Commit(txn uint64, c capture.Commit) error {
+	return o.tracker.Commit(checkpoint.TxnID(txn), checkpoint.LSN(c.EndLSN))
+}
+
+func (o *output) Idle(walEnd pglogrepl.LSN) { o.tracker.Idle(checkpoint.LSN(walEnd)) }
+
+func (o *output) Confirmed() pglogrepl.LSN { return pglogrepl.LSN(o.tracker.Confirmed()) }
+
+// acked is the sink's callback: it acknowledges the rows of each transaction in the tracker,
+// one call per run of adjacent rows of the same transaction.
+func (o *output) acked(msgs []sink.Message) error {
+	for i := 0; i < len(msgs); {
+		j, bytes := i, 0
+		for ; j < len(msgs) && msgs[j].Token == msgs[i].Token; j++ {
+			bytes += msgs[j].Size
+		}
+		if err := o.tracker.Ack(checkpoint.TxnID(msgs[i].Token), j-i, bytes); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// toMessage maps an outbox event onto a Kafka record (DESIGN.md, "The event").
+func toMessage(txn uint64, ev *capture.Event, size int) sink.Message {
+	headers := make([]sink.Header, len(ev.Headers))
+	for i, h := range ev.Headers {
+		headers[i] = sink.Header{Key: h.Key, Value: h.Value}
+	}
+	return sink.Message{
+		Topic:   ev.Topic,
+		Key:     []byte(ev.Channel),
+		Value:   ev.Payload,
+		Headers: headers,
+		Time:    ev.CommitTime,
+		ID:      ev.ID,
+		Token:   txn,
+		Size:    size,
+	}
+}

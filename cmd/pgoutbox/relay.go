@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/checkpoint"
+	"github.com/pgoutbox/pgoutbox/sink"
+	"github.com/rs/zerolog"
+)
+
+// relay is `pgoutbox run`: checks, then streaming sessions until shutdown. A session is one
+// replication connection with its own ledger and queue; a lost connection or a slot held by
+// another instance ends the session and a new one starts after a backoff, from the slot's
+// confirmed position (rows after it are sent again: duplicates only, never a gap).
+type relay struct {
+	cfg     *Config
+	base    zerolog.Logger // without a component: each package adds its own
+	log     zerolog.Logger
+	table   capture.Table
+	pub     *sink.Publisher
+	metrics *metrics
+	health  *health
+}
+
+func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
+	table, err := cfg.Table()
+	if err != nil {
+		return err
+	}
+	m := newMetrics()
+	pub, err := sink.New(sink.Config{
+		OnError:          m.publishError,
+		Brokers:          cfg.Brokers(),
+		Topic:            cfg.Topic,
+		MaxBatchMessages: cfg.KafkaBatchMessages,
+		MaxRequestBytes:  cfg.KafkaRequestBytes,
+		RequestTimeout:   cfg.KafkaRequestTimeout,
+		BackoffMax:       cfg.KafkaBackoffMax,
+		Compression:      cfg.KafkaCompression,
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = pub.Close() }()
+	r := &relay{cfg: cfg, base: log, log: log.With().Str("component", "relay").Logger(), table: table, pub: pub,
+		metrics: m, health: &health{reason: "starting"}}
+	stopHTTP, err := serveHTTP(ctx, cfg.HTTPAddr, r.metrics, r.health, r.log)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
+	if err := r.preflight(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	// The monitor and the streaming loop stop together: a lost slot ends streaming, and a
+	// streaming error ends the monitor.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	mon := &monitor{cfg: cfg, th: cfg.thresholds(), log: log.With().Str("component", "monitor").Logger(), metrics: r.metrics, health: r.health}
+	monDone := make(chan error, 1)
+	go func() {
+		err := mon.run(ctx)
+		if err != nil {
+			cancel(err)
+		}
+		monDone <- err
+	}()
+	err = r.loop(ctx)
+	cancel(err)
+	if monErr := <-monDone; monErr != nil {
+		return monErr
+	}
+	return err
+}
+
+// preflight checks everything that a restart would not fix, so that a misconfiguration stops
+// the process at once with a message naming the fix, instead of retrying forever.
+func (r *relay) preflight(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, r.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), redactURL(r.cfg.DatabaseURL))
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+
+	info, err := capture.CheckServer(cctx, conn)
+	if err != nil {
+		return err
+	}
+	if info.MaxSlotWALKeepSize < 0 {
+		r.log.Warn().Msg("max_slot_wal_keep_size is -1 (unbounded): if this relay stalls, its slot retains WAL until the disk is full; " +
+			"set max_slot_wal_keep_size to a size the disk can spare (e.g. ALTER SYSTEM SET max_slot_wal_keep_size = '10GB'; SELECT pg_reload_conf())")
+	}
+	if err := errors.Join(
+		capture.CheckTable(cctx, conn, r.table),
+		capture.CheckPublication(cctx, conn, r.cfg.Publication, r.table),
+	); err != nil {
+		return err
+	}
+	if _, err := capture.CheckSlot(cctx, conn, r.cfg.Slot); err != nil {
+		return err
+	}
+	if _, err := r.pub.Partitions(cctx, r.cfg.Topic); err != nil {
+		return err
+	}
+	return nil
+}
+
+// loop runs sessions until ctx is done or an error that a retry cannot fix.
+func (r *relay) loop(ctx context.Context) error {
+	wait := 500 * time.Millisecond
+	for {
+		started := time.Now()
+		err := r.session(ctx)
+		if err != nil {
+			r.health.set(false, err.Error())
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, capture.ErrSlotInUse):
+			r.log.Info().Err(err).Msg("standing by: another instance streams the slot")
+		case errors.Is(err, capture.ErrConnection):
+			r.log.Warn().Err(err).Dur("retry_in", wait).Msg("replication connection lost; reconnecting")
+		default:
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			wait = 500 * time.Millisecond // it worked for a while: start the backoff over
+		}
+		jitter := time.Duration(rand.Int64N(int64(wait) / 2))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait + jitter):
+		}
+		wait = min(wait*2, r.cfg.ReconnectMax)
+	}
+}
+
+// session streams over one replication connection. On return, the sink has drained (or given up
+// after the shutdown timeout) and the last confirmed position was sent to the server.
+func (r *relay) session(ctx context.Context) error {
+	stream := capture.NewStream(capture.StreamConfig{
+		DatabaseURL:    r.cfg.DatabaseURL,
+		Slot:           r.cfg.Slot,
+		Publication:    r.cfg.Publication,
+		Table:          r.table,
+		StatusInterval: r.cfg.StatusInterval,
+	}, r.base.With().Str("topic", r.cfg.Topic).Logger()) // its "streaming started" line names the topic
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stream.Close(cctx); err != nil {
+			r.log.Warn().Err(err).Msg("final status update failed; the next start resends what was not confirmed")
+		}
+	}()
+	start, err := stream.Open(ctx)
+	if err != nil {
+		return err
+	}
+	out := newOutput(start, checkpoint.Limits{MaxEvents: r.cfg.MaxInflightEvents, MaxBytes: r.cfg.MaxInflightBytes})
+	r.metrics.session.Store(out)
+	r.metrics.stream.Store(stream)
+	r.metrics.sessions.Inc()
+	r.health.set(true, "")
+
+	streamCtx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSink()
+
+	sinkDone := make(chan error, 1)
+	go func() {
+		sinkDone <- r.pub.Run(sinkCtx, out.queue, func(msgs []sink.Message) {
+			r.metrics.published(msgs)
+			if err := out.acked(msgs); err != nil {
+				r.log.Error().Err(err).Msg("ledger rejected an acknowledgement; stopping")
+				stopStream()
+			}
+		})
+	}()
+	streamDone := make(chan error, 1)
+	go func() { streamDone <- stream.Run(streamCtx, out) }()
+
+	var streamErr, sinkErr error
+	sinkFinished := false
+	select {
+	case streamErr = <-streamDone:
+	case sinkErr = <-sinkDone:
+		sinkFinished = true
+		stopStream()
+		streamErr = <-streamDone
+	}
+	// The stream was the only sender: closing the queue lets the sink drain and return.
+	close(out.queue)
+	if !sinkFinished {
+		sinkErr = r.drain(sinkDone, stopSink)
+	}
+	if sinkErr != nil && !errors.Is(sinkErr, context.Canceled) {
+		return sinkErr
+	}
+	if errors.Is(streamErr, context.Canceled) {
+		return nil
+	}
+	return streamErr
+}
+
+// drain waits for the sink to deliver what is in flight, at most the shutdown timeout.
+func (r *relay) drain(sinkDone <-chan error, stopSink context.CancelFunc) error {
+	timer := time.NewTimer(r.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-sinkDone:
+		return err
+	case <-timer.C:
+		r.log.Warn().Dur("timeout", r.cfg.ShutdownTimeout).
+			Msg("in-flight writes not acknowledged in time; they stay unconfirmed and are sent again at the next start")
+		stopSink()
+		return <-sinkDone
+	}
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/sink"
+	"github.com/rs/zerolog"
+)
+
+// runSetup is `pgoutbox setup`: it creates what is missing — outbox table, publication, slot,
+// and with --partitions the topic — and verifies what exists. Running it again changes nothing.
+func runSetup(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.Writer) error {
+	log = log.With().Str("component", "setup").Logger()
+	table, err := cfg.Table()
+	if err != nil {
+		return err
+	}
+	if cfg.PrintSQL {
+		_, err := fmt.Fprintf(stdout, "%s;\n\n%s;\n\n%s;\n", capture.CreateTableSQL(table),
+			capture.CreatePublicationSQL(cfg.Publication, table), capture.CreateSlotSQL(cfg.Slot))
+		return err
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), redactURL(cfg.DatabaseURL))
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	if _, err := capture.CheckServer(cctx, conn); err != nil {
+		return err
+	}
+
+	// Order matters: pgoutput looks the publication up as of the WAL it decodes, so it must
+	// exist before the slot's starting point.
+	steps := []struct {
+		what string
+		do   func() (bool, error)
+	}{
+		{"table " + table.QualifiedName(), func() (bool, error) { return capture.EnsureTable(cctx, conn, table) }},
+		{"publication " + cfg.Publication, func() (bool, error) { return capture.EnsurePublication(cctx, conn, cfg.Publication, table) }},
+		{"replication slot " + cfg.Slot, func() (bool, error) { return capture.EnsureSlot(cctx, conn, cfg.Slot) }},
+	}
+	for _, s := range steps {
+		created, err := s.do()
+		if err != nil {
+			return err
+		}
+		report(log, s.what, created)
+	}
+
+	if cfg.Partitions > 0 {
+		pub, err := sink.New(sink.Config{Brokers: cfg.Brokers(), Topic: cfg.Topic}, log)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = pub.Close() }()
+		created, err := pub.CreateTopic(cctx, cfg.Topic, cfg.Partitions, cfg.ReplicationFactor)
+		if err != nil {
+			return err
+		}
+		report(log, "topic "+cfg.Topic, created)
+	}
+	return nil
+}
+
+func report(log zerolog.Logger, what string, created bool) {
+	if created {
+		log.Info().Msg("created " + what)
+	} else {
+		log.Info().Msg(what + " exists and is usable")
+	}
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgoutbox/pgoutbox/capture"
+)
+
+// statusExitUnknown is the exit status of `pgoutbox status` when the slot is lost or missing,
+// or when its state cannot be read: a monitoring agent must alert in all three cases.
+const statusExitUnknown = 3
+
+// slotReport is `pgoutbox status --json`.
+type slotReport struct {
+	Slot               string   `json:"slot"`
+	Level              string   `json:"level"`
+	Reasons            []string `json:"reasons,omitempty"`
+	Action             string   `json:"action,omitempty"`
+	Exists             bool     `json:"exists"`
+	WALStatus          string   `json:"wal_status"`
+	Active             bool     `json:"active"`
+	ActivePID          int32    `json:"active_pid,omitempty"`
+	UnconfirmedBytes   int64    `json:"unconfirmed_bytes"`
+	RetainedBytes      int64    `json:"retained_bytes"`
+	SafeWALBytes       int64    `json:"safe_wal_bytes"`
+	MaxSlotWALKeepSize int64    `json:"max_slot_wal_keep_size_bytes"`
+	ConfirmedFlushLSN  string   `json:"confirmed_flush_lsn"`
+	CurrentLSN         string   `json:"current_wal_lsn"`
+}
+
+// runStatus is `pgoutbox status`: the slot's figures and alarm level, for people and for cron
+// or a monitoring agent. The exit status is the level: 0 ok, 1 warn, 2 critical, 3 lost/missing.
+func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, cfg.DatabaseURL)
+	if err != nil {
+		return statusExitUnknown, fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), redactURL(cfg.DatabaseURL))
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	st, err := capture.ReadSlotStatus(cctx, conn, cfg.Slot)
+	if err != nil {
+		return statusExitUnknown, err
+	}
+	level, reasons := cfg.thresholds().Evaluate(st)
+	rep := slotReport{
+		Slot: cfg.Slot, Level: level.String(), Reasons: reasons, Action: capture.Advice(level, cfg.Slot),
+		Exists: st.Exists, WALStatus: st.WALStatus, Active: st.Active, ActivePID: st.ActivePID,
+		UnconfirmedBytes: st.UnconfirmedBytes, RetainedBytes: st.RetainedBytes, SafeWALBytes: st.SafeWALBytes,
+		MaxSlotWALKeepSize: st.MaxSlotWALKeepSize, ConfirmedFlushLSN: st.ConfirmedFlushLSN, CurrentLSN: st.CurrentLSN,
+	}
+	if cfg.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = printStatus(stdout, rep)
+	}
+	return int(level), err
+}
+
+func printStatus(w io.Writer, r slotReport) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k string, v any) { _, _ = fmt.Fprintf(tw, "%s\t%v\n", k, v) }
+	row("slot", r.Slot)
+	row("level", r.Level)
+	if r.Exists {
+		row("wal_status", r.WALStatus)
+		row("active", fmt.Sprintf("%v (pid %d)", r.Active, r.ActivePID))
+		row("unconfirmed", human(r.UnconfirmedBytes))
+		row("retained", human(r.RetainedBytes))
+		row("safe_wal_size", human(r.SafeWALBytes))
+		row("max_slot_wal_keep_size", human(r.MaxSlotWALKeepSize))
+		row("confirmed_flush_lsn", r.ConfirmedFlushLSN)
+	}
+	row("current_wal_lsn", r.CurrentLSN)
+	for _, reason := range r.Reasons {
+		row("reason", reason)
+	}
+	if r.Action != "" {
+		row("action", r.Action)
+	}
+	return tw.Flush()
+}
+
+// human prints a byte count with its exact value; -1 means unbounded.
+func human(n int64) string {
+	if n < 0 {
+		return "unbounded"
+	}
+	const mib = 1 << 20
+	if n < mib {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%.1f MiB (%d bytes)", float64(n)/mib, n)
+}

@@ -1,0 +1,68 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// privateKafka is a broker of the test's own, started by deploy/local/kafka.sh in a temporary
+// state directory on free ports: a test that stops Kafka must not stop the broker that the
+// other (parallel) tests use.
+type privateKafka struct {
+	t   *testing.T
+	env []string
+	// Brokers is the broker's bootstrap address.
+	Brokers []string
+}
+
+var kafkaScript = filepath.Join("..", "deploy", "local", "kafka.sh")
+
+// startPrivateKafka starts a private broker that the end of the test stops.
+func startPrivateKafka(t *testing.T) *privateKafka {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("a private Kafka broker takes a few seconds to start; skipped with -short")
+	}
+	lib, err := exec.Command("bash", kafkaScript, "libdir").Output()
+	if err != nil {
+		unavailable(t, "cannot locate the Kafka jars (deploy/local/kafka.sh libdir): %v", err)
+	}
+	port, cport := freePort(t), freePort(t)
+	k := &privateKafka{
+		t: t,
+		env: append(os.Environ(),
+			"PGOUTBOX_STATE_DIR="+t.TempDir(),
+			fmt.Sprintf("PGOUTBOX_KAFKA_PORT=%d", port),
+			fmt.Sprintf("PGOUTBOX_KAFKA_CONTROLLER_PORT=%d", cport),
+			"PGOUTBOX_KAFKA_LIB_DIR="+strings.TrimSpace(string(lib)),
+		),
+		Brokers: []string{fmt.Sprintf("127.0.0.1:%d", port)},
+	}
+	k.start()
+	t.Cleanup(k.stop)
+	return k
+}
+
+func (k *privateKafka) script(arg string) {
+	k.t.Helper()
+	cmd := exec.Command("bash", kafkaScript, arg)
+	cmd.Env = k.env
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		k.t.Fatalf("kafka.sh %s: %v\n%s", arg, err, out)
+	}
+	k.t.Logf("private Kafka %s %s in %s", k.Brokers[0], arg, time.Since(start).Round(time.Millisecond))
+}
+
+// start starts (or restarts) the broker, keeping its data.
+func (k *privateKafka) start() { k.script("start") }
+
+// stop stops the broker; its data stays for a restart.
+func (k *privateKafka) stop() { k.script("stop") }

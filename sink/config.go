@@ -1,0 +1,206 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Defaults applied by Config.Validate to fields left at their zero value.
+const (
+	DefaultClientID         = "pgoutbox"
+	DefaultMaxBatchMessages = 10000
+	DefaultMaxRequestBytes  = 1_000_000
+	DefaultRequestTimeout   = 10 * time.Second
+	DefaultMinBackoff       = 100 * time.Millisecond
+	DefaultMaxBackoff       = 5 * time.Second
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultCompression      = "none"
+	DefaultMetadataTTL      = 5 * time.Second
+)
+
+// Config configures a Publisher. Call Validate (New does) to fill the defaults in.
+//
+// Some settings are not configurable because the relay's guarantees depend on them: every
+// produce request asks for acks=all (kafka.RequireAll; kafka-go's Writer defaults to none), keys
+// are partitioned with the Java client's murmur2 (kafka-go defaults to round-robin), and a
+// partition never has more than one request in flight.
+type Config struct {
+	// Brokers lists the bootstrap brokers as host:port. Required, no default.
+	Brokers []string
+
+	// Topic is the topic of every Message whose Topic is "". Required, no default.
+	Topic string
+
+	// ClientID is the client id sent to the brokers (it shows in their logs and quotas).
+	// Default "pgoutbox".
+	ClientID string
+
+	// MaxBatchMessages caps the number of messages in one round (all partitions together).
+	// Default 10000.
+	MaxBatchMessages int
+
+	// MaxRequestBytes caps the estimated size of the record batch sent to one partition in one
+	// round. Keep it below the topic's max.message.bytes (broker default 1048588): the broker
+	// rejects larger batches. A single message larger than this is still sent, alone.
+	// Default 1000000.
+	MaxRequestBytes int
+
+	// RequestTimeout bounds one produce or admin request; half of it is handed to the broker
+	// as the produce timeout (how long it may wait for the in-sync replicas). Default 10s.
+	RequestTimeout time.Duration
+
+	// BackoffMin is the first wait before re-sending a failed request; each further failure
+	// doubles it, up to BackoffMax, with jitter. Default 100ms.
+	BackoffMin time.Duration
+
+	// BackoffMax is the longest wait between two attempts of one request. Default 5s.
+	BackoffMax time.Duration
+
+	// DialTimeout bounds establishing a connection to a broker (TLS and SASL included).
+	// Default 5s.
+	DialTimeout time.Duration
+
+	// Compression of record batches: "none", "gzip", "snappy", "lz4" or "zstd".
+	// Default "none".
+	Compression string
+
+	// MetadataTTL is how long cluster metadata (partition leaders, partition counts) is
+	// cached before it is read again. Default 5s.
+	MetadataTTL time.Duration
+
+	// OnError, when set, is called after every failed produce request with its kind —
+	// "retriable" (it will be sent again), "rejected" or "fatal" — e.g. to count failures in a
+	// metric. It runs on the sending goroutine: it must be quick. Default none.
+	OnError func(kind string, err error)
+}
+
+// Validate fills the defaults in and returns every problem found, joined into one error.
+func (c *Config) Validate() error {
+	c.fillDefaults()
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka brokers: none given; set at least one host:port"))
+	}
+	for _, b := range c.Brokers {
+		if err := checkBroker(b); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := CheckTopicName(c.Topic); err != nil {
+		errs = append(errs, fmt.Errorf("kafka topic: %w", err))
+	}
+	errs = append(errs, checkPositive("max batch messages", c.MaxBatchMessages)...)
+	errs = append(errs, checkPositive("max request bytes", c.MaxRequestBytes)...)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"request timeout", c.RequestTimeout}, {"backoff min", c.BackoffMin},
+		{"backoff max", c.BackoffMax}, {"dial timeout", c.DialTimeout},
+		{"metadata ttl", c.MetadataTTL},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("kafka %s: %s is negative", d.name, d.v))
+		}
+	}
+	if c.BackoffMin > c.BackoffMax {
+		errs = append(errs, fmt.Errorf("kafka backoff: min %s is above max %s", c.BackoffMin, c.BackoffMax))
+	}
+	if _, err := parseCompression(c.Compression); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) fillDefaults() {
+	if c.ClientID == "" {
+		c.ClientID = DefaultClientID
+	}
+	if c.MaxBatchMessages == 0 {
+		c.MaxBatchMessages = DefaultMaxBatchMessages
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = DefaultMinBackoff
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = DefaultMaxBackoff
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.Compression == "" {
+		c.Compression = DefaultCompression
+	}
+	if c.MetadataTTL == 0 {
+		c.MetadataTTL = DefaultMetadataTTL
+	}
+}
+
+func checkPositive(name string, v int) []error {
+	if v < 0 {
+		return []error{fmt.Errorf("kafka %s: %d is negative", name, v)}
+	}
+	return nil
+}
+
+func checkBroker(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("kafka broker %q: want host:port: %w", addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("kafka broker %q: host is empty", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("kafka broker %q: port %q is not a number in 1..65535", addr, port)
+	}
+	return nil
+}
+
+// CheckTopicName reports whether name is a legal Kafka topic name: 1 to 249 characters out of
+// ASCII letters, digits, '.', '_' and '-', and neither "." nor "..".
+func CheckTopicName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("topic name is empty")
+	case name == "." || name == "..":
+		return fmt.Errorf("topic name %q is not allowed", name)
+	case len(name) > 249:
+		return fmt.Errorf("topic name %q is longer than 249 characters", name)
+	}
+	legal := func(r rune) bool {
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+	}
+	if i := strings.IndexFunc(name, func(r rune) bool { return !legal(r) }); i >= 0 {
+		return fmt.Errorf("topic name %q has %q; use only ASCII letters, digits, '.', '_' and '-'", name, name[i])
+	}
+	return nil
+}
+
+func parseCompression(s string) (kafka.Compression, error) {
+	switch s {
+	case "none":
+		return 0, nil
+	case "gzip":
+		return kafka.Gzip, nil
+	case "snappy":
+		return kafka.Snappy, nil
+	case "lz4":
+		return kafka.Lz4, nil
+	case "zstd":
+		return kafka.Zstd, nil
+	}
+	return 0, fmt.Errorf("kafka compression %q: want none, gzip, snappy, lz4 or zstd", s)
+}

@@ -1,0 +1,154 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+)
+
+// kafka-go's client-side routing errors: its metadata cache does not know the topic, the
+// partition or its leader. They are returned wrapped, also when no broker was ever reached.
+var (
+	errNoTopic     = protocol.ErrNoTopic
+	errNoPartition = protocol.ErrNoPartition
+)
+
+// kafkaClient is the one place that talks to Kafka: kafka-go's Client over one Transport.
+type kafkaClient struct {
+	client      *kafka.Client
+	transport   *kafka.Transport
+	brokers     string
+	compression kafka.Compression
+}
+
+func newKafkaClient(cfg Config) (*kafkaClient, error) {
+	compression, err := parseCompression(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	transport := &kafka.Transport{
+		DialTimeout: cfg.DialTimeout,
+		MetadataTTL: cfg.MetadataTTL,
+		ClientID:    cfg.ClientID,
+	}
+	return &kafkaClient{
+		client: &kafka.Client{
+			Addr:      kafka.TCP(cfg.Brokers...),
+			Timeout:   cfg.RequestTimeout,
+			Transport: transport,
+		},
+		transport:   transport,
+		brokers:     strings.Join(cfg.Brokers, ","),
+		compression: compression,
+	}, nil
+}
+
+// produce writes msgs, in order, to one partition as one record batch, and returns once all
+// in-sync replicas have them (acks=all), or the error: the one of Client.Produce (network,
+// timeout, kafka-go's routing errors) or the broker's, as a *produceError.
+func (c *kafkaClient) produce(ctx context.Context, topic string, partition int, msgs []Message) error {
+	// Records are read once when encoded: build them again for every attempt.
+	records := make([]kafka.Record, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		records[i] = kafka.Record{
+			Time:    m.Time,
+			Key:     kafka.NewBytes(m.Key),
+			Value:   kafka.NewBytes(m.Value),
+			Headers: recordHeaders(m.Headers),
+		}
+	}
+	res, err := c.client.Produce(ctx, &kafka.ProduceRequest{
+		Topic:        topic,
+		Partition:    partition,
+		RequiredAcks: kafka.RequireAll,
+		Records:      kafka.NewRecordReader(records...),
+		Compression:  c.compression,
+	})
+	switch {
+	case err != nil:
+		return err
+	case res == nil: // only with RequireNone, never here
+		return errors.New("kafka.(*Client).Produce: no response")
+	case res.Error != nil:
+		return &produceError{err: res.Error, records: res.RecordErrors}
+	case len(res.RecordErrors) > 0:
+		return &produceError{err: kafka.InvalidRecord, records: res.RecordErrors}
+	}
+	return nil
+}
+
+func recordHeaders(hs []Header) []kafka.Header {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]kafka.Header, len(hs))
+	for i, h := range hs {
+		out[i] = kafka.Header{Key: h.Key, Value: h.Value}
+	}
+	return out
+}
+
+// partitionCount reads the topic's partition count from the metadata that the Transport
+// caches (refreshed every MetadataTTL, served without a round trip).
+func (c *kafkaClient) partitionCount(ctx context.Context, topic string) (int, error) {
+	res, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, c.requestError(fmt.Sprintf("read metadata of topic %q", topic), err)
+	}
+	for _, t := range res.Topics {
+		if t.Name != topic {
+			continue
+		}
+		switch {
+		case errors.Is(t.Error, kafka.UnknownTopicOrPartition):
+			return 0, fmt.Errorf("%w: %q; create it with `pgoutbox setup --partitions N`", ErrTopicNotFound, topic)
+		case t.Error != nil:
+			return 0, fmt.Errorf("read metadata of topic %q: %w", topic, t.Error)
+		case len(t.Partitions) == 0:
+			return 0, fmt.Errorf("read metadata of topic %q: %w (no partitions yet)", topic, kafka.LeaderNotAvailable)
+		}
+		return len(t.Partitions), nil
+	}
+	return 0, fmt.Errorf("%w: %q; create it with `pgoutbox setup --partitions N`", ErrTopicNotFound, topic)
+}
+
+// requestError wraps the error of an admin request that got no answer from the cluster. It
+// matches ErrUnreachable when no broker answered: a network error, or kafka-go's
+// BROKER_NOT_AVAILABLE, which it returns when it never obtained the cluster's metadata.
+func (c *kafkaClient) requestError(op string, err error) error {
+	var kerr kafka.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%s: %w", op, err)
+	case errors.As(err, &kerr) && kerr != kafka.BrokerNotAvailable:
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w at %s: %w; check the broker addresses and that Kafka is running", op, ErrUnreachable, c.brokers, err)
+}
+
+// createTopic asks the controller to create the topic; it reports false when it exists.
+func (c *kafkaClient) createTopic(ctx context.Context, topic string, partitions, replicationFactor int) (bool, error) {
+	res, err := c.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic:             topic,
+		NumPartitions:     partitions,
+		ReplicationFactor: replicationFactor,
+	}}})
+	if err != nil {
+		return false, c.requestError(fmt.Sprintf("create topic %q", topic), err)
+	}
+	switch err := res.Errors[topic]; {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, kafka.TopicAlreadyExists):
+		return false, nil
+	case errors.Is(err, kafka.InvalidReplicationFactor):
+		return false, fmt.Errorf("create topic %q: %w; the replication factor cannot exceed the number of brokers", topic, err)
+	default:
+		return false, fmt.Errorf("create topic %q: %w", topic, err)
+	}
+}

@@ -1,0 +1,259 @@
+// Package sink publishes messages to Kafka in order, with acks=all, and never skips a failed
+// write.
+//
+// The Publisher works in rounds. It blocks for one message, takes whatever else is already
+// queued (up to Config.MaxBatchMessages, and up to Config.MaxRequestBytes per partition),
+// partitions each message by key with the Java client's murmur2, and sends one produce request
+// per partition, in parallel, one request in flight per partition. A partition's request is
+// re-sent, and only that one, until Kafka acknowledges it; the next round starts when every
+// partition of this one has been acknowledged. So nothing newer ever reaches a partition before
+// an older message of that partition: a failure never leaves a gap that later writes skip.
+//
+// kafka-go's Writer is not used: its batch timer adds latency, and it keeps sending a
+// partition's later batches after one failed for good (see DESIGN.md, "Sink").
+package sink
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// producer writes messages, in order, as one request to one partition; nil means that all
+// in-sync replicas have them.
+type producer interface {
+	produce(ctx context.Context, topic string, partition int, msgs []Message) error
+}
+
+// metadata reads a topic's partition count.
+type metadata interface {
+	partitionCount(ctx context.Context, topic string) (int, error)
+}
+
+// Publisher publishes messages to Kafka. Create it with New; Run publishes; Close releases
+// its connections.
+type Publisher struct {
+	cfg   Config
+	log   zerolog.Logger
+	kafka *kafkaClient
+	prod  producer
+	meta  metadata
+	now   func() time.Time
+
+	mu     sync.Mutex
+	counts map[string]partitionCount // topic -> cached partition count
+
+	closeOnce sync.Once
+}
+
+type partitionCount struct {
+	n    int
+	read time.Time
+}
+
+// New validates cfg and returns a Publisher. It does not connect: the first request does.
+func New(cfg Config, log zerolog.Logger) (*Publisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("kafka config: %w", err)
+	}
+	kc, err := newKafkaClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{
+		cfg:    cfg,
+		log:    log.With().Str("component", "sink").Logger(),
+		kafka:  kc,
+		prod:   kc,
+		meta:   kc,
+		now:    time.Now,
+		counts: make(map[string]partitionCount),
+	}, nil
+}
+
+// Run publishes the messages received from in, in rounds, and calls acked with each round's
+// messages once Kafka has acknowledged all of them (from Run's goroutine, never concurrently;
+// the order of messages within a call is unspecified). A message is handed to acked exactly
+// once, and only after Kafka acknowledged it.
+//
+// Run retries failed requests forever while the failure may pass (Kafka down, leader
+// elections, timeouts...): an outage makes it wait, never exit, and never ack. It returns
+//   - nil when in is closed and everything taken from it was acknowledged (graceful drain);
+//   - ctx.Err() when ctx is done; what was not acknowledged by then is not, and never will be;
+//   - a *RejectedError (errors.Is ErrRejected) when Kafka refused a message for good;
+//   - an error matching ErrFatal when Kafka refused the client (authorization, version...).
+//
+// On such an error, the partitions of the round that Kafka did acknowledge are handed to acked
+// before Run returns. Run must not be called concurrently.
+func (p *Publisher) Run(ctx context.Context, in <-chan Message, acked func([]Message)) error {
+	p.log.Info().Strs("brokers", p.cfg.Brokers).Str("topic", p.cfg.Topic).
+		Str("compression", p.cfg.Compression).Msg("publishing to kafka with acks=all")
+	var next *Message // taken from in but not sent yet: it starts the next round
+	for {
+		if next == nil {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case m, ok := <-in:
+				if !ok {
+					p.log.Info().Msg("input closed and everything acknowledged")
+					return nil
+				}
+				next = &m
+			}
+		}
+		r, held, err := p.collect(ctx, *next, in)
+		if err != nil {
+			return err
+		}
+		next = held
+		start := p.now()
+		done, err := p.sendRound(ctx, r)
+		if len(done) > 0 {
+			acked(done)
+		}
+		if err != nil {
+			return err
+		}
+		p.log.Debug().Int("messages", len(r.msgs)).Int("partitions", len(r.batches)).
+			Dur("took", p.now().Sub(start)).Msg("round acknowledged")
+	}
+}
+
+// collect builds a round that starts with first and goes on with what is queued in in, without
+// waiting. It returns the message that did not fit, if any: that one starts the next round.
+func (p *Publisher) collect(ctx context.Context, first Message, in <-chan Message) (*round, *Message, error) {
+	r := newRound(limits{maxMessages: p.cfg.MaxBatchMessages, maxBytes: p.cfg.MaxRequestBytes})
+	var h murmur2
+	n, err := p.waitPartitionCount(ctx, topicOf(first, p.cfg.Topic))
+	if err != nil {
+		return nil, nil, err
+	}
+	r.add(first, topicPartition{topic: topicOf(first, p.cfg.Topic), partition: h.partition(first.Key, n)})
+	for !r.full() {
+		var m Message
+		var ok bool
+		select {
+		case m, ok = <-in:
+			if !ok {
+				return r, nil, nil // in is closed: the next receive says so
+			}
+		default:
+			return r, nil, nil // nothing queued: send what we have now
+		}
+		topic := topicOf(m, p.cfg.Topic)
+		n, err := p.cachedPartitionCount(ctx, topic)
+		if err != nil {
+			// Send what we have; the next round waits for this topic's metadata.
+			return r, &m, nil
+		}
+		if !r.add(m, topicPartition{topic: topic, partition: h.partition(m.Key, n)}) {
+			return r, &m, nil
+		}
+	}
+	return r, nil, nil
+}
+
+// cachedPartitionCount returns the topic's partition count, read again after MetadataTTL
+// or after a request failed in a way that suggests the count is stale.
+func (p *Publisher) cachedPartitionCount(ctx context.Context, topic string) (int, error) {
+	p.mu.Lock()
+	c, ok := p.counts[topic]
+	p.mu.Unlock()
+	if ok && p.now().Sub(c.read) < p.cfg.MetadataTTL {
+		return c.n, nil
+	}
+	n, err := p.meta.partitionCount(ctx, topic)
+	if err != nil {
+		p.forgetPartitionCount(topic)
+		return 0, err
+	}
+	if ok && c.n != n {
+		p.log.Warn().Str("topic", topic).Int("was", c.n).Int("now", n).
+			Msg("partition count changed: keys now map to other partitions, and the order between a key's older and newer messages holds only within each partition")
+	}
+	p.mu.Lock()
+	p.counts[topic] = partitionCount{n: n, read: p.now()}
+	p.mu.Unlock()
+	return n, nil
+}
+
+func (p *Publisher) forgetPartitionCount(topic string) {
+	p.mu.Lock()
+	delete(p.counts, topic)
+	p.mu.Unlock()
+}
+
+// waitPartitionCount retries cachedPartitionCount until it succeeds, ctx is done or the
+// error is fatal.
+func (p *Publisher) waitPartitionCount(ctx context.Context, topic string) (int, error) {
+	rl := newRetryLog(p.log.With().Str("topic", topic).Logger(), "read topic metadata", p.now)
+	for attempt := 1; ; attempt++ {
+		n, err := p.cachedPartitionCount(ctx, topic)
+		if err == nil {
+			rl.recovered(attempt)
+			return n, nil
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if classify(err) != retriable {
+			return 0, fmt.Errorf("read metadata of topic %q: %w: %w; %s", topic, ErrFatal, err, fatalHint(err))
+		}
+		wait := backoff(attempt, p.cfg.BackoffMin, p.cfg.BackoffMax)
+		rl.failed(err, attempt, wait)
+		if err := sleep(ctx, wait); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Partitions returns the topic's partition count. It fails with ErrTopicNotFound when the
+// topic does not exist and with ErrUnreachable when no broker answers. The answer comes from
+// cluster metadata cached for up to MetadataTTL: a topic created by someone else may take that
+// long to appear, and a broker that went away after answering once is not noticed here.
+func (p *Publisher) Partitions(ctx context.Context, topic string) (int, error) {
+	return p.kafka.partitionCount(ctx, topic)
+}
+
+// CreateTopic creates the topic with the given partition count and replication factor. It is
+// idempotent: when the topic exists it returns false and no error, unless the topic has
+// another partition count, which it names in an error matching ErrPartitionMismatch (the topic
+// is left unchanged).
+func (p *Publisher) CreateTopic(ctx context.Context, topic string, partitions, replicationFactor int) (bool, error) {
+	if err := CheckTopicName(topic); err != nil {
+		return false, fmt.Errorf("create topic: %w", err)
+	}
+	if partitions < 1 || replicationFactor < 1 {
+		return false, fmt.Errorf("create topic %q: partitions (%d) and replication factor (%d) must be at least 1",
+			topic, partitions, replicationFactor)
+	}
+	created, err := p.kafka.createTopic(ctx, topic, partitions, replicationFactor)
+	if err != nil || created {
+		if created {
+			p.log.Info().Str("topic", topic).Int("partitions", partitions).
+				Int("replication_factor", replicationFactor).Msg("topic created")
+		}
+		return created, err
+	}
+	n, err := p.kafka.partitionCount(ctx, topic)
+	if err != nil {
+		return false, fmt.Errorf("create topic %q: it exists, but: %w", topic, err)
+	}
+	if n != partitions {
+		return false, fmt.Errorf("create topic %q: %w: it has %d partitions, not %d; "+
+			"adding partitions moves keys to other partitions, so it is not done here",
+			topic, ErrPartitionMismatch, n, partitions)
+	}
+	return false, nil
+}
+
+// Close closes the idle connections to the brokers and stops the metadata refresh. It is
+// idempotent and always returns nil.
+func (p *Publisher) Close() error {
+	p.closeOnce.Do(p.kafka.transport.CloseIdleConnections)
+	return nil
+}

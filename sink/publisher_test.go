@@ -1,0 +1,533 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// call is one produce request seen by fakeKafka.
+type call struct {
+	topicPartition
+	ids []string
+	err error
+}
+
+// fakeKafka stands in for the broker: it records every produce request, fails the ones that
+// fail says to fail, and keeps what it "wrote" per partition.
+type fakeKafka struct {
+	partitions int
+	// fail decides the outcome of the n-th request (from 0) to a partition.
+	fail func(tp topicPartition, n int, ids []string) error
+	// countErr decides the outcome of the n-th metadata read (from 0) of a topic.
+	countErr func(topic string, n int) error
+
+	mu      sync.Mutex
+	calls   []call
+	perTP   map[topicPartition]int
+	reads   map[string]int
+	written map[topicPartition][]Message
+	ackable map[string]bool // ids written
+}
+
+func newFake(partitions int) *fakeKafka {
+	return &fakeKafka{
+		partitions: partitions,
+		perTP:      make(map[topicPartition]int),
+		reads:      make(map[string]int),
+		written:    make(map[topicPartition][]Message),
+		ackable:    make(map[string]bool),
+	}
+}
+
+func (f *fakeKafka) produce(ctx context.Context, topic string, partition int, msgs []Message) error {
+	tp := topicPartition{topic: topic, partition: partition}
+	f.mu.Lock()
+	n := f.perTP[tp]
+	f.perTP[tp]++
+	fail := f.fail
+	f.mu.Unlock()
+	err := ctx.Err()
+	if err == nil && fail != nil {
+		err = fail(tp, n, ids(msgs))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call{topicPartition: tp, ids: ids(msgs), err: err})
+	if err == nil {
+		f.written[tp] = append(f.written[tp], msgs...)
+		for _, m := range msgs {
+			f.ackable[m.ID] = true
+		}
+	}
+	return err
+}
+
+func (f *fakeKafka) partitionCount(_ context.Context, topic string) (int, error) {
+	f.mu.Lock()
+	n := f.reads[topic]
+	f.reads[topic]++
+	f.mu.Unlock()
+	if f.countErr != nil {
+		if err := f.countErr(topic, n); err != nil {
+			return 0, err
+		}
+	}
+	return f.partitions, nil
+}
+
+func (f *fakeKafka) snapshot() ([]call, map[topicPartition][]Message) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	written := make(map[topicPartition][]Message, len(f.written))
+	for tp, msgs := range f.written {
+		written[tp] = slices.Clone(msgs)
+	}
+	return slices.Clone(f.calls), written
+}
+
+func newTestPublisher(t *testing.T, fake *fakeKafka, cfg Config) *Publisher {
+	t.Helper()
+	cfg.Brokers = []string{"127.0.0.1:1"} // never dialed: the fake answers
+	if cfg.Topic == "" {
+		cfg.Topic = "outbox"
+	}
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 4*time.Millisecond
+	}
+	p, err := New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.prod, p.meta = fake, fake
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// ackLog records acked calls and checks that each message was written before its ack.
+type ackLog struct {
+	t     *testing.T
+	fake  *fakeKafka
+	mu    sync.Mutex
+	calls [][]string
+	count map[string]int
+}
+
+func newAckLog(t *testing.T, fake *fakeKafka) *ackLog {
+	return &ackLog{t: t, fake: fake, count: make(map[string]int)}
+}
+
+func (a *ackLog) acked(msgs []Message) {
+	a.fake.mu.Lock()
+	for _, m := range msgs {
+		if !a.fake.ackable[m.ID] {
+			a.t.Errorf("message %s acked but never written", m.ID)
+		}
+	}
+	a.fake.mu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, ids(msgs))
+	for _, m := range msgs {
+		a.count[m.ID]++
+	}
+}
+
+func (a *ackLog) ackedOnce(t *testing.T, want []string) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range want {
+		if a.count[id] != 1 {
+			t.Errorf("message %s acked %d times, want once", id, a.count[id])
+		}
+	}
+	if len(a.count) != len(want) {
+		t.Errorf("acked %d distinct messages, want %d: %v", len(a.count), len(want), a.count)
+	}
+}
+
+// feed returns a channel holding msgs, closed when close is true.
+func feed(msgs []Message, closeIt bool) chan Message {
+	in := make(chan Message, len(msgs)+1)
+	for _, m := range msgs {
+		in <- m
+	}
+	if closeIt {
+		close(in)
+	}
+	return in
+}
+
+var errRefused = fmt.Errorf("kafka.(*Client).Produce: dial tcp 127.0.0.1:9092: %w", syscall.ECONNREFUSED)
+
+func TestPublisher_Run_orderUnderFailure(t *testing.T) {
+	t.Parallel()
+	fake := newFake(2)
+	k0, k1 := keyFor(t, 0, 2), keyFor(t, 1, 2)
+	// Round 1 (4 messages, the round's limit): a0 b1 c0 d1; round 2: e1 f0 g1.
+	msgs := []Message{
+		{ID: "a", Key: k0}, {ID: "b", Key: k1}, {ID: "c", Key: k0}, {ID: "d", Key: k1},
+		{ID: "e", Key: k1}, {ID: "f", Key: k0}, {ID: "g", Key: k1},
+	}
+	p0done := make(chan struct{})
+	fake.fail = func(tp topicPartition, n int, _ []string) error {
+		switch {
+		case tp.partition == 0 && n == 0:
+			close(p0done)
+		case tp.partition == 1 && n == 0:
+			<-p0done // fail mid-round, after partition 0 succeeded
+			return &produceError{err: kafka.NotLeaderForPartition}
+		case tp.partition == 1 && n == 1:
+			return errRefused
+		}
+		return nil
+	}
+	p := newTestPublisher(t, fake, Config{MaxBatchMessages: 4})
+	acks := newAckLog(t, fake)
+	if err := p.Run(context.Background(), feed(msgs, true), acks.acked); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+
+	calls, written := fake.snapshot()
+	var got []string
+	for _, c := range calls {
+		got = append(got, fmt.Sprintf("%d:%s:%v", c.partition, strings.Join(c.ids, ","), c.err == nil))
+	}
+	// Partition 0 is sent once per round; partition 1's request is re-sent, same records in
+	// the same order, until it succeeds; round 2 starts only after.
+	want := []string{"0:a,c:true", "1:b,d:false", "1:b,d:false", "1:b,d:true"}
+	if !slices.Equal(got[:4], want) {
+		t.Errorf("round 1 calls = %v, want %v", got[:4], want)
+	}
+	if rest := got[4:]; len(rest) != 2 || !slices.Contains(rest, "0:f:true") || !slices.Contains(rest, "1:e,g:true") {
+		t.Errorf("round 2 calls = %v", rest)
+	}
+	if w := ids(written[topicPartition{"outbox", 1}]); !slices.Equal(w, []string{"b", "d", "e", "g"}) {
+		t.Errorf("partition 1 holds %v", w)
+	}
+	if w := ids(written[topicPartition{"outbox", 0}]); !slices.Equal(w, []string{"a", "c", "f"}) {
+		t.Errorf("partition 0 holds %v", w)
+	}
+	acks.ackedOnce(t, ids(msgs))
+	if len(acks.calls) != 2 {
+		t.Errorf("acked called %d times, want once per round: %v", len(acks.calls), acks.calls)
+	}
+}
+
+// TestPublisher_Run_randomFailures checks the order and ack invariants with transient failures
+// at random, over many keys and rounds, and a graceful drain at the end.
+func TestPublisher_Run_randomFailures(t *testing.T) {
+	t.Parallel()
+	const partitions, keys, total = 5, 40, 3000
+	fake := newFake(partitions)
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(7, 9)) //nolint:gosec // reproducible test data
+	fake.fail = func(topicPartition, int, []string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch rng.IntN(10) {
+		case 0:
+			return errRefused
+		case 1:
+			return &produceError{err: kafka.NotEnoughReplicas}
+		}
+		return nil
+	}
+	msgs := make([]Message, total)
+	for i := range msgs {
+		msgs[i] = Message{ID: fmt.Sprint(i), Key: []byte(fmt.Sprintf("channel-%d", i%keys)), Value: make([]byte, i%300)}
+	}
+	p := newTestPublisher(t, fake, Config{MaxBatchMessages: 97, MaxRequestBytes: 4000})
+	acks := newAckLog(t, fake)
+	in := make(chan Message)
+	go func() {
+		for _, m := range msgs {
+			in <- m
+		}
+		close(in)
+	}()
+	if err := p.Run(context.Background(), in, acks.acked); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	_, written := fake.snapshot()
+	var h murmur2
+	for part := range partitions {
+		var want []string
+		for _, m := range msgs {
+			if h.partition(m.Key, partitions) == part {
+				want = append(want, m.ID)
+			}
+		}
+		if got := ids(written[topicPartition{"outbox", part}]); !slices.Equal(got, want) {
+			t.Errorf("partition %d holds %d messages out of order or with gaps", part, len(got))
+		}
+	}
+	acks.ackedOnce(t, ids(msgs))
+}
+
+func TestPublisher_Run_cancelDuringOutage(t *testing.T) {
+	t.Parallel()
+	fake := newFake(2)
+	k0, k1 := keyFor(t, 0, 2), keyFor(t, 1, 2)
+	var attempts sync.WaitGroup
+	attempts.Add(5)
+	var once sync.Map
+	fake.fail = func(tp topicPartition, n int, _ []string) error {
+		if tp.partition == 0 {
+			return nil
+		}
+		if _, seen := once.LoadOrStore(n, true); !seen && n < 5 {
+			attempts.Done()
+		}
+		return errRefused // Kafka stays down for partition 1
+	}
+	p := newTestPublisher(t, fake, Config{})
+	acks := newAckLog(t, fake)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Run(ctx, feed([]Message{{ID: "a", Key: k0}, {ID: "b", Key: k1}}, false), acks.acked)
+	}()
+	attempts.Wait() // five failed attempts: Run keeps retrying, and does not return
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v during the outage", err)
+	default:
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	// Partition 0 was acknowledged: it may be acked; b never.
+	if acks.count["b"] != 0 {
+		t.Errorf("b acked although never written")
+	}
+}
+
+func TestPublisher_Run_rejected(t *testing.T) {
+	t.Parallel()
+	fake := newFake(2)
+	k0, k1 := keyFor(t, 0, 2), keyFor(t, 1, 2)
+	p0done := make(chan struct{})
+	fake.fail = func(tp topicPartition, n int, ids []string) error {
+		if tp.partition == 0 && n == 0 {
+			close(p0done)
+		}
+		if tp.partition == 1 && ids[0] == "big" {
+			<-p0done // partition 0 of the round is acknowledged first
+			return &produceError{err: fmt.Errorf("%w: the request included a message larger than the max message size", kafka.MessageSizeTooLarge)}
+		}
+		return nil
+	}
+	msgs := []Message{{ID: "a", Key: k0}, {ID: "big", Key: k1, Token: 77}, {ID: "c", Key: k0}, {ID: "later", Key: k1}}
+	p := newTestPublisher(t, fake, Config{MaxBatchMessages: 3})
+	acks := newAckLog(t, fake)
+	err := p.Run(context.Background(), feed(msgs, true), acks.acked)
+	var rerr *RejectedError
+	if !errors.As(err, &rerr) || !errors.Is(err, ErrRejected) || !errors.Is(err, kafka.MessageSizeTooLarge) {
+		t.Fatalf("Run = %v, want a RejectedError", err)
+	}
+	if rerr.ID != "big" || rerr.Token != 77 || rerr.Partition != 1 || rerr.Topic != "outbox" {
+		t.Errorf("RejectedError = %+v", rerr)
+	}
+	calls, _ := fake.snapshot()
+	for _, c := range calls {
+		if slices.Contains(c.ids, "later") {
+			t.Errorf("a message after the rejected one was sent: %v", c)
+		}
+	}
+	acks.ackedOnce(t, []string{"a", "c"}) // partition 0 was acknowledged
+}
+
+func TestPublisher_Run_splitsTooLargeBatch(t *testing.T) {
+	t.Parallel()
+	fake := newFake(1)
+	fake.fail = func(_ topicPartition, _ int, ids []string) error {
+		if len(ids) > 2 {
+			return &produceError{err: kafka.MessageSizeTooLarge}
+		}
+		return nil
+	}
+	var msgs []Message
+	for i := range 7 {
+		msgs = append(msgs, Message{ID: fmt.Sprint(i), Key: []byte("k")})
+	}
+	p := newTestPublisher(t, fake, Config{})
+	acks := newAckLog(t, fake)
+	if err := p.Run(context.Background(), feed(msgs, true), acks.acked); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	_, written := fake.snapshot()
+	if got := ids(written[topicPartition{"outbox", 0}]); !slices.Equal(got, ids(msgs)) {
+		t.Errorf("partition holds %v, want %v", got, ids(msgs))
+	}
+	acks.ackedOnce(t, ids(msgs))
+}
+
+func TestPublisher_Run_fatal(t *testing.T) {
+	t.Parallel()
+	fake := newFake(1)
+	fake.fail = func(topicPartition, int, []string) error {
+		return &produceError{err: kafka.TopicAuthorizationFailed}
+	}
+	p := newTestPublisher(t, fake, Config{})
+	acks := newAckLog(t, fake)
+	err := p.Run(context.Background(), feed([]Message{{ID: "a"}}, true), acks.acked)
+	if !errors.Is(err, ErrFatal) || !errors.Is(err, kafka.TopicAuthorizationFailed) {
+		t.Fatalf("Run = %v, want ErrFatal", err)
+	}
+	acks.ackedOnce(t, nil)
+}
+
+func TestPublisher_Run_waitsForMetadata(t *testing.T) {
+	t.Parallel()
+	fake := newFake(3)
+	fake.countErr = func(_ string, n int) error {
+		if n < 3 {
+			return fmt.Errorf("read metadata: %w at 127.0.0.1:1: %w", ErrUnreachable, syscall.ECONNREFUSED)
+		}
+		return nil
+	}
+	p := newTestPublisher(t, fake, Config{})
+	acks := newAckLog(t, fake)
+	msgs := []Message{{ID: "a", Key: []byte("x")}, {ID: "b", Key: []byte("y"), Topic: "other"}}
+	if err := p.Run(context.Background(), feed(msgs, true), acks.acked); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	acks.ackedOnce(t, ids(msgs))
+}
+
+// A message whose topic's metadata cannot be read while a round is built waits for the next
+// round, and the messages after it too; the round goes out without them.
+func TestPublisher_Run_heldBackOnMetadataError(t *testing.T) {
+	t.Parallel()
+	fake := newFake(1)
+	fake.countErr = func(topic string, n int) error {
+		if topic == "other" && n < 2 {
+			return fmt.Errorf("%w: %q", ErrTopicNotFound, topic)
+		}
+		return nil
+	}
+	p := newTestPublisher(t, fake, Config{})
+	acks := newAckLog(t, fake)
+	msgs := []Message{{ID: "a"}, {ID: "b", Topic: "other"}, {ID: "c"}}
+	if err := p.Run(context.Background(), feed(msgs, true), acks.acked); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	calls, _ := fake.snapshot()
+	var got []string
+	for _, c := range calls {
+		got = append(got, c.topic+":"+strings.Join(c.ids, ","))
+	}
+	if len(got) != 3 || got[0] != "outbox:a" || !slices.Contains(got[1:], "other:b") || !slices.Contains(got[1:], "outbox:c") {
+		t.Errorf("calls = %v, want a alone, then b and c", got)
+	}
+	if len(acks.calls) != 2 {
+		t.Errorf("acked calls = %v, want two rounds", acks.calls)
+	}
+	acks.ackedOnce(t, ids(msgs))
+}
+
+func TestPublisher_Run_metadataFatal(t *testing.T) {
+	t.Parallel()
+	fake := newFake(3)
+	fake.countErr = func(string, int) error { return kafka.TopicAuthorizationFailed }
+	p := newTestPublisher(t, fake, Config{})
+	err := p.Run(context.Background(), feed([]Message{{ID: "a"}}, true), func([]Message) { t.Error("acked") })
+	if !errors.Is(err, ErrFatal) {
+		t.Fatalf("Run = %v, want ErrFatal", err)
+	}
+}
+
+func TestPublisher_Run_idleUntilCancelled(t *testing.T) {
+	t.Parallel()
+	p := newTestPublisher(t, newFake(1), Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := p.Run(ctx, make(chan Message), func([]Message) {}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run = %v", err)
+	}
+}
+
+func TestPublisher_Close_idempotent(t *testing.T) {
+	t.Parallel()
+	p := newTestPublisher(t, newFake(1), Config{})
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNew_invalidConfig(t *testing.T) {
+	t.Parallel()
+	if _, err := New(Config{}, zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "kafka config") {
+		t.Fatalf("New = %v", err)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	lo, hi := 100*time.Millisecond, 5*time.Second
+	for attempt := 1; attempt < 80; attempt++ {
+		d := lo << min(attempt-1, 10)
+		d = min(d, hi)
+		for range 20 {
+			got := backoff(attempt, lo, hi)
+			if got < d/2 || got > d {
+				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", attempt, got, d/2, d)
+			}
+		}
+	}
+}
+
+func TestRetryLog(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	rl := newRetryLog(zerolog.New(&buf), "kafka write", clock)
+	lines := func() int { return strings.Count(buf.String(), "\n") }
+
+	rl.failed(errRefused, 1, time.Second) // first failure: logged
+	if lines() != 1 || !strings.Contains(buf.String(), `"level":"warn"`) || !strings.Contains(buf.String(), `"attempt":1`) {
+		t.Fatalf("first failure not logged: %s", buf.String())
+	}
+	for i := 2; i <= 50; i++ { // 49 failures within 9.8 s: none logged
+		now = now.Add(200 * time.Millisecond)
+		rl.failed(errRefused, i, time.Second)
+	}
+	if lines() != 1 {
+		t.Fatalf("failures within %s logged: %s", failureLogEvery, buf.String())
+	}
+	now = now.Add(time.Second)
+	rl.failed(errRefused, 51, time.Second)
+	if lines() != 2 || !strings.Contains(buf.String(), `"attempt":51`) {
+		t.Fatalf("failure after %s not logged: %s", failureLogEvery, buf.String())
+	}
+	rl.recovered(52)
+	if lines() != 3 || !strings.Contains(buf.String(), `"level":"info"`) || !strings.Contains(buf.String(), `"attempts":52`) {
+		t.Fatalf("recovery not logged: %s", buf.String())
+	}
+	rl.recovered(1) // nothing failed since: no line
+	if lines() != 3 {
+		t.Fatalf("success without failure logged: %s", buf.String())
+	}
+}

@@ -1,0 +1,172 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// errStopped cancels the other partitions of a round when one failed for good.
+var errStopped = errors.New("another partition of the round failed")
+
+// failureLogEvery is how often a request that keeps failing is logged again.
+const failureLogEvery = 10 * time.Second
+
+// sendRound sends each partition's batch of r, in parallel, and returns the messages that
+// Kafka acknowledged. The error is nil when all were acknowledged; otherwise it is the first
+// permanent or fatal error, or ctx's error.
+func (p *Publisher) sendRound(parent context.Context, r *round) ([]Message, error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	errs := make([]error, len(r.batches))
+	var wg sync.WaitGroup
+	for i, b := range r.batches {
+		wg.Go(func() {
+			errs[i] = p.sendBatch(ctx, b.topicPartition, b.msgs)
+			if errs[i] != nil {
+				cancel(errStopped)
+			}
+		})
+	}
+	wg.Wait()
+
+	var failure error
+	done := make([]Message, 0, len(r.msgs))
+	for i, b := range r.batches {
+		switch err := errs[i]; {
+		case err == nil:
+			done = append(done, b.msgs...)
+		case failure == nil && !errors.Is(err, errStopped) && parent.Err() == nil:
+			failure = err
+		}
+	}
+	if len(done) == len(r.msgs) {
+		return r.msgs, nil
+	}
+	if err := parent.Err(); err != nil {
+		return done, err
+	}
+	if failure == nil { // unreachable: a partition stopped the others only after failing
+		failure = errStopped
+	}
+	return done, failure
+}
+
+// sendBatch sends msgs to one partition as one request, and re-sends the same request until
+// Kafka acknowledges it, ctx is done, or Kafka refuses it for good. A batch that the broker
+// finds too large is split in two halves, sent one after the other, so order holds.
+func (p *Publisher) sendBatch(ctx context.Context, tp topicPartition, msgs []Message) error {
+	log := p.log.With().Str("topic", tp.topic).Int("partition", tp.partition).Logger()
+	rl := newRetryLog(log, "kafka write", p.now)
+	for attempt := 1; ; attempt++ {
+		err := p.prod.produce(ctx, tp.topic, tp.partition, msgs)
+		if err == nil {
+			rl.recovered(attempt)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		kind := classify(err)
+		if p.cfg.OnError != nil {
+			p.cfg.OnError(kind.String(), err)
+		}
+		switch kind {
+		case rejected:
+			if len(msgs) > 1 && tooLarge(err) {
+				half := len(msgs) / 2
+				log.Warn().Err(err).Int("messages", len(msgs)).Str("first_id", msgs[0].ID).
+					Msg("kafka refused the batch as too large; sending it again in two halves " +
+						"(lower the max request bytes below the topic's max.message.bytes)")
+				if err := p.sendBatch(ctx, tp, msgs[:half]); err != nil {
+					return err
+				}
+				return p.sendBatch(ctx, tp, msgs[half:])
+			}
+			rerr := newRejected(tp, msgs, err)
+			log.Error().Err(rerr).Str("id", rerr.ID).Uint64("token", rerr.Token).Msg("kafka rejected a message")
+			return rerr
+		case fatal:
+			ferr := newFatal(tp, err)
+			log.Error().Err(ferr).Msg("kafka refused the client")
+			return ferr
+		}
+		if staleMetadata(err) {
+			p.forgetPartitionCount(tp.topic)
+		}
+		wait := backoff(attempt, p.cfg.BackoffMin, p.cfg.BackoffMax)
+		rl.failed(err, attempt, wait)
+		if sleep(ctx, wait) != nil {
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// backoff returns the wait before attempt+1: min doubled attempt-1 times, at most max, of
+// which the upper half is random (so that retries of many partitions spread out).
+func backoff(attempt int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for i := 1; i < attempt && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	if d <= 1 {
+		return d
+	}
+	half := d / 2
+	return half + rand.N(d-half+1) //nolint:gosec // jitter needs no cryptographic randomness
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// retryLog logs a request that keeps failing without flooding the log: a warning at the first
+// failure, then at most one every failureLogEvery, and one info line when it succeeds again.
+type retryLog struct {
+	log      zerolog.Logger
+	what     string
+	now      func() time.Time
+	failures int       // in a row
+	since    time.Time // first of them
+	logged   time.Time // last warning
+}
+
+func newRetryLog(log zerolog.Logger, what string, now func() time.Time) *retryLog {
+	return &retryLog{log: log, what: what, now: now}
+}
+
+func (r *retryLog) failed(err error, attempt int, wait time.Duration) {
+	now := r.now()
+	r.failures++
+	if r.failures == 1 {
+		r.since = now
+	} else if now.Sub(r.logged) < failureLogEvery {
+		return
+	}
+	r.logged = now
+	r.log.Warn().Err(err).Str("class", classify(err).String()).Int("attempt", attempt).
+		Dur("failing_for", now.Sub(r.since)).Dur("retry_in", wait).
+		Msg(r.what + " failed; retrying until it succeeds (nothing is acknowledged meanwhile)")
+}
+
+func (r *retryLog) recovered(attempts int) {
+	if r.failures == 0 {
+		return
+	}
+	r.log.Info().Int("attempts", attempts).Dur("failed_for", r.now().Sub(r.since)).
+		Msg(r.what + " succeeded again")
+	r.failures = 0
+}
