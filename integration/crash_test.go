@@ -132,22 +132,62 @@ func TestRelay_IdleProgress(t *testing.T) {
 	}
 
 	const bound = 1 << 20
-	deadline := time.Now().Add(20 * time.Second)
-	var lag int64
+	lag := waitLagBelow(t, e, bound, 20*time.Second)
+	relay.stop(30 * time.Second)
+	t.Logf("WAL written %d bytes without outbox rows; slot lag afterwards %d bytes (bound %d)", end-before, lag, bound)
+}
+
+// TestRelay_IdleOnBusyCluster: our database is idle while ANOTHER database of the same server
+// writes heavily. The walsender's keepalives still carry the server's WAL end, and confirming
+// them (nothing in flight) keeps our slot from pinning the other database's WAL — no heartbeat
+// needed. This is the case that fills disks when a relay confirms only its own commits.
+func TestRelay_IdleOnBusyCluster(t *testing.T) {
+	t.Parallel()
+	e := newOutbox(t, 1)
+	other := strings.Replace(e.DatabaseURL, "/pgoutbox?", "/pgoutbox_other?", 1)
+	if other == e.DatabaseURL {
+		other = strings.TrimSuffix(e.DatabaseURL, "/pgoutbox") + "/pgoutbox_other"
+	}
+	if other == e.DatabaseURL {
+		t.Fatalf("cannot derive the second database's URL from %s", redact(e.DatabaseURL))
+	}
+	table := e.Name + "_busy"
+	execSQL(t, other, fmt.Sprintf(`CREATE TABLE %s (id bigserial PRIMARY KEY, v text)`, table))
+	t.Cleanup(func() { exec0(t, other, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, table)) })
+
+	relay := e.startRelay(t)
+	relay.waitLog("streaming started", 30*time.Second)
+	before := mustLSN(t, currentWAL(t, e.DatabaseURL))
+	for range 20 { // about 6 MB of WAL in the other database
+		execSQL(t, other, fmt.Sprintf(`INSERT INTO %s (v) SELECT repeat('y', 300) FROM generate_series(1, 1000)`, table))
+	}
+	end := mustLSN(t, currentWAL(t, e.DatabaseURL))
+	if end-before < 4<<20 {
+		t.Fatalf("only %d bytes of WAL written", end-before)
+	}
+	const bound = 1 << 20
+	lag := waitLagBelow(t, e, bound, 20*time.Second)
+	relay.stop(30 * time.Second)
+	t.Logf("WAL written in another database %d bytes; our slot's lag afterwards %d bytes (bound %d)", end-before, lag, bound)
+}
+
+// waitLagBelow waits until the slot's unconfirmed bytes are below bound and returns them.
+func waitLagBelow(t *testing.T, e outboxEnv, bound int64, timeout time.Duration) int64 {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	conn := connect(t, e.DatabaseURL)
 	for {
-		conn := connect(t, e.DatabaseURL)
+		var lag int64
 		err := conn.QueryRow(context.Background(), `SELECT pg_current_wal_lsn() - confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1`, e.Name).Scan(&lag)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if lag < bound {
-			break
+			return lag
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slot lag %d bytes 20 s after the last write; want < %d", lag, bound)
+			t.Fatalf("slot lag %d bytes %s after the last write; want < %d", lag, timeout, bound)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	relay.stop(30 * time.Second)
-	t.Logf("WAL written %d bytes without outbox rows; slot lag afterwards %d bytes (bound %d)", end-before, lag, bound)
 }

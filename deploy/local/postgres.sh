@@ -124,6 +124,9 @@ BEGIN
 END $$;
 SELECT 'CREATE DATABASE pgoutbox OWNER pgoutbox'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'pgoutbox') \gexec
+-- A second database on the same server, for tests of a quiet outbox on a busy cluster.
+SELECT 'CREATE DATABASE pgoutbox_other OWNER pgoutbox'
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'pgoutbox_other') \gexec
 SQL
 }
 

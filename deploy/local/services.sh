@@ -39,7 +39,20 @@ leftover_slots() {
   psql "$PG_URL" -Atq -c "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'it\_%'" 2>/dev/null || true
 }
 
+# Test tools from Debian's packages: promtool checks the alert rules.
+install_test_tools() {
+  command -v promtool >/dev/null && return 0
+  local sudo=""
+  [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+  echo "services.sh: installing Debian's prometheus package (for promtool)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -qq prometheus >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo apt-get install -y -qq prometheus >/dev/null; }
+  # The package may start a Prometheus server; the tests only need the tool.
+  $sudo service prometheus stop >/dev/null 2>&1 || true
+}
+
 run_tests() {
+  install_test_tools
   local started=()
   if ! "$PG" status >/dev/null 2>&1; then "$PG" start; started+=("$PG"); fi
   if ! "$KAFKA" status >/dev/null 2>&1; then "$KAFKA" start; started+=("$KAFKA"); fi
