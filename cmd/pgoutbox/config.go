@@ -49,6 +49,11 @@ type Config struct {
 	KafkaBackoffMax     time.Duration // longest wait between retries of a failed write; default 5s
 	KafkaCompression    string        // none|gzip|snappy|lz4|zstd; default "none"
 
+	OnBadRow        string // stop|dead-letter: what a row that cannot be published does; default "stop"
+	DeadLetterTopic string // topic of dead-lettered rows; default "<topic>.dlq"
+	Retention       string // none|delete-after-publish; default "none"
+	JanitorBatch    int    // most rows deleted by one statement; default 1000
+
 	MonitorInterval  time.Duration // how often the slot is checked; default 5s
 	LagWarnBytes     int64         // unconfirmed WAL bytes that warn; default 1 GiB
 	LagCriticalBytes int64         // unconfirmed WAL bytes that are critical; default 4 GiB
@@ -96,6 +101,7 @@ func (c *Config) settings() []setting {
 		ShutdownTimeout: 30 * time.Second, ReconnectMax: 30 * time.Second,
 		KafkaBatchMessages: 10000, KafkaRequestBytes: 1_000_000, KafkaRequestTimeout: 10 * time.Second,
 		KafkaBackoffMax: 5 * time.Second, KafkaCompression: "none", ReplicationFactor: 1,
+		OnBadRow: "stop", Retention: "none", JanitorBatch: 1000,
 		MonitorInterval: 5 * time.Second, LagWarnBytes: 1 << 30, LagCriticalBytes: 4 << 30, LagKeepFraction: 0.5,
 		LagWarnAge: time.Minute, LagCriticalAge: 5 * time.Minute,
 	}
@@ -126,6 +132,10 @@ func (c *Config) settings() []setting {
 		{"kafka-request-timeout", "timeout of one produce request", (*durationValue)(&c.KafkaRequestTimeout), scopeRun},
 		{"kafka-backoff-max", "longest wait between retries of a failed Kafka write (retries never stop)", (*durationValue)(&c.KafkaBackoffMax), scopeRun},
 		{"kafka-compression", "none, gzip, snappy, lz4 or zstd", (*stringValue)(&c.KafkaCompression), scopeRun},
+		{"on-bad-row", "stop (halt, naming the row; the slot is not advanced past it) or dead-letter (publish the raw row and the reason to --dead-letter-topic, then go on)", (*stringValue)(&c.OnBadRow), scopeRun | scopeSetup},
+		{"dead-letter-topic", `topic of dead-lettered rows; empty = "<topic>.dlq"`, (*stringValue)(&c.DeadLetterTopic), scopeRun | scopeSetup},
+		{"retention", "none (the application deletes outbox rows) or delete-after-publish (pgoutbox deletes each row once Kafka acknowledged it)", (*stringValue)(&c.Retention), scopeRun},
+		{"janitor-batch", "most rows deleted by one statement with --retention=delete-after-publish", (*intValue)(&c.JanitorBatch), scopeRun},
 		{"monitor-interval", "how often the slot's lag is checked", (*durationValue)(&c.MonitorInterval), scopeRun},
 		{"lag-warn-bytes", "unconfirmed WAL bytes (pg_current_wal_lsn() - confirmed_flush_lsn) that raise a warning; 0 = off", (*int64Value)(&c.LagWarnBytes), scopeRun | scopeStatus},
 		{"lag-critical-bytes", "unconfirmed WAL bytes that are critical (/readyz fails); 0 = off", (*int64Value)(&c.LagCriticalBytes), scopeRun | scopeStatus},
@@ -184,6 +194,17 @@ func (c *Config) Table() (capture.Table, error) {
 	return t, t.Validate()
 }
 
+// DeadLetter returns the dead-letter topic, or "" when bad rows stop the relay.
+func (c *Config) DeadLetter() string {
+	if c.OnBadRow != "dead-letter" {
+		return ""
+	}
+	if c.DeadLetterTopic != "" {
+		return c.DeadLetterTopic
+	}
+	return c.Topic + ".dlq"
+}
+
 // Brokers returns the Kafka broker list.
 func (c *Config) Brokers() []string { return splitList(c.KafkaBrokers) }
 
@@ -238,6 +259,15 @@ func (c *Config) Validate(sc scope) error {
 	}
 	if c.KafkaBatchMessages <= 0 || c.KafkaRequestBytes <= 0 {
 		bad("--kafka-batch-messages and --kafka-request-bytes must be positive")
+	}
+	if c.OnBadRow != "stop" && c.OnBadRow != "dead-letter" {
+		bad("--on-bad-row %q: use stop or dead-letter", c.OnBadRow)
+	}
+	if c.Retention != "none" && c.Retention != "delete-after-publish" {
+		bad("--retention %q: use none or delete-after-publish", c.Retention)
+	}
+	if c.JanitorBatch <= 0 {
+		bad("--janitor-batch must be positive")
 	}
 	if c.MonitorInterval <= 0 {
 		bad("--monitor-interval must be positive")
