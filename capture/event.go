@@ -31,6 +31,8 @@ const (
 	HeaderPosition = "pgoutbox-position"
 	// HeaderXID holds the transaction id, in decimal.
 	HeaderXID = "pgoutbox-xid"
+	// HeaderError holds, on a dead-letter record, why the row could not be published.
+	HeaderError = "pgoutbox-error"
 )
 
 // Event is one outbox row, ready to publish. It holds no reference to the replication buffer.

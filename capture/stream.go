@@ -27,6 +27,12 @@ type StreamConfig struct {
 	// Default 1 s.
 	StatusInterval time.Duration
 
+	// DeadLetterTopic, when set, turns a row that cannot be published (a *BadRowError: NULL
+	// channel, headers not a JSON object...) into a record on this topic — the raw row, its
+	// position headers and a pgoutbox-error header with the reason — and streaming goes on.
+	// Default "": such a row stops the stream, and the slot is never confirmed past it.
+	DeadLetterTopic string
+
 	// MinStatusInterval rate-limits the status updates sent because the confirmed position
 	// moved: on a busy cluster a quiet database's walsender can send thousands of keepalives a
 	// second. Answers to ReplyRequested are never delayed. Default 100 ms.
@@ -213,6 +219,12 @@ func (s *Stream) Run(ctx context.Context, out Output) error {
 // handle passes one decoded pgoutput message to the Output.
 func (s *Stream) handle(ctx context.Context, txn uint64, walData []byte) (uint64, error) {
 	m, err := s.dec.Decode(walData)
+	var bad *BadRowError
+	if errors.As(err, &bad) && s.cfg.DeadLetterTopic != "" {
+		s.log.Error().Str("id", bad.ID).Stringer("commit_lsn", bad.CommitLSN).Int("index", bad.Index).
+			Str("reason", bad.Reason).Str("dead_letter_topic", s.cfg.DeadLetterTopic).Msg("bad outbox row sent to the dead-letter topic")
+		return txn, s.offer(ctx, txn, deadLetter(bad, s.cfg.DeadLetterTopic))
+	}
 	if err != nil {
 		return txn, err
 	}
@@ -225,6 +237,14 @@ func (s *Stream) handle(ctx context.Context, txn uint64, walData []byte) (uint64
 		return 0, s.out.Commit(txn, m)
 	}
 	return txn, nil
+}
+
+// deadLetter turns a bad row into the record that carries it to the dead-letter topic.
+func deadLetter(bad *BadRowError, topic string) Event {
+	ev := bad.Event
+	ev.Topic = topic
+	ev.Headers = append(ev.Headers[:len(ev.Headers):len(ev.Headers)], Header{Key: HeaderError, Value: []byte(bad.Reason)})
+	return ev
 }
 
 // offer hands a row to the Output, waiting while the window is full. While it waits it does not

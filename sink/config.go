@@ -74,6 +74,18 @@ type Config struct {
 	// cached before it is read again. Default 5s.
 	MetadataTTL time.Duration
 
+	// DeadLetterTopic, when set, receives each message that Kafka rejects for good (too large,
+	// invalid), with headers pgoutbox-error (the broker's reason) and pgoutbox-original-topic
+	// added; the original then counts as delivered and publishing goes on. Create it with a
+	// max.message.bytes large enough for the rejected payloads. If the dead-letter topic also
+	// rejects the message, Run stops with a *RejectedError. Default "": a rejected message
+	// stops Run.
+	DeadLetterTopic string
+
+	// OnDeadLetter, when set, is called for each message sent to the dead-letter topic, e.g. to
+	// count them. It runs on the sending goroutine: it must be quick. Default none.
+	OnDeadLetter func(m Message, reason error)
+
 	// OnError, when set, is called after every failed produce request with its kind —
 	// "retriable" (it will be sent again), "rejected" or "fatal" — e.g. to count failures in a
 	// metric. It runs on the sending goroutine: it must be quick. Default none.

@@ -132,11 +132,16 @@ func (c *kafkaClient) requestError(op string, err error) error {
 }
 
 // createTopic asks the controller to create the topic; it reports false when it exists.
-func (c *kafkaClient) createTopic(ctx context.Context, topic string, partitions, replicationFactor int) (bool, error) {
+func (c *kafkaClient) createTopic(ctx context.Context, topic string, partitions, replicationFactor int, configs map[string]string) (bool, error) {
+	entries := make([]kafka.ConfigEntry, 0, len(configs))
+	for k, v := range configs {
+		entries = append(entries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+	}
 	res, err := c.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic:             topic,
 		NumPartitions:     partitions,
 		ReplicationFactor: replicationFactor,
+		ConfigEntries:     entries,
 	}}})
 	if err != nil {
 		return false, c.requestError(fmt.Sprintf("create topic %q", topic), err)

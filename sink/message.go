@@ -2,6 +2,14 @@ package sink
 
 import "time"
 
+// Headers that the sink adds to a dead-letter record.
+const (
+	// HeaderError holds why Kafka refused the original record.
+	HeaderError = "pgoutbox-error"
+	// HeaderOriginalTopic holds the topic the record was meant for.
+	HeaderOriginalTopic = "pgoutbox-original-topic"
+)
+
 // Header is one Kafka record header.
 type Header struct {
 	Key   string

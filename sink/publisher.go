@@ -224,6 +224,12 @@ func (p *Publisher) Partitions(ctx context.Context, topic string) (int, error) {
 // another partition count, which it names in an error matching ErrPartitionMismatch (the topic
 // is left unchanged).
 func (p *Publisher) CreateTopic(ctx context.Context, topic string, partitions, replicationFactor int) (bool, error) {
+	return p.CreateTopicWithConfig(ctx, topic, partitions, replicationFactor, nil)
+}
+
+// CreateTopicWithConfig is CreateTopic with topic-level settings for a new topic, such as
+// max.message.bytes. An existing topic's settings are not changed.
+func (p *Publisher) CreateTopicWithConfig(ctx context.Context, topic string, partitions, replicationFactor int, configs map[string]string) (bool, error) {
 	if err := CheckTopicName(topic); err != nil {
 		return false, fmt.Errorf("create topic: %w", err)
 	}
@@ -231,7 +237,7 @@ func (p *Publisher) CreateTopic(ctx context.Context, topic string, partitions, r
 		return false, fmt.Errorf("create topic %q: partitions (%d) and replication factor (%d) must be at least 1",
 			topic, partitions, replicationFactor)
 	}
-	created, err := p.kafka.createTopic(ctx, topic, partitions, replicationFactor)
+	created, err := p.kafka.createTopic(ctx, topic, partitions, replicationFactor, configs)
 	if err != nil || created {
 		if created {
 			p.log.Info().Str("topic", topic).Int("partitions", partitions).

@@ -77,15 +77,20 @@ func (p *Publisher) sendBatch(ctx context.Context, tp topicPartition, msgs []Mes
 		}
 		switch kind {
 		case rejected:
-			if len(msgs) > 1 && tooLarge(err) {
+			// Split a refused batch to find the refused message(s): a batch can be too large as
+			// a whole, and a dead-letter topic takes only the message that is bad.
+			if len(msgs) > 1 && (tooLarge(err) || p.cfg.DeadLetterTopic != "") {
 				half := len(msgs) / 2
 				log.Warn().Err(err).Int("messages", len(msgs)).Str("first_id", msgs[0].ID).
-					Msg("kafka refused the batch as too large; sending it again in two halves " +
-						"(lower the max request bytes below the topic's max.message.bytes)")
+					Msg("kafka refused the batch; sending it again in two halves, in order " +
+						"(if it was too large, lower the max request bytes below the topic's max.message.bytes)")
 				if err := p.sendBatch(ctx, tp, msgs[:half]); err != nil {
 					return err
 				}
 				return p.sendBatch(ctx, tp, msgs[half:])
+			}
+			if p.cfg.DeadLetterTopic != "" && tp.topic != p.cfg.DeadLetterTopic {
+				return p.deadLetter(ctx, tp, msgs[0], err)
 			}
 			rerr := newRejected(tp, msgs, err)
 			log.Error().Err(rerr).Str("id", rerr.ID).Uint64("token", rerr.Token).Msg("kafka rejected a message")
@@ -104,6 +109,32 @@ func (p *Publisher) sendBatch(ctx context.Context, tp topicPartition, msgs []Mes
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// deadLetter publishes a message that Kafka refused for good to the dead-letter topic, with
+// the reason, and returns once Kafka acknowledged it there: only then does the original count as
+// delivered, so a row is never dropped silently.
+func (p *Publisher) deadLetter(ctx context.Context, tp topicPartition, m Message, reason error) error {
+	dl := m
+	dl.Topic = p.cfg.DeadLetterTopic
+	dl.Headers = append(m.Headers[:len(m.Headers):len(m.Headers)],
+		Header{Key: HeaderError, Value: []byte(reason.Error() + "; " + rejectHint(reason))},
+		Header{Key: HeaderOriginalTopic, Value: []byte(tp.topic)})
+	n, err := p.waitPartitionCount(ctx, dl.Topic)
+	if err != nil {
+		return err
+	}
+	var h murmur2
+	dtp := topicPartition{topic: dl.Topic, partition: h.partition(dl.Key, n)}
+	p.log.Error().Err(reason).Str("topic", tp.topic).Int("partition", tp.partition).Str("id", m.ID).
+		Str("dead_letter_topic", dl.Topic).Msg("kafka rejected a message; sending it to the dead-letter topic")
+	if err := p.sendBatch(ctx, dtp, []Message{dl}); err != nil {
+		return err
+	}
+	if p.cfg.OnDeadLetter != nil {
+		p.cfg.OnDeadLetter(m, reason)
+	}
+	return nil
 }
 
 // backoff returns the wait before attempt+1: min doubled attempt-1 times, at most max, of

@@ -18,6 +18,7 @@ type metrics struct {
 	eventsPublished prometheus.Counter
 	bytesPublished  prometheus.Counter
 	publishErrors   *prometheus.CounterVec
+	deadLettered    *prometheus.CounterVec
 	sessions        prometheus.Counter
 	commitToAck     prometheus.Histogram
 
@@ -53,6 +54,9 @@ func newMetrics() *metrics {
 	m.publishErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pgoutbox_publish_errors_total", Help: "Failed Kafka produce requests, by kind (retriable ones are retried).",
 	}, []string{"kind"})
+	m.deadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgoutbox_dead_lettered_total", Help: "Rows sent to the dead-letter topic, by stage: decode (bad column values) or kafka (rejected by the broker).",
+	}, []string{"stage"})
 	m.sessions = counter("pgoutbox_replication_connects_total", "Replication sessions started (1 + reconnections).")
 	m.commitToAck = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "pgoutbox_commit_to_ack_seconds",
@@ -82,7 +86,7 @@ func newMetrics() *metrics {
 			return float64(rows)
 		}
 	}
-	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.sessions, m.commitToAck,
+	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.deadLettered, m.sessions, m.commitToAck,
 		m.slotUnconfirmed, m.slotRetained, m.slotSafeWAL, m.slotKeepSize, m.slotActive, m.slotWALStatus, m.alarmLevel,
 		gaugeFunc("pgoutbox_inflight_events", "Rows read from PostgreSQL and not yet acknowledged by Kafka.", inflight(false)),
 		gaugeFunc("pgoutbox_inflight_bytes", "Approximate bytes of the in-flight rows.", inflight(true)),
@@ -118,6 +122,9 @@ func newMetrics() *metrics {
 	)
 	for _, k := range []string{"retriable", "rejected", "fatal"} {
 		m.publishErrors.WithLabelValues(k) // export zeros, so rate() works from the start
+	}
+	for _, stage := range []string{"decode", "kafka"} {
+		m.deadLettered.WithLabelValues(stage)
 	}
 	return m
 }

@@ -16,6 +16,8 @@ import (
 type output struct {
 	tracker *checkpoint.Tracker
 	queue   chan sink.Message // capacity = the window's event limit, so a send never blocks
+
+	onDeadLetter func() // counts rows the stream routed to the dead-letter topic
 }
 
 var _ capture.Output = (*output)(nil)
@@ -36,6 +38,9 @@ func (o *output) Offer(txn uint64, ev capture.Event) (bool, error) {
 	ok, err := o.tracker.TryAdd(checkpoint.TxnID(txn), size)
 	if !ok || err != nil {
 		return false, err
+	}
+	if o.onDeadLetter != nil && hasHeader(ev.Headers, capture.HeaderError) {
+		o.onDeadLetter()
 	}
 	select {
 	case o.queue <- toMessage(txn, &ev, size):
@@ -89,4 +94,13 @@ func toMessage(txn uint64, ev *capture.Event, size int) sink.Message {
 		Token:   txn,
 		Size:    size,
 	}
+}
+
+func hasHeader(hs []capture.Header, key string) bool {
+	for _, h := range hs {
+		if h.Key == key {
+			return true
+		}
+	}
+	return false
 }

@@ -36,6 +36,8 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	m := newMetrics()
 	pub, err := sink.New(sink.Config{
 		OnError:          m.publishError,
+		DeadLetterTopic:  cfg.DeadLetter(),
+		OnDeadLetter:     func(sink.Message, error) { m.deadLettered.WithLabelValues("kafka").Inc() },
 		Brokers:          cfg.Brokers(),
 		Topic:            cfg.Topic,
 		MaxBatchMessages: cfg.KafkaBatchMessages,
@@ -113,6 +115,11 @@ func (r *relay) preflight(ctx context.Context) error {
 	if _, err := r.pub.Partitions(cctx, r.cfg.Topic); err != nil {
 		return err
 	}
+	if dlq := r.cfg.DeadLetter(); dlq != "" {
+		if _, err := r.pub.Partitions(cctx, dlq); err != nil {
+			return fmt.Errorf("dead-letter topic (--on-bad-row=dead-letter): %w", err)
+		}
+	}
 	return nil
 }
 
@@ -152,11 +159,12 @@ func (r *relay) loop(ctx context.Context) error {
 // after the shutdown timeout) and the last confirmed position was sent to the server.
 func (r *relay) session(ctx context.Context) error {
 	stream := capture.NewStream(capture.StreamConfig{
-		DatabaseURL:    r.cfg.DatabaseURL,
-		Slot:           r.cfg.Slot,
-		Publication:    r.cfg.Publication,
-		Table:          r.table,
-		StatusInterval: r.cfg.StatusInterval,
+		DatabaseURL:     r.cfg.DatabaseURL,
+		Slot:            r.cfg.Slot,
+		Publication:     r.cfg.Publication,
+		Table:           r.table,
+		StatusInterval:  r.cfg.StatusInterval,
+		DeadLetterTopic: r.cfg.DeadLetter(),
 	}, r.base.With().Str("topic", r.cfg.Topic).Logger()) // its "streaming started" line names the topic
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -170,6 +178,7 @@ func (r *relay) session(ctx context.Context) error {
 		return err
 	}
 	out := newOutput(start, checkpoint.Limits{MaxEvents: r.cfg.MaxInflightEvents, MaxBytes: r.cfg.MaxInflightBytes})
+	out.onDeadLetter = func() { r.metrics.deadLettered.WithLabelValues("decode").Inc() }
 	r.metrics.session.Store(out)
 	r.metrics.stream.Store(stream)
 	r.metrics.sessions.Inc()

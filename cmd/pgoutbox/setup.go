@@ -66,6 +66,15 @@ func runSetup(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.Wr
 			return err
 		}
 		report(log, "topic "+cfg.Topic, created)
+		if dlq := cfg.DeadLetter(); dlq != "" {
+			// Rows land here because they are too large or malformed: let it take large records.
+			created, err := pub.CreateTopicWithConfig(cctx, dlq, cfg.Partitions, cfg.ReplicationFactor,
+				map[string]string{"max.message.bytes": "67108864"})
+			if err != nil {
+				return err
+			}
+			report(log, "dead-letter topic "+dlq, created)
+		}
 	}
 	return nil
 }
