@@ -52,7 +52,7 @@ var (
 	// hot standby: it takes over when the other one stops.
 	ErrSlotInUse = errors.New("capture: replication slot in use")
 	// ErrConnection means the replication connection failed or was closed; a reconnect may help.
-	ErrConnection = errors.New("capture: replication connection failed")
+	ErrConnection = errors.New("capture: PostgreSQL connection failed")
 )
 
 // SchemaError reports a configured column missing from the outbox table's Relation message. It

@@ -383,7 +383,7 @@ func ClassifyConnectError(err error) error {
 		}
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	return fmt.Errorf("%w: connect to PostgreSQL: %w", ErrConnection, err)
+	return fmt.Errorf("%w: connect to PostgreSQL: %w; check the host and port in --database-url and that PostgreSQL is running", ErrConnection, err)
 }
 
 func pgErrField(msg, after string) string {

@@ -121,6 +121,10 @@ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgoutbox') THEN
     CREATE ROLE pgoutbox LOGIN REPLICATION PASSWORD 'pgoutbox';
   END IF;
+  -- A role WITHOUT the REPLICATION attribute, for the test of that misconfiguration.
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgoutbox_norepl') THEN
+    CREATE ROLE pgoutbox_norepl LOGIN PASSWORD 'pgoutbox_norepl';
+  END IF;
 END $$;
 SELECT 'CREATE DATABASE pgoutbox OWNER pgoutbox'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'pgoutbox') \gexec
