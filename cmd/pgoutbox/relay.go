@@ -190,15 +190,7 @@ func (r *relay) session(ctx context.Context) error {
 	defer stopSink()
 
 	sinkDone := make(chan error, 1)
-	go func() {
-		sinkDone <- r.pub.Run(sinkCtx, out.queue, func(msgs []sink.Message) {
-			r.metrics.published(msgs)
-			if err := out.acked(msgs); err != nil {
-				r.log.Error().Err(err).Msg("ledger rejected an acknowledgement; stopping")
-				stopStream()
-			}
-		})
-	}()
+	go func() { sinkDone <- r.deliver(ctx, sinkCtx, out, stopStream) }()
 	streamDone := make(chan error, 1)
 	go func() { streamDone <- stream.Run(streamCtx, out) }()
 
@@ -223,6 +215,53 @@ func (r *relay) session(ctx context.Context) error {
 		return nil
 	}
 	return streamErr
+}
+
+// deliver runs the sink — and, with --retention=delete-after-publish, the janitor between the
+// sink's acknowledgements and the ledger — until the queue is drained or sinkCtx is done.
+func (r *relay) deliver(ctx, sinkCtx context.Context, out *output, stopStream context.CancelFunc) error {
+	ack := func(msgs []sink.Message) {
+		if err := out.acked(msgs); err != nil {
+			r.log.Error().Err(err).Msg("ledger rejected an acknowledgement; stopping")
+			stopStream()
+		}
+	}
+	if r.cfg.Retention != "delete-after-publish" {
+		return r.pub.Run(sinkCtx, out.queue, func(msgs []sink.Message) {
+			r.metrics.published(msgs)
+			ack(msgs)
+		})
+	}
+	j := newJanitor(r.cfg.DatabaseURL, r.table, r.cfg.JanitorBatch, r.base, func(msgs []sink.Message) error {
+		ack(msgs)
+		return nil
+	})
+	if err := j.prepare(ctx); err != nil {
+		stopStream()
+		return err
+	}
+	jctx, stopJanitor := context.WithCancel(sinkCtx)
+	defer stopJanitor()
+	janitorDone := make(chan error, 1)
+	go func() {
+		err := j.run(jctx)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			r.log.Error().Err(err).Msg("retention failed; stopping")
+			stopStream() // nothing more can be confirmed: stop reading
+		}
+		janitorDone <- err
+	}()
+	sinkErr := r.pub.Run(sinkCtx, out.queue, func(msgs []sink.Message) {
+		r.metrics.published(msgs)
+		j.acked(msgs)
+	})
+	close(j.in) // the sink was its only sender: the janitor finishes what it holds and returns
+	janErr := <-janitorDone
+	if janErr != nil && !errors.Is(janErr, context.Canceled) {
+		stopStream()
+		return janErr
+	}
+	return sinkErr
 }
 
 // drain waits for the sink to deliver what is in flight, at most the shutdown timeout.
