@@ -368,7 +368,7 @@ func decodeBytea(text []byte) ([]byte, error) {
 	return raw, nil
 }
 
-func isOctal(c, max byte) bool { return c >= '0' && c <= max }
+func isOctal(c, highest byte) bool { return c >= '0' && c <= highest }
 
 // microsecFromUnixEpochToY2K is the PostgreSQL epoch (2000-01-01 UTC) in Unix microseconds.
 const microsecFromUnixEpochToY2K = 946_684_800 * 1_000_000

@@ -233,10 +233,10 @@ func (s *sim) misuse() error {
 		err, want = s.l.Ack(x.id, len(x.unacked)+1, bytes), ErrOverAck
 	}
 	if !errors.Is(err, want) {
-		return fmt.Errorf("misuse of txn %d: error %v, want %v", x.id, err, want)
+		return fmt.Errorf("misuse of txn %d: error %w, want %w", x.id, err, want)
 	}
 	if after := snapshot(s.l); after != before {
-		return fmt.Errorf("misuse of txn %d (%v) changed the ledger:\n%+v\n%+v", x.id, err, before, after)
+		return fmt.Errorf("misuse of txn %d (%w) changed the ledger:\n%+v\n%+v", x.id, err, before, after)
 	}
 	return nil
 }

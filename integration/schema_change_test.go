@@ -24,13 +24,13 @@ func TestSchemaChange_WhileStreaming(t *testing.T) {
 	first := insertReturningID(t, e, "ch", `{"n": 1}`, "")
 	execSQL(t, e.DatabaseURL, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN tenant text`, e.Name))
 	execSQL(t, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s (channel, name, data, tenant) VALUES ('ch', 'after.add', '{"n": 2}', 'acme')`, e.Name))
-	recs := waitRecords(t, e.Brokers, e.Name, 2, 30*time.Second)
+	waitRecords(t, e.Brokers, e.Name, 2, 30*time.Second)
 	relay.stop(30 * time.Second)
 
 	relay = e.startRelay(t, "PGOUTBOX_EXTRA_HEADER_COLUMNS=tenant")
 	relay.waitLog("streaming started", 30*time.Second)
 	execSQL(t, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s (channel, name, data, tenant) VALUES ('ch', 'with.header', '{"n": 3}', 'acme')`, e.Name))
-	recs = waitRecords(t, e.Brokers, e.Name, 3, 30*time.Second)
+	recs := waitRecords(t, e.Brokers, e.Name, 3, 30*time.Second)
 	if got := recs[2].Headers["tenant"]; got != "acme" {
 		t.Errorf("new column as header = %q, want acme (headers %v)", got, recs[2].Headers)
 	}

@@ -145,7 +145,7 @@ func (r *relay) loop(ctx context.Context) error {
 		if time.Since(started) > time.Minute {
 			wait = 500 * time.Millisecond // it worked for a while: start the backoff over
 		}
-		jitter := time.Duration(rand.Int64N(int64(wait) / 2))
+		jitter := time.Duration(rand.Int64N(int64(wait) / 2)) //nolint:gosec // jitter needs no cryptographic randomness
 		select {
 		case <-ctx.Done():
 			return nil
