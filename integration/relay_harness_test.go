@@ -127,6 +127,9 @@ func (e outboxEnv) startRelay(t *testing.T, extraEnv ...string) *relayProc {
 	t.Helper()
 	cmd := exec.Command(relayBinary, "run")
 	cmd.Env = append(e.env(), extraEnv...)
+	// If the test process dies without its cleanups, the relay dies too: an orphan would hold
+	// its slot (and pin WAL) forever.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p := &relayProc{t: t, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {

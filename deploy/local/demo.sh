@@ -32,6 +32,10 @@ cleanup() {
     kill -TERM "$relay_pid" 2>/dev/null || true
     wait "$relay_pid" 2>/dev/null || true
   fi
+  # A demo slot left behind would pin WAL on this machine until someone noticed: drop it (the
+  # next `make demo` creates it again). The table and topic stay.
+  psql "$PGOUTBOX_DATABASE_URL" -q -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+    WHERE slot_name = '$PGOUTBOX_SLOT' AND NOT active" >/dev/null 2>&1 || true
   local s
   for s in "${started[@]}"; do "$s" stop || true; done
 }
