@@ -116,8 +116,8 @@ func Advice(l Level, slot string) string {
 		return "check that Kafka accepts writes and that the relay is running (pgoutbox logs, pgoutbox_publish_errors_total); " +
 			"if the relay is gone for good, drop the slot (" + DropSlotSQL(slot) + ") before the disk fills, then re-create it with `pgoutbox setup`"
 	case LevelLost:
-		return "events committed after the slot's last confirmed position may be missing from Kafka: drop the slot (" + DropSlotSQL(slot) +
-			"), run `pgoutbox setup`, and re-publish the rows still in the outbox table that consumers have not seen"
+		return "to recover, drop the slot (" + DropSlotSQL(slot) +
+			"), run `pgoutbox setup`, and re-publish the outbox rows committed after the slot's last confirmed position"
 	}
 	return ""
 }

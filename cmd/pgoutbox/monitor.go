@@ -71,7 +71,12 @@ func (m *monitor) check(ctx context.Context) error {
 	m.metrics.observeSlot(st, level)
 	m.transition(st, level, reasons)
 	if level == capture.LevelLost {
-		return fmt.Errorf("%w: %s: %s", capture.ErrSlotLost, capture.FormatReasons(reasons), capture.Advice(level, m.cfg.Slot))
+		from := st.ConfirmedFlushLSN
+		if from == "" {
+			from = "its last confirmed position (unknown: the slot is gone)"
+		}
+		return fmt.Errorf("%w: %s: events committed after %s may be missing from Kafka: %s",
+			capture.ErrSlotLost, capture.FormatReasons(reasons), from, capture.Advice(level, m.cfg.Slot))
 	}
 	return nil
 }

@@ -1,0 +1,79 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSlotLost: on a private cluster with a tiny max_slot_wal_keep_size, the relay is stalled
+// (SIGSTOP) while the database writes far more WAL than the slot may keep, and a checkpoint
+// invalidates the slot. `pgoutbox status` then exits 3, and the relay, resumed, stops with an
+// error saying the slot was invalidated, from which position events may be missing and how to
+// recover — and exits non-zero instead of streaming on past a gap.
+func TestSlotLost(t *testing.T) {
+	t.Parallel()
+	pg := startPrivatePostgres(t)
+	pg.setConf(t, "max_slot_wal_keep_size", "32MB")
+	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: needKafka(t)}, 1)
+	execSQL(t, pg.URL, `CREATE TABLE filler (id bigserial PRIMARY KEY, v text)`)
+
+	relay := e.startRelay(t, "PGOUTBOX_MONITOR_INTERVAL=300ms", "PGOUTBOX_RECONNECT_MAX=1s")
+	relay.waitLog("streaming started", 30*time.Second)
+	insertReturningID(t, e, "ch", `{"n": 1}`, "")
+	waitRecords(t, e.Brokers, e.Name, 1, 30*time.Second)
+	if code, out := e.statusExit(t, "PGOUTBOX_DATABASE_URL="+pg.URL); code != 0 {
+		t.Fatalf("pgoutbox status exit %d on a healthy slot:\n%s", code, out)
+	}
+
+	if err := relay.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	confirmed := slotConfirmed(t, pg.URL, e.Name)
+	su := pg.superuser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var walStatus string
+	for i := 0; walStatus != "lost"; i++ {
+		if i == 10 {
+			t.Fatalf("slot still %q after writing about 100 MB of WAL and checkpoints", walStatus)
+		}
+		execSQL(t, pg.URL, `INSERT INTO filler (v) SELECT repeat('x', 1000) FROM generate_series(1, 10000)`)
+		if _, err := su.Exec(ctx, `SELECT pg_switch_wal()`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := su.Exec(ctx, `CHECKPOINT`); err != nil {
+			t.Fatal(err)
+		}
+		if err := su.QueryRow(ctx, `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, e.Name).Scan(&walStatus); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out := e.statusExit(t, "PGOUTBOX_DATABASE_URL="+pg.URL)
+	if code != 3 || !strings.Contains(out, "lost") {
+		t.Errorf("pgoutbox status exit %d on a lost slot, want 3:\n%s", code, out)
+	}
+
+	if err := relay.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if code := relay.waitExit(time.Minute); code == 0 {
+		t.Fatal("relay exited 0 on a lost slot")
+	}
+	log := lastLine(relay.log.String())
+	for _, want := range []string{"invalidated", "may be missing", confirmed.String(), "pgoutbox setup", "pg_drop_replication_slot"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the relay's error does not say %q:\n%s", want, relay.log.tail(4))
+		}
+	}
+	t.Logf("slot lost after the relay confirmed %s; status exit %d; relay: %s", confirmed, code, lastLine(relay.log.String()))
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}

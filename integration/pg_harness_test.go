@@ -1,0 +1,184 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// privatePostgres is a PostgreSQL cluster of the test's own, made by deploy/local/postgres.sh in
+// a temporary state directory on a free port: a test that restarts or reconfigures PostgreSQL
+// must not touch the server that the other (parallel) tests use. The script creates the role
+// pgoutbox (LOGIN REPLICATION) and the database pgoutbox, like the shared development server.
+type privatePostgres struct {
+	t     *testing.T
+	env   []string
+	state string
+	port  int
+	// URL connects as pgoutbox to the database pgoutbox over TCP.
+	URL string
+}
+
+var postgresScript = filepath.Join("..", "deploy", "local", "postgres.sh")
+
+// startPrivatePostgres creates and starts a private cluster that the end of the test stops (its
+// files go with the test's temporary directory).
+func startPrivatePostgres(t *testing.T) *privatePostgres {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("a private PostgreSQL cluster takes a few seconds to create; skipped with -short")
+	}
+	state := t.TempDir()
+	// As root the script runs the server as the postgres user, which must reach $STATE/pg:
+	// t.TempDir makes the directory and its parent 0700. (The script would grant o+x itself;
+	// doing it here keeps the test independent of that detail.)
+	if os.Geteuid() == 0 {
+		for _, dir := range []string{filepath.Dir(state), state} {
+			if err := os.Chmod(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	port := freePort(t)
+	p := &privatePostgres{
+		t:     t,
+		state: state,
+		port:  port,
+		env: append(os.Environ(),
+			"PGOUTBOX_STATE_DIR="+state,
+			fmt.Sprintf("PGOUTBOX_PG_PORT=%d", port),
+		),
+		URL: fmt.Sprintf("postgres://pgoutbox:pgoutbox@127.0.0.1:%d/pgoutbox", port),
+	}
+	if out, err := p.run("start"); err != nil {
+		if strings.Contains(out, "initdb") || strings.Contains(out, "apt-get") {
+			unavailable(t, "cannot create a private PostgreSQL cluster: %v\n%s", err, out)
+		}
+		t.Fatalf("postgres.sh start: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := p.run("stop"); err != nil {
+			t.Errorf("postgres.sh stop: %v\n%s", err, out)
+		}
+	})
+	return p
+}
+
+func (p *privatePostgres) run(arg string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", postgresScript, arg)
+	cmd.Env = p.env
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		p.t.Logf("private PostgreSQL 127.0.0.1:%d %s in %s", p.port, arg, time.Since(start).Round(time.Millisecond))
+	}
+	return string(out), err
+}
+
+func (p *privatePostgres) script(arg string) {
+	p.t.Helper()
+	if out, err := p.run(arg); err != nil {
+		p.t.Fatalf("postgres.sh %s: %v\n%s", arg, err, out)
+	}
+}
+
+// stop shuts the server down with pg_ctl's fast mode: sessions are ended, a shutdown checkpoint
+// is written. Its data stays for start.
+func (p *privatePostgres) stop() { p.script("stop") }
+
+// start starts the server again (or the first time) and waits until it answers over TCP.
+func (p *privatePostgres) start() { p.script("start") }
+
+// restart is stop then start.
+func (p *privatePostgres) restart() {
+	p.stop()
+	p.start()
+}
+
+// logPath is the server's log file; it accumulates over restarts (pg_ctl -l appends).
+func (p *privatePostgres) logPath() string { return filepath.Join(p.state, "pg", "postgres.log") }
+
+// log returns the server's log so far.
+func (p *privatePostgres) log() string {
+	b, err := os.ReadFile(p.logPath())
+	if err != nil {
+		p.t.Fatalf("read the PostgreSQL log: %v", err)
+	}
+	return string(b)
+}
+
+// superuser opens a connection as the postgres superuser over the cluster's Unix socket (local
+// connections are trusted), closed at the end of the test.
+func (p *privatePostgres) superuser(t testing.TB) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dsn := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", filepath.Join(p.state, "pg", "run"), p.port)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect as superuser: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+var settingName = regexp.MustCompile(`^[a-z_][a-z0-9_.]*$`)
+
+// setConf sets a server setting with ALTER SYSTEM (postgresql.auto.conf) and applies it: a
+// reload for the settings that allow one, a restart for those that need it (context
+// 'postmaster'). It returns once a new session sees the value. E.g.
+// setConf(t, "wal_sender_timeout", "10s") or setConf(t, "max_slot_wal_keep_size", "64MB").
+func (p *privatePostgres) setConf(t *testing.T, name, value string) {
+	t.Helper()
+	if !settingName.MatchString(name) {
+		t.Fatalf("setConf: %q is not a setting name", name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := p.superuser(t)
+	var setCtx string
+	if err := conn.QueryRow(ctx, `SELECT context FROM pg_settings WHERE name = $1`, name).Scan(&setCtx); err != nil {
+		t.Fatalf("setConf: unknown setting %s: %v", name, err)
+	}
+	sql := fmt.Sprintf(`ALTER SYSTEM SET %s = '%s'`, name, strings.ReplaceAll(value, "'", "''"))
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("setConf: %s: %v", sql, err)
+	}
+	if setCtx == "postmaster" {
+		p.restart()
+	} else if _, err := conn.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
+		t.Fatalf("setConf: reload: %v", err)
+	}
+	// The reload is asynchronous: wait until a new session takes the value from the auto file.
+	for {
+		var file string
+		err := func() error {
+			c, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", filepath.Join(p.state, "pg", "run"), p.port))
+			if err != nil {
+				return err
+			}
+			defer func() { _ = c.Close(ctx) }()
+			return c.QueryRow(ctx, `SELECT coalesce(sourcefile, '') FROM pg_settings WHERE name = $1`, name).Scan(&file)
+		}()
+		if err == nil && strings.HasSuffix(file, "postgresql.auto.conf") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("setConf: %s = %s not in effect after 30s (source %q, last error %v)", name, value, file, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("private PostgreSQL: %s = %s", name, value)
+}
