@@ -1,0 +1,59 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestSetup_Idempotent: `pgoutbox setup` creates what is missing, verifies what exists (naming
+// every missing column), changes nothing when run again, and prints its SQL with --print-sql.
+func TestSetup_Idempotent(t *testing.T) {
+	t.Parallel()
+	e := newOutbox(t, 2) // first run: creates table, publication, slot, topic
+
+	out, err := e.pgoutbox(t, "setup", "--partitions", "2")
+	if err != nil {
+		t.Fatalf("second setup: %v\n%s", err, out)
+	}
+	for _, want := range []string{"exists and is usable", "publication " + e.Name, "replication slot " + e.Name} {
+		if !strings.Contains(out, want) {
+			t.Errorf("second setup output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "created") {
+		t.Errorf("second setup created something:\n%s", out)
+	}
+	if out, err := e.pgoutbox(t, "setup", "--partitions", "5"); err == nil || !strings.Contains(out, "partitions") {
+		t.Errorf("setup with another partition count: err %v; want an error naming the partition count:\n%s", err, out)
+	}
+
+	sql, err := e.pgoutbox(t, "setup", "--print-sql")
+	if err != nil {
+		t.Fatalf("--print-sql: %v\n%s", err, sql)
+	}
+	for _, want := range []string{"CREATE TABLE IF NOT EXISTS", "CREATE PUBLICATION", "publish = 'insert'", "pg_create_logical_replication_slot", "'pgoutput'"} {
+		if !strings.Contains(sql, want) {
+			t.Errorf("--print-sql lacks %q:\n%s", want, sql)
+		}
+	}
+
+	// An existing table without the configured columns: every missing one is named.
+	other := e.Name + "_partial"
+	execSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s (sequence_id bigserial PRIMARY KEY, channel text)`, other))
+	t.Cleanup(func() { exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, other)) })
+	out, err = e.pgoutbox(t, "setup", "--table", other, "--publication", other, "--slot", other)
+	if err == nil {
+		t.Fatalf("setup accepted a table without name, data and headers columns:\n%s", out)
+	}
+	for _, col := range []string{`\"name\"`, `\"data\"`, `\"headers\"`} {
+		if !strings.Contains(out, col) {
+			t.Errorf("setup's error does not name the missing column %s:\n%s", col, out)
+		}
+	}
+	if strings.Contains(out, `\"channel\"`) {
+		t.Errorf("setup names a column that exists:\n%s", out)
+	}
+}
