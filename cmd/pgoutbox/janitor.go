@@ -49,11 +49,12 @@ func (j *janitor) prepare(ctx context.Context) error {
 	}
 	j.conn = conn
 	var typ string
-	var canDelete bool
-	err = conn.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), has_table_privilege(c.oid, 'DELETE')
+	var canDelete, canSelectID bool
+	err = conn.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), has_table_privilege(c.oid, 'DELETE'),
+			has_column_privilege(c.oid, a.attnum, 'SELECT')
 		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND NOT a.attisdropped`,
-		j.table.Schema, j.table.Name, j.table.ID).Scan(&typ, &canDelete)
+		j.table.Schema, j.table.Name, j.table.ID).Scan(&typ, &canDelete, &canSelectID)
 	if err != nil {
 		return fmt.Errorf("retention: read the id column %q of %s: %w", j.table.ID, j.table.QualifiedName(), err)
 	}
@@ -61,8 +62,13 @@ func (j *janitor) prepare(ctx context.Context) error {
 		return fmt.Errorf("retention: the role may not DELETE from %s: GRANT DELETE ON %s TO <role>, or use --retention=none",
 			j.table.QualifiedName(), j.table.QualifiedName())
 	}
+	if !canSelectID {
+		return fmt.Errorf("retention: the role may not read the id column %q of %s (DELETE … RETURNING needs it): GRANT SELECT (%s) ON %s TO <role>, or use --retention=none",
+			j.table.ID, j.table.QualifiedName(), pgx.Identifier{j.table.ID}.Sanitize(), j.table.QualifiedName())
+	}
 	// The ids travel as text and are cast to the column's type, so the primary key index is used.
-	j.sql = fmt.Sprintf("DELETE FROM %s WHERE %s = ANY($1::text[]::%s[])", j.table.QualifiedName(), pgx.Identifier{j.table.ID}.Sanitize(), typ)
+	id := pgx.Identifier{j.table.ID}.Sanitize()
+	j.sql = fmt.Sprintf("DELETE FROM %s WHERE %s = ANY($1::text[]::%s[]) RETURNING %s::text", j.table.QualifiedName(), id, typ, id)
 	return nil
 }
 
@@ -94,7 +100,16 @@ func (j *janitor) run(ctx context.Context) error {
 	return nil
 }
 
-// delete removes the rows of msgs, batch by batch, retrying transient failures.
+// invisibleWait bounds how long the janitor looks for a published row that its DELETE does not
+// find. PostgreSQL writes (and flushes) a commit record before the transaction becomes visible
+// to other sessions, and the walsender may decode it in between: the row can be in Kafka before
+// a DELETE can see it. That window is normally microseconds; it lasts longer only while the
+// committing session waits for a synchronous standby. A row still not found after this long was
+// deleted by someone else (or its commit is held up): the janitor logs it and goes on.
+const invisibleWait = 10 * time.Second
+
+// delete removes the rows of msgs, batch by batch, retrying transient failures and the rows
+// whose commit is not visible yet.
 func (j *janitor) delete(ctx context.Context, msgs []sink.Message) error {
 	ids := make([]string, 0, len(msgs))
 	for i := range msgs {
@@ -103,43 +118,95 @@ func (j *janitor) delete(ctx context.Context, msgs []sink.Message) error {
 		}
 	}
 	for start := 0; start < len(ids); start += j.batch {
-		chunk := ids[start:min(start+j.batch, len(ids))]
-		for attempt := 1; ; attempt++ {
-			_, err := j.exec(ctx, chunk)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "42P01" || pgErr.Code == "42703") {
-				return fmt.Errorf("retention: delete published rows from %s: %w; fix the privilege or table, or use --retention=none",
-					j.table.QualifiedName(), err)
-			}
-			wait := min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)
-			j.log.Warn().Err(err).Int("rows", len(chunk)).Dur("retry_in", wait).Msg("cannot delete published rows; retrying (they stay unconfirmed meanwhile)")
-			if j.conn != nil {
-				_ = j.conn.Close(ctx)
-				j.conn = nil
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
-			}
+		if err := j.deleteChunk(ctx, ids[start:min(start+j.batch, len(ids))]); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (j *janitor) exec(ctx context.Context, ids []string) (pgconn.CommandTag, error) {
+func (j *janitor) deleteChunk(ctx context.Context, ids []string) error {
+	first := time.Now()
+	wait := 5 * time.Millisecond
+	for attempt := 1; len(ids) > 0; attempt++ {
+		deleted, err := j.exec(ctx, ids)
+		if err != nil {
+			if err := j.failed(ctx, err, len(ids), attempt); err != nil {
+				return err
+			}
+			continue
+		}
+		ids = missing(ids, deleted)
+		if len(ids) == 0 {
+			return nil
+		}
+		if time.Since(first) > invisibleWait {
+			j.log.Warn().Strs("ids", ids).Dur("waited", invisibleWait).
+				Msg("published rows not found for deletion: deleted by another session, or their commit is still held up (synchronous replication?); leaving them")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, time.Second)
+	}
+	return nil
+}
+
+// failed handles a failed DELETE: a privilege or schema problem stops the relay; anything else
+// is retried after a pause, on a new connection.
+func (j *janitor) failed(ctx context.Context, err error, rows, attempt int) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "42P01" || pgErr.Code == "42703") {
+		return fmt.Errorf("retention: delete published rows from %s: %w; fix the privilege or table, or use --retention=none",
+			j.table.QualifiedName(), err)
+	}
+	wait := min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)
+	j.log.Warn().Err(err).Int("rows", rows).Dur("retry_in", wait).Msg("cannot delete published rows; retrying (they stay unconfirmed meanwhile)")
+	if j.conn != nil {
+		_ = j.conn.Close(ctx)
+		j.conn = nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(wait):
+		return nil
+	}
+}
+
+// missing returns the ids that are not in deleted.
+func missing(ids, deleted []string) []string {
+	gone := make(map[string]bool, len(deleted))
+	for _, id := range deleted {
+		gone[id] = true
+	}
+	var rest []string
+	for _, id := range ids {
+		if !gone[id] {
+			rest = append(rest, id)
+		}
+	}
+	return rest
+}
+
+// exec deletes the rows and returns the ids it deleted.
+func (j *janitor) exec(ctx context.Context, ids []string) ([]string, error) {
 	if j.conn == nil {
 		conn, err := pgx.Connect(ctx, j.url)
 		if err != nil {
-			return pgconn.CommandTag{}, err
+			return nil, err
 		}
 		j.conn = conn
 	}
-	return j.conn.Exec(ctx, j.sql, ids)
+	rows, err := j.conn.Query(ctx, j.sql, ids)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
