@@ -53,6 +53,9 @@ var (
 	ErrSlotInUse = errors.New("capture: replication slot in use")
 	// ErrConnection means the replication connection failed or was closed; a reconnect may help.
 	ErrConnection = errors.New("capture: PostgreSQL connection failed")
+	// ErrPrivilege means the role lacks a privilege that `pgoutbox setup` needs to create an
+	// object; the concrete error names the privilege and who can grant it.
+	ErrPrivilege = errors.New("capture: missing privilege")
 )
 
 // SchemaError reports a configured column missing from the outbox table's Relation message. It

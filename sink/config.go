@@ -86,6 +86,10 @@ type Config struct {
 	// count them. It runs on the sending goroutine: it must be quick. Default none.
 	OnDeadLetter func(m Message, reason error)
 
+	// Security sets TLS and SASL for the connections to the brokers. Default: plaintext, no
+	// authentication.
+	Security Security
+
 	// OnError, when set, is called after every failed produce request with its kind —
 	// "retriable" (it will be sent again), "rejected" or "fatal" — e.g. to count failures in a
 	// metric. It runs on the sending goroutine: it must be quick. Default none.
@@ -127,6 +131,7 @@ func (c *Config) Validate() error {
 	if _, err := parseCompression(c.Compression); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Security.validate()...)
 	return errors.Join(errs...)
 }
 

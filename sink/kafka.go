@@ -30,10 +30,20 @@ func newKafkaClient(cfg Config) (*kafkaClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsConfig, err := cfg.Security.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	mechanism, err := cfg.Security.mechanism()
+	if err != nil {
+		return nil, err
+	}
 	transport := &kafka.Transport{
 		DialTimeout: cfg.DialTimeout,
 		MetadataTTL: cfg.MetadataTTL,
 		ClientID:    cfg.ClientID,
+		TLS:         tlsConfig,
+		SASL:        mechanism,
 	}
 	return &kafkaClient{
 		client: &kafka.Client{
@@ -127,6 +137,8 @@ func (c *kafkaClient) requestError(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, err)
 	case errors.As(err, &kerr) && kerr != kafka.BrokerNotAvailable:
 		return fmt.Errorf("%s: %w", op, err)
+	case tlsFailure(err):
+		return fmt.Errorf("%s: %w at %s: %w; %s", op, ErrUnreachable, c.brokers, err, tlsHint)
 	}
 	return fmt.Errorf("%s: %w at %s: %w; check the broker addresses and that Kafka is running", op, ErrUnreachable, c.brokers, err)
 }

@@ -61,6 +61,17 @@ type Config struct {
 	LagWarnAge       time.Duration // age of the oldest unacknowledged commit that warns; default 1m
 	LagCriticalAge   time.Duration // ... that is critical; default 5m
 
+	// Connection security and secrets read from files (the *_FILE convention of container secrets).
+	DatabaseURLFile       string // file holding DatabaseURL; default none
+	KafkaTLS              bool   // encrypt the Kafka connections with TLS; default false
+	KafkaTLSCAFile        string // PEM CAs of the brokers' certificates; default "" (the system's roots)
+	KafkaTLSCertFile      string // PEM client certificate, for brokers that require one; default none
+	KafkaTLSKeyFile       string // its PEM private key; default none
+	KafkaSASLMechanism    string // PLAIN|SCRAM-SHA-256|SCRAM-SHA-512; default "" (no SASL)
+	KafkaSASLUsername     string // default none
+	KafkaSASLPassword     string // a secret: never logged; default none
+	KafkaSASLPasswordFile string // file holding KafkaSASLPassword; default none
+
 	// status only
 	JSON bool // print JSON instead of a table
 
@@ -132,6 +143,15 @@ func (c *Config) settings() []setting {
 		{"kafka-request-timeout", "timeout of one produce request", (*durationValue)(&c.KafkaRequestTimeout), scopeRun},
 		{"kafka-backoff-max", "longest wait between retries of a failed Kafka write (retries never stop)", (*durationValue)(&c.KafkaBackoffMax), scopeRun},
 		{"kafka-compression", "none, gzip, snappy, lz4 or zstd", (*stringValue)(&c.KafkaCompression), scopeRun},
+		{"database-url-file", "file holding the PostgreSQL URL (e.g. a container secret), instead of --database-url", &secretFile{path: &c.DatabaseURLFile, secret: &c.DatabaseURL, of: "database-url"}, scopeAll},
+		{"kafka-tls", "encrypt the Kafka connections with TLS, verifying the brokers' certificates and host names", (*boolValue)(&c.KafkaTLS), scopeRun | scopeSetup},
+		{"kafka-tls-ca-file", "PEM file of the CAs that signed the brokers' certificates; empty = the system's roots (needs --kafka-tls)", (*stringValue)(&c.KafkaTLSCAFile), scopeRun | scopeSetup},
+		{"kafka-tls-cert-file", "PEM client certificate, for brokers with ssl.client.auth=required (needs --kafka-tls and --kafka-tls-key-file)", (*stringValue)(&c.KafkaTLSCertFile), scopeRun | scopeSetup},
+		{"kafka-tls-key-file", "PEM private key of --kafka-tls-cert-file", (*stringValue)(&c.KafkaTLSKeyFile), scopeRun | scopeSetup},
+		{"kafka-sasl-mechanism", "SASL authentication: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (which sends the password as is: use it with --kafka-tls); empty = none", (*stringValue)(&c.KafkaSASLMechanism), scopeRun | scopeSetup},
+		{"kafka-sasl-username", "SASL username", (*stringValue)(&c.KafkaSASLUsername), scopeRun | scopeSetup},
+		{"kafka-sasl-password", "SASL password; prefer --kafka-sasl-password-file: other processes of the host can read a command line or environment", (*stringValue)(&c.KafkaSASLPassword), scopeRun | scopeSetup},
+		{"kafka-sasl-password-file", "file holding the SASL password (e.g. a container secret), instead of --kafka-sasl-password", &secretFile{path: &c.KafkaSASLPasswordFile, secret: &c.KafkaSASLPassword, of: "kafka-sasl-password"}, scopeRun | scopeSetup},
 		{"on-bad-row", "stop (halt, naming the row; the slot is not advanced past it) or dead-letter (publish the raw row and the reason to --dead-letter-topic, then go on)", (*stringValue)(&c.OnBadRow), scopeRun | scopeSetup},
 		{"dead-letter-topic", `topic of dead-lettered rows; empty = "<topic>.dlq"`, (*stringValue)(&c.DeadLetterTopic), scopeRun | scopeSetup},
 		{"retention", "none (the application deletes outbox rows) or delete-after-publish (pgoutbox deletes each row once Kafka acknowledged it)", (*stringValue)(&c.Retention), scopeRun},
@@ -281,6 +301,7 @@ func (c *Config) Validate(sc scope) error {
 	if c.Partitions < 0 || c.ReplicationFactor <= 0 {
 		bad("--partitions must be >= 0 and --replication-factor >= 1")
 	}
+	errs = append(errs, c.securityProblems()...)
 	return errors.Join(errs...)
 }
 

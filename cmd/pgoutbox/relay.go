@@ -45,6 +45,7 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		RequestTimeout:   cfg.KafkaRequestTimeout,
 		BackoffMax:       cfg.KafkaBackoffMax,
 		Compression:      cfg.KafkaCompression,
+		Security:         cfg.kafkaSecurity(),
 	}, log)
 	if err != nil {
 		return err

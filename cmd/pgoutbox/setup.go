@@ -36,6 +36,9 @@ func runSetup(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.Wr
 	if _, err := capture.CheckServer(cctx, conn); err != nil {
 		return err
 	}
+	if err := capture.CheckSetupPrivileges(cctx, conn, table, cfg.Publication); err != nil {
+		return err
+	}
 
 	// Order matters: pgoutput looks the publication up as of the WAL it decodes, so it must
 	// exist before the slot's starting point.
@@ -56,7 +59,7 @@ func runSetup(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.Wr
 	}
 
 	if cfg.Partitions > 0 {
-		pub, err := sink.New(sink.Config{Brokers: cfg.Brokers(), Topic: cfg.Topic}, log)
+		pub, err := sink.New(sink.Config{Brokers: cfg.Brokers(), Topic: cfg.Topic, Security: cfg.kafkaSecurity()}, log)
 		if err != nil {
 			return err
 		}

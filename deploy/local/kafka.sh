@@ -23,6 +23,12 @@
 #                                   start takes 5-10 s, more on a machine busy with other builds)
 #   PGOUTBOX_KAFKA_LIB_DIR          where the resolved jars live (default $STATE/kafka/<version>/lib;
 #                                   `kafka.sh libdir` prints it)
+#   PGOUTBOX_KAFKA_EXTRA_PROPERTIES a file appended to server.properties at every start, e.g. TLS
+#                                   and SASL listeners for the tests of secure connections (a key
+#                                   given again, like listeners=, replaces the one above it)
+#   PGOUTBOX_KAFKA_SCRAM            SCRAM users to create when the storage is formatted (the first
+#                                   start, or after a wipe), one per line, in StorageTool's syntax:
+#                                   SCRAM-SHA-256=[name=alice,password=alice-secret]
 #   JAVA_HOME                       if set, its bin/java runs the broker (Java 17 or newer)
 set -euo pipefail
 
@@ -194,6 +200,10 @@ group.initial.rebalance.delay.ms=0
 log.retention.hours=24
 log.cleaner.dedupe.buffer.size=33554432
 EOF
+  if [[ -n "${PGOUTBOX_KAFKA_EXTRA_PROPERTIES:-}" ]]; then
+    { echo; echo "# --- appended from $PGOUTBOX_KAFKA_EXTRA_PROPERTIES (PGOUTBOX_KAFKA_EXTRA_PROPERTIES)"
+      cat "$PGOUTBOX_KAFKA_EXTRA_PROPERTIES"; } >>"$PROPS"
+  fi
   cat >"$LOG4J" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by deploy/local/kafka.sh. The broker logs to one size-bounded file, never to stdout.
@@ -241,9 +251,13 @@ format_storage() {
     tool kafka.tools.StorageTool random-uuid >"$CLUSTER_ID_FILE.tmp"
     mv "$CLUSTER_ID_FILE.tmp" "$CLUSTER_ID_FILE"
   fi
-  local out
+  # In KRaft, SCRAM credentials live in the cluster metadata: the formatter can seed them.
+  local out scram=() line
+  while IFS= read -r line; do
+    if [[ -n "$line" ]]; then scram+=(--add-scram "$line"); fi
+  done <<<"${PGOUTBOX_KAFKA_SCRAM:-}"
   if ! out="$(tool kafka.tools.StorageTool format --standalone \
-    -t "$(cat "$CLUSTER_ID_FILE")" -c "$PROPS" 2>&1)"; then
+    -t "$(cat "$CLUSTER_ID_FILE")" -c "$PROPS" "${scram[@]}" 2>&1)"; then
     echo "$out" >&2
     log "formatting $DATA failed"
     exit 1

@@ -14,6 +14,7 @@
 #   PGOUTBOX_PG_PORT    TCP port on 127.0.0.1 (default 55432)
 set -euo pipefail
 
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STATE="${PGOUTBOX_STATE_DIR:-$HOME/.cache/pgoutbox}"
 PORT="${PGOUTBOX_PG_PORT:-55432}"
 PGDIR="$STATE/pg"
@@ -132,6 +133,12 @@ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'pgoutbox') \gexec
 SELECT 'CREATE DATABASE pgoutbox_other OWNER pgoutbox'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'pgoutbox_other') \gexec
 SQL
+  # The least-privilege relay role (LOGIN REPLICATION, nothing else), made by the very SQL that
+  # operators run, so the tests that stream as this role prove that SQL; a password for the tests.
+  as_owner "$bin/psql" -q -h "$SOCKDIR" -p "$PORT" -U postgres -d pgoutbox -v ON_ERROR_STOP=1 \
+    -v role=pgoutbox_relay <"$HERE/../sql/relay-role.sql" >/dev/null
+  as_owner "$bin/psql" -q -h "$SOCKDIR" -p "$PORT" -U postgres -d pgoutbox -v ON_ERROR_STOP=1 \
+    -c "ALTER ROLE pgoutbox_relay PASSWORD 'pgoutbox_relay'" >/dev/null
 }
 
 start() {
