@@ -55,6 +55,8 @@ type Decoder struct {
 	inTxn bool
 	txn   Begin
 	rows  int // outbox rows of the current transaction so far
+
+	values []value // scratch for tuple
 }
 
 // relation is the cached Relation message of one relation id.
@@ -262,7 +264,11 @@ func (d *Decoder) tuple(r *reader, rel *relation) ([]value, error) {
 	if !r.short && n != rel.ncols {
 		return nil, protocolError("insert into %s has %d columns, its Relation message has %d", rel.name, n, rel.ncols)
 	}
-	values := make([]value, n)
+	if cap(d.values) < n {
+		d.values = make([]value, n)
+	}
+	values := d.values[:n]
+	clear(values)
 	for i := 0; i < n && !r.short; i++ {
 		switch kind := r.uint8(); kind {
 		case pglogrepl.TupleDataTypeText:
@@ -287,14 +293,21 @@ func (d *Decoder) tuple(r *reader, rel *relation) ([]value, error) {
 // row builds the event of an insert into the outbox relation rel. A row that cannot be published
 // gives a *BadRowError naming every problem.
 func (d *Decoder) row(rel *relation, values []value, index int) (Message, error) {
+	var sb strings.Builder // one allocation for the three strings
+	sb.Grow(len(values[rel.id]) + len(values[rel.channel]) + len(values[rel.eventName]))
+	sb.Write(values[rel.id])
+	sb.Write(values[rel.channel])
+	sb.Write(values[rel.eventName])
+	all := sb.String()
+	a, b := len(values[rel.id]), len(values[rel.id])+len(values[rel.channel])
 	e := Event{
 		XID:        d.txn.XID,
 		CommitLSN:  d.txn.FinalLSN,
 		Index:      index,
 		CommitTime: d.txn.CommitTime,
-		ID:         string(values[rel.id]),
-		Channel:    string(values[rel.channel]),
-		Name:       string(values[rel.eventName]),
+		ID:         all[:a],
+		Channel:    all[a:b],
+		Name:       all[b:],
 	}
 	var problems []string
 	if values[rel.id] == nil {

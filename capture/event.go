@@ -91,16 +91,53 @@ func position(lsn pglogrepl.LSN, index int) string {
 }
 
 // positionHeaders returns the pgoutbox-* headers of e, with room for extra more headers.
+// The six values share one allocation, formatted without fmt.
 func positionHeaders(e *Event, extra int) []Header {
+	buf := make([]byte, 0, len(e.ID)+len(e.Name)+17+20+34+10)
+	field := func(start int) []byte { return buf[start:len(buf):len(buf)] }
+	s := len(buf)
+	buf = append(buf, e.ID...)
+	id := field(s)
+	s = len(buf)
+	buf = append(buf, e.Name...)
+	name := field(s)
+	s = len(buf)
+	buf = appendHex(buf, uint64(e.CommitLSN)>>32, 0)
+	buf = append(buf, '/')
+	buf = appendHex(buf, uint64(e.CommitLSN)&0xFFFFFFFF, 0)
+	lsn := field(s)
+	s = len(buf)
+	buf = strconv.AppendInt(buf, int64(e.Index), 10)
+	index := field(s)
+	s = len(buf)
+	buf = appendHex(buf, uint64(e.CommitLSN), 16)
+	buf = append(buf, '-')
+	buf = appendHex(buf, uint64(e.Index), 8)
+	pos := field(s)
+	s = len(buf)
+	buf = strconv.AppendUint(buf, uint64(e.XID), 10)
+	xid := field(s)
 	h := make([]Header, 0, 6+extra)
 	return append(h,
-		Header{HeaderID, []byte(e.ID)},
-		Header{HeaderName, []byte(e.Name)},
-		Header{HeaderCommitLSN, []byte(e.CommitLSN.String())},
-		Header{HeaderCommitIndex, []byte(strconv.Itoa(e.Index))},
-		Header{HeaderPosition, []byte(position(e.CommitLSN, e.Index))},
-		Header{HeaderXID, []byte(strconv.FormatUint(uint64(e.XID), 10))},
-	)
+		Header{HeaderID, id}, Header{HeaderName, name}, Header{HeaderCommitLSN, lsn},
+		Header{HeaderCommitIndex, index}, Header{HeaderPosition, pos}, Header{HeaderXID, xid})
+}
+
+// appendHex appends v in upper-case hex, zero-padded to width digits.
+func appendHex(b []byte, v uint64, width int) []byte {
+	const digits = "0123456789ABCDEF"
+	var tmp [16]byte
+	i := len(tmp)
+	for v > 0 || i == len(tmp) {
+		i--
+		tmp[i] = digits[v&0xF]
+		v >>= 4
+	}
+	for len(tmp)-i < width {
+		i--
+		tmp[i] = '0'
+	}
+	return append(b, tmp[i:]...)
 }
 
 // objectHeaders returns the headers held by a JSON object, in sorted key order: a string value
