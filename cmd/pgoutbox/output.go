@@ -62,6 +62,8 @@ func (o *output) Idle(walEnd pglogrepl.LSN) { o.tracker.Idle(checkpoint.LSN(walE
 
 func (o *output) Confirmed() pglogrepl.LSN { return pglogrepl.LSN(o.tracker.Confirmed()) }
 
+func (o *output) Busy() bool { return o.tracker.Pending() > 0 }
+
 // acked is the sink's callback: it acknowledges the rows of each transaction in the tracker,
 // one call per run of adjacent rows of the same transaction.
 func (o *output) acked(msgs []sink.Message) error {
