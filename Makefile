@@ -42,3 +42,7 @@ clean: ## remove build output (not the services' state)
 
 demo: ## the whole pipeline here: services, setup, relay, a writer, and events arriving from Kafka (Ctrl-C stops)
 	@deploy/local/demo.sh
+
+bench: ## throughput, latency and memory of the relay next to pg_recvlogical and a bare Kafka producer (QUICK=1: under 5 minutes)
+	@deploy/local/services.sh up >/dev/null
+	$(GO) run ./cmd/pgoutbox-bench $(if $(QUICK),--quick) $(BENCH_FLAGS)

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+)
+
+// BacklogResult is scenario 1 (1-row transactions) or 2 (100-row transactions): the same
+// backlog read by pg_recvlogical and by pgoutbox.
+type BacklogResult struct {
+	Scenario     int        `json:"scenario"`
+	RowsPerTxn   int        `json:"rows_per_txn"`
+	Rows         int        `json:"rows"`
+	WALBytes     int64      `json:"wal_bytes"`
+	WriteSeconds float64    `json:"write_seconds"`
+	Reference    Throughput `json:"pg_recvlogical"`
+	Pgoutbox     Throughput `json:"pgoutbox"`
+	Ratio        float64    `json:"ratio_pgoutbox_to_pg_recvlogical"`
+	// StartupSeconds is the relay's process start → "streaming started" (checks, connections),
+	// included in Pgoutbox.Seconds.
+	StartupSeconds float64 `json:"pgoutbox_startup_seconds"`
+	// AckedSeconds is the relay's process start → every row in the topic (acknowledged by
+	// Kafka); Pgoutbox.Seconds goes on until the slot's confirmed position passed the last commit.
+	AckedSeconds float64 `json:"pgoutbox_acked_seconds"`
+	// RecordBytes is the mean Kafka record (key, value, headers) of a sample of the topic.
+	RecordBytes float64 `json:"kafka_record_bytes"`
+	PeakRSS     int64   `json:"pgoutbox_peak_rss_bytes"`
+}
+
+// Throughput is one reader of a backlog, timed from its process start to the end.
+type Throughput struct {
+	Seconds    float64 `json:"seconds"`
+	RowsPerSec float64 `json:"rows_per_second"`
+	WALMBps    float64 `json:"wal_mb_per_second"`             // the backlog's WAL span / Seconds
+	KafkaMBps  float64 `json:"kafka_mb_per_second,omitempty"` // records' key+value+headers / Seconds
+	CPU        CPU     `json:"cpu"`
+}
+
+// perRow is a CPU time in microseconds per row.
+func perRow(seconds float64, rows int) float64 { return seconds * 1e6 / float64(rows) }
+
+func throughput(rows int, walBytes int64, recordBytes float64, took time.Duration) Throughput {
+	s := took.Seconds()
+	return Throughput{Seconds: s, RowsPerSec: float64(rows) / s, WALMBps: float64(walBytes) / 1e6 / s,
+		KafkaMBps: float64(rows) * recordBytes / 1e6 / s}
+}
+
+// backlogScenario writes the backlog with both slots in place, then lets pg_recvlogical and a
+// fresh relay read it, one after the other.
+func (b *bench) backlogScenario(ctx context.Context, scenario, rowsPerTxn int) error {
+	return b.withOutbox(ctx, fmt.Sprintf("s%d", scenario), true, func(o *outbox) error {
+		r := BacklogResult{Scenario: scenario, RowsPerTxn: rowsPerTxn, Rows: b.opts.rows}
+		b.progress("  writing %d rows in %d-row transactions (relay stopped)", r.Rows, rowsPerTxn)
+		w, err := b.writeBacklog(ctx, o.name, r.Rows, rowsPerTxn, b.opts.writers)
+		if err != nil {
+			return fmt.Errorf("write backlog: %w", err)
+		}
+		r.WALBytes, r.WriteSeconds = w.WALBytes(), w.Seconds
+		b.progress("  wrote %.1f MB of WAL in %.1fs; pg_recvlogical reads it to %s", float64(r.WALBytes)/1e6, w.Seconds, w.EndLSN)
+
+		took, refCPU, err := b.recvLogical(ctx, o, w.EndLSN)
+		if err != nil {
+			return err
+		}
+		r.Reference = throughput(r.Rows, r.WALBytes, 0, took)
+		r.Reference.CPU = refCPU
+		if err := o.dropSlot(ctx, o.refSlot); err != nil { // it would pin the backlog's WAL meanwhile
+			return err
+		}
+		b.progress("  pg_recvlogical: %.2fs, %.0f rows/s; CPU µs/row: pg_recvlogical %.1f, walsender %.1f; now pgoutbox",
+			took.Seconds(), r.Reference.RowsPerSec, perRow(refCPU.Reader, r.Rows), perRow(refCPU.Walsender, r.Rows))
+
+		var stopPerf func() error
+		meter := b.meterCPU(ctx, o.name)
+		defer func() { _ = meter.stop() }() // a second stop is harmless
+		relay, err := b.startRelay(o)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = relay.stop() }()
+		if b.opts.perf && scenario == 1 {
+			stopPerf = b.startPerf(relay)
+		}
+		d, err := b.drain(ctx, relay, o.name, r.Rows, w.EndLSN, 30*time.Minute)
+		if stopPerf != nil {
+			if perr := stopPerf(); perr != nil {
+				b.progress("  perf: %v", perr)
+			}
+		}
+		cpu := meter.stop()
+		if err != nil {
+			return err
+		}
+		if r.PeakRSS, err = relay.peakRSS(); err != nil {
+			return err
+		}
+		relayCPU, err := cpuTime(relay.cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		cpu.Reader = relayCPU.Seconds()
+		if err := relay.stop(); err != nil {
+			return err
+		}
+		r.StartupSeconds = relay.startup().Seconds()
+		r.AckedSeconds = d.acked.Seconds()
+		if r.RecordBytes, err = b.sampleRecordBytes(ctx, o.name, 1000); err != nil {
+			return err
+		}
+		r.Pgoutbox = throughput(r.Rows, r.WALBytes, r.RecordBytes, d.confirmed)
+		r.Pgoutbox.CPU = cpu
+		r.Ratio = r.Pgoutbox.RowsPerSec / r.Reference.RowsPerSec
+		b.progress("  pgoutbox: %.2fs (streaming after %.2fs, all acked at %.2fs), %.0f rows/s, %.2f × pg_recvlogical, peak RSS %.1f MB",
+			d.confirmed.Seconds(), r.StartupSeconds, r.AckedSeconds, r.Pgoutbox.RowsPerSec, r.Ratio, float64(r.PeakRSS)/1e6)
+		b.progress("  CPU µs/row: relay %.1f, walsender %.1f, Kafka broker %.1f", perRow(cpu.Reader, r.Rows), perRow(cpu.Walsender, r.Rows), perRow(cpu.Kafka, r.Rows))
+		b.res.Backlog = append(b.res.Backlog, r)
+		b.res.Memory = append(b.res.Memory, MemoryResult{Scenario: scenario,
+			What: fmt.Sprintf("backlog of %d rows, %d-row transactions", r.Rows, rowsPerTxn), PeakRSS: r.PeakRSS})
+		return nil
+	})
+}
+
+// drained is when a relay finished a backlog, from its process start.
+type drained struct {
+	acked     time.Duration // the topic holds every row (Kafka acknowledged them)
+	confirmed time.Duration // and the slot's confirmed_flush_lsn reached the end of the backlog
+}
+
+// drain polls the topic's end offsets and the slot until the topic holds rows records and the
+// slot's confirmed position reached end, then checks that the relay counts rows rows
+// acknowledged. (Polling the relay's /metrics instead cost it 6% of its CPU.)
+func (b *bench) drain(ctx context.Context, p *relayProc, slot string, rows int, end pglogrepl.LSN, timeout time.Duration) (drained, error) {
+	var d drained
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, b.opts.databaseURL)
+	if err != nil {
+		return d, err
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	client := b.kafkaClient()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var inTopic int64
+	for {
+		select {
+		case <-ctx.Done():
+			return d, fmt.Errorf("the topic holds %d of %d rows: %w", inTopic, rows, ctx.Err())
+		case <-tick.C:
+		}
+		if err := p.alive(); err != nil {
+			return d, err
+		}
+		if d.acked == 0 {
+			if inTopic, err = topicEnd(ctx, client, slot); err != nil || inTopic < int64(rows) {
+				continue
+			}
+			d.acked = time.Since(p.started)
+		}
+		confirmed, err := slotConfirmed(ctx, conn, slot)
+		if err != nil {
+			return d, err
+		}
+		if confirmed >= end {
+			d.confirmed = time.Since(p.started)
+			break
+		}
+	}
+	m, err := p.scrape(ctx)
+	if err != nil {
+		return d, err
+	}
+	if n := m["pgoutbox_events_published_total"]; n != float64(rows) {
+		return d, fmt.Errorf("the relay counts %.0f rows acknowledged, want %d", n, rows)
+	}
+	return d, nil
+}
+
+// topicEnd is the number of records in the topic (the sum of its partitions' end offsets).
+func topicEnd(ctx context.Context, client *kafka.Client, topic string) (int64, error) {
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {}}}
+	for p := range partitions {
+		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
+	}
+	res, err := client.ListOffsets(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, po := range res.Topics[topic] {
+		if po.Error != nil {
+			return 0, po.Error
+		}
+		n += po.LastOffset
+	}
+	return n, nil
+}

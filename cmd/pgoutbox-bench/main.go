@@ -1,0 +1,266 @@
+// Command pgoutbox-bench measures pgoutbox on this machine against the local services (`make up`)
+// and prints throughput, latency and memory side by side, then writes the same figures as JSON:
+//
+//  1. backlog throughput, 1-row transactions: pgoutbox next to pg_recvlogical (pgoutput, same
+//     publication, same backlog), the decode ceiling of one slot;
+//  2. the same with 100-row transactions;
+//  3. the Kafka ceiling: the same records produced by sink.Publisher alone, no PostgreSQL;
+//  4. commit→ack and commit→consumer latency under a steady write rate;
+//  5. the relay's peak resident memory (VmHWM) per scenario, and for one 1,000,000-row
+//     transaction;
+//  6. Go micro-benchmarks of decoding and of the checkpoint ledger.
+//
+// Each scenario has its own table, publication, slot(s) and topic, named bench_*, dropped at its
+// end even on error (a slot left behind pins WAL). `make bench` runs it; `make bench QUICK=1`
+// is the smaller run.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command-line flags.
+type options struct {
+	quick       bool
+	rows        int
+	channels    int
+	writers     int
+	rates       string
+	latencyFor  time.Duration
+	bigRows     int
+	only        string
+	out         string
+	perf        bool
+	relayLogs   string
+	logLevel    string
+	databaseURL string
+	brokers     string
+}
+
+// bench holds what the scenarios share.
+type bench struct {
+	opts     options
+	root     string // the module's directory
+	tmp      string // the relay binary and scratch files
+	relayBin string
+	began    time.Time
+	res      *Results
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	opts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pgoutbox-bench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	b := &bench{opts: opts, began: time.Now()}
+	if err := b.prepare(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "pgoutbox-bench:", err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(b.tmp) }()
+	b.runScenarios(ctx)
+	b.res.Seconds = time.Since(b.began).Seconds()
+	b.res.evaluate()
+	printReport(os.Stdout, b.res)
+	if err := writeJSON(opts.out, b.res); err != nil {
+		fmt.Fprintln(os.Stderr, "pgoutbox-bench: write results:", err)
+		return 1
+	}
+	fmt.Printf("\nJSON: %s\n", opts.out)
+	if len(b.res.Errors) > 0 || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("pgoutbox-bench", flag.ContinueOnError)
+	fs.BoolVar(&o.quick, "quick", false, "smaller run (50,000 backlog rows, 15 s per latency rate), under 5 minutes")
+	fs.IntVar(&o.rows, "rows", 0, "backlog rows of scenarios 1-3 (default 500,000; 50,000 with --quick)")
+	fs.IntVar(&o.channels, "channels", 1000, "distinct channels (Kafka keys)")
+	fs.IntVar(&o.writers, "writers", 4, "parallel connections writing the 1-row backlog")
+	fs.StringVar(&o.rates, "rates", "1000,5000", "write rates of the latency scenario, rows/s, comma-separated")
+	fs.DurationVar(&o.latencyFor, "latency-for", 0, "duration of each latency rate (default 60s; 15s with --quick)")
+	fs.IntVar(&o.bigRows, "big-rows", 1_000_000, "rows of the one large transaction of the memory scenario")
+	fs.StringVar(&o.only, "only", "1,2,3,4,5,6", "scenarios to run, comma-separated")
+	fs.StringVar(&o.out, "out", "", "JSON results file (default $PGOUTBOX_STATE_DIR/bench/bench-<time>.json)")
+	fs.StringVar(&o.relayLogs, "relay-logs", "", "directory to keep each relay's log in, as <outbox>.log (default: not kept)")
+	fs.StringVar(&o.logLevel, "relay-log-level", "info", "the relays' --log-level (debug logs every Kafka round)")
+	fs.BoolVar(&o.perf, "perf", false, "record a CPU profile of the relay in scenario 1 with perf (needs perf and root)")
+	fs.StringVar(&o.databaseURL, "database-url", getenv("PGOUTBOX_BENCH_DATABASE_URL", "postgres://pgoutbox:pgoutbox@127.0.0.1:"+getenv("PGOUTBOX_PG_PORT", "55432")+"/pgoutbox"), "PostgreSQL URL")
+	fs.StringVar(&o.brokers, "kafka-brokers", getenv("PGOUTBOX_BENCH_KAFKA_BROKERS", "127.0.0.1:"+getenv("PGOUTBOX_KAFKA_PORT", "59092")), "Kafka brokers")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.rows == 0 {
+		o.rows = map[bool]int{false: 500_000, true: 50_000}[o.quick]
+	}
+	if o.latencyFor == 0 {
+		o.latencyFor = map[bool]time.Duration{false: time.Minute, true: 15 * time.Second}[o.quick]
+	}
+	if o.out == "" {
+		state := getenv("PGOUTBOX_STATE_DIR", filepath.Join(os.Getenv("HOME"), ".cache", "pgoutbox"))
+		o.out = filepath.Join(state, "bench", "bench-"+time.Now().UTC().Format("20060102-150405")+".json")
+	}
+	if _, err := o.rateList(); err != nil {
+		return o, err
+	}
+	if o.rows < 100 || o.rows%100 != 0 {
+		return o, fmt.Errorf("--rows %d: want a multiple of 100, at least 100", o.rows)
+	}
+	return o, nil
+}
+
+func (o options) rateList() ([]int, error) {
+	var rates []int
+	for _, s := range strings.Split(o.rates, ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || r <= 0 {
+			return nil, fmt.Errorf("--rates %q: want positive integers, comma-separated", o.rates)
+		}
+		rates = append(rates, r)
+	}
+	return rates, nil
+}
+
+func (o options) runs(scenario int) bool {
+	for _, s := range strings.Split(o.only, ",") {
+		if strings.TrimSpace(s) == strconv.Itoa(scenario) {
+			return true
+		}
+	}
+	return false
+}
+
+// prepare checks the services, describes the machine and builds the relay.
+func (b *bench) prepare(ctx context.Context) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	b.root = root
+	if err := b.checkServices(ctx); err != nil {
+		return err
+	}
+	b.tmp, err = os.MkdirTemp("", "pgoutbox-bench-")
+	if err != nil {
+		return err
+	}
+	b.progress("building the relay (go build ./cmd/pgoutbox, no -race)")
+	if err := b.buildRelay(ctx); err != nil {
+		_ = os.RemoveAll(b.tmp)
+		return err
+	}
+	mode := "full"
+	if b.opts.quick {
+		mode = "quick"
+	}
+	b.res = &Results{
+		StartedAt: b.began.UTC(),
+		Command:   "make bench" + map[bool]string{false: "", true: " QUICK=1"}[b.opts.quick],
+		Args:      os.Args[1:],
+		Mode:      mode,
+		Rows:      b.opts.rows,
+		Channels:  b.opts.channels,
+		Machine:   b.describeMachine(ctx),
+	}
+	b.progress("machine: %s", b.res.Machine)
+	if left := b.leftovers(ctx); len(left) > 0 {
+		b.progress("warning: bench_* slots exist already, from a benchmark killed before its cleanup or one running now; "+
+			"a forgotten one pins WAL: SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name IN (%s) AND NOT active",
+			quoteList(left))
+	}
+	if len(b.res.Machine.OtherSlots) > 0 {
+		b.progress("other replication slots on this cluster (their walsenders share the CPU): %s",
+			strings.Join(b.res.Machine.OtherSlots, ", "))
+	}
+	return nil
+}
+
+// step is one scenario, or one rate of the latency scenario.
+type step struct {
+	scenario int
+	name     string
+	do       func(context.Context) error
+}
+
+// runScenarios runs the selected scenarios; a failed one is recorded and the others still run.
+func (b *bench) runScenarios(ctx context.Context) {
+	steps := []step{
+		{1, "backlog, 1-row transactions", func(ctx context.Context) error { return b.backlogScenario(ctx, 1, 1) }},
+		{2, "backlog, 100-row transactions", func(ctx context.Context) error { return b.backlogScenario(ctx, 2, 100) }},
+		{3, "Kafka ceiling", b.ceilingScenario},
+	}
+	rates, _ := b.opts.rateList()
+	for _, r := range rates {
+		steps = append(steps, step{4, fmt.Sprintf("latency at %d rows/s", r), func(ctx context.Context) error { return b.latencyScenario(ctx, r) }})
+	}
+	steps = append(steps, step{5, "one large transaction", b.bigTxnScenario}, step{6, "micro-benchmarks", b.microScenario})
+	for _, s := range steps {
+		if !b.opts.runs(s.scenario) || ctx.Err() != nil {
+			continue
+		}
+		b.progress("scenario %d: %s", s.scenario, s.name)
+		if err := s.do(ctx); err != nil {
+			msg := fmt.Sprintf("scenario %d (%s): %v", s.scenario, s.name, err)
+			b.progress("FAILED: %s", msg)
+			b.res.Errors = append(b.res.Errors, msg)
+		}
+	}
+}
+
+// progress prints a line to stderr with the time since the start.
+func (b *bench) progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(b.began).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func (b *bench) brokers() []string { return strings.Split(b.opts.brokers, ",") }
+
+func getenv(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// moduleRoot is the directory of go.mod, found upwards from the working directory.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.mod above %s: run from the pgoutbox checkout", dir)
+		}
+	}
+}
+
+// redact hides a URL's password.
+func redact(url string) string {
+	if i, j := strings.Index(url, "://"), strings.LastIndex(url, "@"); i >= 0 && j > i {
+		if k := strings.Index(url[i+3:j], ":"); k >= 0 {
+			return url[:i+3+k+1] + "***" + url[j:]
+		}
+	}
+	return url
+}

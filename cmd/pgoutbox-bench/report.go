@@ -1,0 +1,207 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Results are all figures of one run: what the table shows and the JSON holds.
+type Results struct {
+	StartedAt  time.Time       `json:"started_at"`
+	Seconds    float64         `json:"seconds"`
+	Command    string          `json:"command"`
+	Args       []string        `json:"args"`
+	Mode       string          `json:"mode"`
+	Rows       int             `json:"rows"`
+	Channels   int             `json:"channels"`
+	Machine    Machine         `json:"machine"`
+	Backlog    []BacklogResult `json:"backlog"`
+	Ceiling    *CeilingResult  `json:"kafka_ceiling,omitempty"`
+	Latency    []LatencyResult `json:"latency"`
+	BigTxn     *BigTxnResult   `json:"large_transaction,omitempty"`
+	Memory     []MemoryResult  `json:"memory"`
+	Micro      []MicroResult   `json:"micro_benchmarks"`
+	Targets    []Target        `json:"targets"`
+	PerfReport string          `json:"perf_report,omitempty"`
+	Errors     []string        `json:"errors"`
+}
+
+// Target is one goal of the issue and where this run stands.
+type Target struct {
+	Goal  string `json:"goal"`
+	Value string `json:"value"`
+	Met   bool   `json:"met"`
+}
+
+const (
+	mb              = 1e6
+	memoryBound     = 150 * mb
+	decodeAllocsMax = 3 // the Row (the event), its payload, its headers
+)
+
+// evaluate fills the ceiling's ratios and the targets in.
+func (r *Results) evaluate() {
+	for _, b := range r.Backlog {
+		if r.Ceiling == nil {
+			break
+		}
+		switch b.Scenario {
+		case 1:
+			r.Ceiling.RatioScenario1 = b.Pgoutbox.RowsPerSec / r.Ceiling.RowsPerSec
+		case 2:
+			r.Ceiling.RatioScenario2 = b.Pgoutbox.RowsPerSec / r.Ceiling.RowsPerSec
+		}
+	}
+	r.Targets = nil
+	for _, b := range r.Backlog {
+		if b.Scenario == 1 {
+			r.Targets = append(r.Targets, Target{"scenario 1: pgoutbox ≥ 0.8 × pg_recvlogical", fmt.Sprintf("%.2f ×", b.Ratio), b.Ratio >= 0.8})
+		}
+	}
+	for _, l := range r.Latency {
+		if l.Rate != 1000 {
+			continue
+		}
+		r.Targets = append(r.Targets,
+			Target{"scenario 4 at 1,000 rows/s: commit→ack p50 ≤ 5 ms", fmt.Sprintf("%.1f ms (%.1f%% ≤ 5 ms)", l.Ack.P50, 100*l.Ack.Within5ms), l.Ack.Count > 0 && l.Ack.Within5ms >= 0.5},
+			Target{"scenario 4 at 1,000 rows/s: commit→ack p99 ≤ 20 ms", fmt.Sprintf("%.1f ms (%.2f%% ≤ 20 ms)", l.Ack.P99, 100*l.Ack.Within20ms), l.Ack.Count > 0 && l.Ack.Within20ms >= 0.99})
+	}
+	if len(r.Memory) > 0 {
+		peak, what := int64(0), ""
+		for _, m := range r.Memory {
+			if m.PeakRSS > peak {
+				peak, what = m.PeakRSS, m.What
+			}
+		}
+		r.Targets = append(r.Targets, Target{"peak memory ≤ 150 MB in every scenario", fmt.Sprintf("%.1f MB at most (%s)", float64(peak)/mb, what), peak <= memoryBound})
+	}
+	for _, m := range r.Micro {
+		if m.Name == "BenchmarkDecoder_Insert" {
+			r.Targets = append(r.Targets, Target{fmt.Sprintf("decode: near-zero allocations beyond the event (≤ %d allocs/op)", decodeAllocsMax),
+				fmt.Sprintf("%.0f allocs/op, %.0f B/op", m.AllocsPerOp, m.BytesPerOp), m.AllocsPerOp <= decodeAllocsMax})
+		}
+	}
+}
+
+// printReport prints the results as tables.
+func printReport(out io.Writer, r *Results) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	row := func(format string, args ...any) { _, _ = fmt.Fprintf(w, format+"\n", args...) }
+	p := func(format string, args ...any) { // a line outside the tables
+		_ = w.Flush()
+		_, _ = fmt.Fprintf(out, format+"\n", args...)
+	}
+	flush := func() { _ = w.Flush() }
+	p("")
+	p("pgoutbox bench (%s mode): %d backlog rows, %d channels, payload ≈ 200 B JSON, topics of %d partitions, acks=all", r.Mode, r.Rows, r.Channels, partitions)
+	p("machine: %s", r.Machine)
+	p("command: %s; %.0f s in all", r.Command, r.Seconds)
+	flush()
+
+	if len(r.Backlog) > 0 || r.Ceiling != nil {
+		p("\nThroughput: a backlog written with the relay stopped, timed from process start to the end")
+		row("scenario\treader\trows\tseconds\trows/s\tWAL MB/s\tKafka MB/s\tratio\t")
+		for _, b := range r.Backlog {
+			name := fmt.Sprintf("%d  %d-row txns", b.Scenario, b.RowsPerTxn)
+			row("%s\tpg_recvlogical\t%d\t%.2f\t%.0f\t%.1f\t\t\t", name, b.Rows, b.Reference.Seconds, b.Reference.RowsPerSec, b.Reference.WALMBps)
+			row("%s\tpgoutbox\t%d\t%.2f\t%.0f\t%.1f\t%.1f\t%.2f × pg_recvlogical\t", name, b.Rows, b.Pgoutbox.Seconds, b.Pgoutbox.RowsPerSec, b.Pgoutbox.WALMBps, b.Pgoutbox.KafkaMBps, b.Ratio)
+		}
+		if c := r.Ceiling; c != nil {
+			row("3  Kafka ceiling\tsink.Publisher\t%d\t%.2f\t%.0f\t\t%.1f\tpgoutbox s1 %.2f ×, s2 %.2f ×\t", c.Rows, c.Seconds, c.RowsPerSec, c.KafkaMBps, c.RatioScenario1, c.RatioScenario2)
+		}
+		flush()
+		p("\nCPU time per row, microseconds (user + system, from /proc; the broker's includes any other client's)")
+		row("scenario\treader\treader\twalsender\tKafka broker\ttotal\t")
+		for _, b := range r.Backlog {
+			name := fmt.Sprintf("%d  %d-row txns", b.Scenario, b.RowsPerTxn)
+			for _, t := range []struct {
+				reader string
+				tp     Throughput
+			}{{"pg_recvlogical", b.Reference}, {"pgoutbox", b.Pgoutbox}} {
+				c := t.tp.CPU
+				row("%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t", name, t.reader, perRow(c.Reader, b.Rows), perRow(c.Walsender, b.Rows),
+					perRow(c.Kafka, b.Rows), perRow(c.Reader+c.Walsender+c.Kafka, b.Rows))
+			}
+		}
+		if c := r.Ceiling; c != nil {
+			row("3  Kafka ceiling\tsink.Publisher\t%.1f\t\t%.1f\t%.1f\t", perRow(c.CPU.Reader, c.Rows), perRow(c.CPU.Kafka, c.Rows), perRow(c.CPU.Reader+c.CPU.Kafka, c.Rows))
+		}
+		flush()
+		for _, b := range r.Backlog {
+			p("  scenario %d: pgoutbox streaming %.2f s after its start, every row acknowledged at %.2f s, slot confirmed at %.2f s; WAL %.1f MB, written in %.1f s",
+				b.Scenario, b.StartupSeconds, b.AckedSeconds, b.Pgoutbox.Seconds, float64(b.WALBytes)/mb, b.WriteSeconds)
+		}
+		flush()
+	}
+
+	if len(r.Latency) > 0 {
+		p("\nLatency: 1-row transactions at a fixed rate, milliseconds")
+		row("rate/s\tachieved\trows\tmeasure\tp50\tp99\tp99.9\tmax\t≤ 5 ms\t≤ 20 ms\t")
+		for _, l := range r.Latency {
+			row("%d\t%.0f\t%d\tcommit→ack (relay histogram)\t%.2f\t%.2f\t%.2f\t≤ %.0f\t%.1f%%\t%.2f%%\t", l.Rate, l.RateAchieved, l.Rows,
+				l.Ack.P50, l.Ack.P99, l.Ack.P999, l.Ack.Max, 100*l.Ack.Within5ms, 100*l.Ack.Within20ms)
+			row("\t\t\tcommit→consumer\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f%%\t%.2f%%\t",
+				l.Consumer.P50, l.Consumer.P99, l.Consumer.P999, l.Consumer.Max, 100*l.Consumer.Within5ms, 100*l.Consumer.Within20ms)
+		}
+		flush()
+		p("  commit→ack: interpolated within the histogram's buckets (1, 2, 5, 10, 20, 50 ms…), max = a bucket bound; the ≤ 5/20 ms shares are exact.")
+		p("  commit→consumer: exact per row, but record timestamps are milliseconds (commit time truncated): up to +1 ms.")
+		flush()
+	}
+
+	if len(r.Memory) > 0 || r.BigTxn != nil {
+		p("\nPeak memory of the relay: VmHWM of a fresh process per scenario")
+		row("scenario\twhat\tpeak MB\t")
+		for _, m := range r.Memory {
+			row("%d\t%s\t%.1f\t", m.Scenario, m.What, float64(m.PeakRSS)/mb)
+		}
+		flush()
+		if t := r.BigTxn; t != nil {
+			p("  scenario 5: the %d-row transaction took %.1f s to write and %.1f s from its commit to the slot's confirmation (%.0f rows/s)",
+				t.Rows, t.WriteSeconds, t.Seconds, t.RowsPerSec)
+			flush()
+		}
+	}
+
+	if len(r.Micro) > 0 {
+		p("\nMicro-benchmarks: go test -bench -benchmem")
+		row("package\tbenchmark\tns/op\tB/op\tallocs/op\t")
+		for _, m := range r.Micro {
+			row("%s\t%s\t%.0f\t%.0f\t%.0f\t", m.Package, strings.TrimPrefix(m.Name, "Benchmark"), m.NsPerOp, m.BytesPerOp, m.AllocsPerOp)
+		}
+		flush()
+	}
+
+	if len(r.Targets) > 0 {
+		p("\nTargets")
+		for _, t := range r.Targets {
+			status := "MISSED"
+			if t.Met {
+				status = "met"
+			}
+			p("  %-6s  %s: %s", status, t.Goal, t.Value)
+		}
+	}
+	for _, e := range r.Errors {
+		p("\nERROR %s", e)
+	}
+	flush()
+}
+
+// writeJSON writes the results to path, creating its directory.
+func writeJSON(path string, r *Results) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o600)
+}
