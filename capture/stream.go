@@ -419,6 +419,9 @@ func ClassifyConnectError(err error) error {
 			return fmt.Errorf("connect to PostgreSQL: access denied (pg_hba.conf or role): %w", err)
 		case "3D000":
 			return fmt.Errorf("connect to PostgreSQL: the database does not exist: check --database-url: %w", err)
+		case "57P03", "57P01", "57P02":
+			// Starting up, recovering after a crash, or shutting down: a retry will get through.
+			return fmt.Errorf("%w: connect to PostgreSQL: the server is starting up, recovering or shutting down: %w", ErrConnection, err)
 		case "53300":
 			return fmt.Errorf("%w: connect to PostgreSQL: too many connections (max_wal_senders or max_connections reached): %w", ErrConnection, err)
 		}

@@ -107,6 +107,26 @@ func (p *privatePostgres) restart() {
 	p.start()
 }
 
+// waitAccepting waits until the server accepts connections again (after a crash, recovery must
+// end first).
+func (p *privatePostgres) waitAccepting(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := execCtx(ctx, p.URL, "SELECT 1")
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("private PostgreSQL not accepting connections %s later: %v", timeout, err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // logPath is the server's log file; it accumulates over restarts (pg_ctl -l appends).
 func (p *privatePostgres) logPath() string { return filepath.Join(p.state, "pg", "postgres.log") }
 

@@ -133,28 +133,36 @@ func (r *relay) loop(ctx context.Context) error {
 		if err != nil {
 			r.health.set(false, err.Error())
 		}
+		pause := wait
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, capture.ErrSlotInUse):
-			r.log.Info().Err(err).Msg("standing by: another instance streams the slot")
+			// A hot standby polls at a steady pace instead of backing off: when the active
+			// instance dies, its slot is free at once and should be taken over within seconds.
+			pause = min(standbyPoll, r.cfg.ReconnectMax)
+			r.log.Info().Err(err).Dur("retry_in", pause).Msg("standing by: another instance streams the slot")
 		case errors.Is(err, capture.ErrConnection):
 			r.log.Warn().Err(err).Dur("retry_in", wait).Msg("replication connection lost; reconnecting")
+			wait = min(wait*2, r.cfg.ReconnectMax)
 		default:
 			return err
 		}
 		if time.Since(started) > time.Minute {
 			wait = 500 * time.Millisecond // it worked for a while: start the backoff over
 		}
-		jitter := time.Duration(rand.Int64N(int64(wait) / 2)) //nolint:gosec // jitter needs no cryptographic randomness
+		// Jitter within [pause/2, pause], so that --reconnect-max really is the longest wait.
+		jittered := pause/2 + time.Duration(rand.Int64N(int64(pause)/2+1)) //nolint:gosec // jitter needs no cryptographic randomness
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait + jitter):
+		case <-time.After(jittered):
 		}
-		wait = min(wait*2, r.cfg.ReconnectMax)
 	}
 }
+
+// standbyPoll is how often an instance that finds its slot in use tries again.
+const standbyPoll = 2 * time.Second
 
 // session streams over one replication connection. On return, the sink has drained (or given up
 // after the shutdown timeout) and the last confirmed position was sent to the server.

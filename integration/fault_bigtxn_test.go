@@ -1,0 +1,303 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// TestFault_LargeTransaction: one transaction inserts 1,000,000 outbox rows, between small
+// transactions before and after it. All of them arrive, in commit order per channel and in
+// insert order within the big one, while the relay's peak resident memory (VmHWM) stays bounded
+// by its in-flight window — the default 20,000 rows — and not by the transaction.
+//
+// The relay here is built WITHOUT the race detector: its shadow memory would multiply the figure
+// being measured, and its slowness the test's time. The records are checked as they are read,
+// without keeping a million of them.
+func TestFault_LargeTransaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 3 minutes; skipped with -short")
+	}
+	t.Parallel()
+	const (
+		partitions = 3
+		channels   = 100
+		bigRows    = 1_000_000
+		smallTxns  = 5 // before and after, 4 rows each
+		maxEvents  = 20_000
+		// The bound on the relay's peak RSS. The window admits 20,000 rows of about 250
+		// bytes each (payload, key, five headers): ~5 MB of events, a few times that with the
+		// Kafka requests built from them and the Go heap's growth target (GOGC=100); the idle
+		// relay itself takes ~20-30 MB. The transaction's rows, if the relay held them, would
+		// take more than 250 MB.
+		peakBound = 128 << 20
+	)
+	bin := buildRelay(t, false)
+	e := newOutbox(t, partitions)
+	relay := e.startRelayWith(t, bin, fmt.Sprintf("PGOUTBOX_MAX_INFLIGHT_EVENTS=%d", maxEvents), "PGOUTBOX_LOG_LEVEL=info")
+	relay.waitLog("streaming started", time.Minute)
+
+	committed := &committedRows{rows: map[string][]int64{}}
+	insert := func(from, to int64) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		err := execCtx(ctx, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s (channel, name, data)
+			SELECT 'ch-' || (k %% %d), 'big', jsonb_build_object('channel', 'ch-' || (k %% %d), 'counter', k)
+			FROM generate_series($1::bigint, $2::bigint) k ORDER BY k`, e.Name, channels, channels), from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := from; k <= to; k++ {
+			committed.add(payload{Channel: fmt.Sprintf("ch-%d", k%channels), Counter: k})
+		}
+	}
+	// Counters grow in commit order: 1-20 before, 1,001-1,001,000 in the big transaction,
+	// 2,000,001-2,000,020 after.
+	for i := range int64(smallTxns) {
+		insert(1+4*i, 4+4*i)
+	}
+	waitTopicEnd(t, e, partitions, 4*smallTxns, time.Minute)
+	baseRSS, err := procStatus(relay.pid(), "VmRSS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	insert(1_001, 1_000+bigRows)
+	inserted := time.Since(began)
+	for i := range int64(smallTxns) {
+		insert(2_000_001+4*i, 2_000_004+4*i)
+	}
+	waitConfirmed(t, e, currentWAL(t, e.DatabaseURL), 10*time.Minute)
+	delivered := time.Since(began)
+	peak, err := procStatus(relay.pid(), "VmHWM")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.stop(30 * time.Second)
+
+	c := newDeliveryCheck(t, partitions)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := scanTopic(ctx, e.Brokers, e.Name, c.add); err != nil {
+		t.Fatalf("read topic: %v", err)
+	}
+	c.finish(committed)
+	if c.records != committed.n {
+		t.Errorf("topic holds %d records, %d rows were committed", c.records, committed.n)
+	}
+	if peak > peakBound {
+		t.Errorf("the relay's peak RSS (VmHWM) was %s while relaying a %d-row transaction; want at most %s (window %d rows)",
+			mib(peak), bigRows, mib(peakBound), maxEvents)
+	}
+	t.Logf("transaction of %d rows (+%d small ones) inserted in %s, confirmed %s after it began (%.0f rows/s end to end); relay RSS %s before it, peak (VmHWM) %s; records %d, duplicates %d",
+		bigRows, 2*smallTxns, inserted.Round(time.Millisecond), delivered.Round(time.Millisecond),
+		float64(bigRows)/delivered.Seconds(), mib(baseRSS), mib(peak), c.records, c.duplicates)
+}
+
+// buildRelay builds pgoutbox into the test's temporary directory, with or without -race.
+func buildRelay(t *testing.T, race bool) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pgoutbox")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	start := time.Now()
+	if out, err := exec.Command("go", append(args, "../cmd/pgoutbox")...).CombinedOutput(); err != nil {
+		t.Fatalf("build pgoutbox: %v\n%s", err, out)
+	}
+	t.Logf("built %s (race=%v) in %s", bin, race, time.Since(start).Round(time.Millisecond))
+	return bin
+}
+
+// startRelayWith is startRelay with another binary (relay_harness_test.go's startRelay runs
+// the race-built one).
+func (e outboxEnv) startRelayWith(t *testing.T, bin string, extraEnv ...string) *relayProc {
+	t.Helper()
+	cmd := exec.Command(bin, "run")
+	cmd.Env = append(e.env(), extraEnv...)
+	p := &relayProc{t: t, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start relay: %v", err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		if p.running() {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("relay log (pid %d):\n%s", cmd.Process.Pid, p.log.tail(80))
+		}
+	})
+	return p
+}
+
+// scanTopic reads every record of the topic, partition by partition, in offset order, handing
+// each to fn without keeping them.
+func scanTopic(ctx context.Context, brokers []string, topic string, fn func(record)) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return err
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		return fmt.Errorf("metadata of %s: %+v", topic, meta.Topics)
+	}
+	for _, p := range meta.Topics[0].Partitions {
+		end, err := lastOffset(ctx, brokers, topic, p.ID)
+		if err != nil {
+			return err
+		}
+		for off := int64(0); off < end; {
+			res, err := client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: p.ID, Offset: off, MaxBytes: 16 << 20})
+			if err != nil {
+				return err
+			}
+			if res.Error != nil {
+				return res.Error
+			}
+			for {
+				r, err := res.Records.ReadRecord()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					return err
+				}
+				if r.Offset < off {
+					continue
+				}
+				rec := record{Partition: p.ID, Offset: r.Offset, Time: r.Time, Headers: make(map[string]string, len(r.Headers))}
+				if rec.Key, err = readBytes(r.Key); err != nil {
+					return err
+				}
+				v, err := readBytes(r.Value)
+				if err != nil {
+					return err
+				}
+				rec.Value = []byte(v)
+				for _, h := range r.Headers {
+					rec.Headers[h.Key] = string(h.Value)
+				}
+				fn(rec)
+				off = r.Offset + 1
+			}
+		}
+	}
+	return nil
+}
+
+// deliveryCheck is checkDelivery record by record, for topics too large to hold in memory:
+// the same checks, in the same order of records.
+type deliveryCheck struct {
+	t                   *testing.T
+	parts               []int
+	balancer            kafka.Murmur2Balancer
+	seen                map[string]map[int64]firstCopy
+	last                map[string]int64
+	lastPos             map[string]string
+	records, duplicates int
+	problems            int
+}
+
+type firstCopy struct{ id, pos string }
+
+func newDeliveryCheck(t *testing.T, partitions int) *deliveryCheck {
+	c := &deliveryCheck{t: t, balancer: kafka.Murmur2Balancer{Consistent: true},
+		seen: map[string]map[int64]firstCopy{}, last: map[string]int64{}, lastPos: map[string]string{}}
+	for i := range partitions {
+		c.parts = append(c.parts, i)
+	}
+	return c
+}
+
+// errorf reports the first problems and counts the rest: a broken run must not print a
+// million lines.
+func (c *deliveryCheck) errorf(format string, args ...any) {
+	c.t.Helper()
+	c.problems++
+	if c.problems <= 20 {
+		c.t.Errorf(format, args...)
+	}
+}
+
+func (c *deliveryCheck) add(r record) {
+	c.t.Helper()
+	c.records++
+	var p payload
+	if err := json.Unmarshal(r.Value, &p); err != nil {
+		c.errorf("record %d/%d: bad payload %q: %v", r.Partition, r.Offset, r.Value, err)
+		return
+	}
+	if p.RolledBack {
+		c.errorf("record %d/%d comes from a rolled-back transaction: %s", r.Partition, r.Offset, r.Value)
+	}
+	if r.Key != p.Channel {
+		c.errorf("record %d/%d has key %q, want the channel %q", r.Partition, r.Offset, r.Key, p.Channel)
+	}
+	if want := c.balancer.Balance(kafka.Message{Key: []byte(r.Key)}, c.parts...); want != r.Partition {
+		c.errorf("channel %s on partition %d, murmur2 says %d", r.Key, r.Partition, want)
+	}
+	for _, h := range []string{"pgoutbox-id", "pgoutbox-name", "pgoutbox-position", "pgoutbox-commit-lsn", "pgoutbox-xid"} {
+		if r.Headers[h] == "" {
+			c.errorf("record %d/%d lacks header %s: %v", r.Partition, r.Offset, h, r.Headers)
+		}
+	}
+	if c.seen[p.Channel] == nil {
+		c.seen[p.Channel] = map[int64]firstCopy{}
+	}
+	pos := r.Headers["pgoutbox-position"]
+	if first, dup := c.seen[p.Channel][p.Counter]; dup {
+		c.duplicates++
+		if first.id != r.Headers["pgoutbox-id"] || first.pos != pos {
+			c.errorf("duplicate %s#%d has other id/position headers than its first copy: %v vs %+v", p.Channel, p.Counter, r.Headers, first)
+		}
+		return
+	}
+	c.seen[p.Channel][p.Counter] = firstCopy{id: r.Headers["pgoutbox-id"], pos: pos}
+	if p.Counter <= c.last[p.Channel] {
+		c.errorf("channel %s: counter %d after %d (commit order broken)", p.Channel, p.Counter, c.last[p.Channel])
+	}
+	if pos <= c.lastPos[p.Channel] {
+		c.errorf("channel %s: position %s after %s", p.Channel, pos, c.lastPos[p.Channel])
+	}
+	c.last[p.Channel], c.lastPos[p.Channel] = p.Counter, pos
+}
+
+// finish checks that every committed row was seen.
+func (c *deliveryCheck) finish(want *committedRows) {
+	c.t.Helper()
+	missing := 0
+	for ch, counters := range want.rows {
+		for _, n := range counters {
+			if _, ok := c.seen[ch][n]; !ok {
+				missing++
+				if missing <= 10 {
+					c.t.Errorf("committed row %s#%d missing from Kafka", ch, n)
+				}
+			}
+		}
+		if got := len(c.seen[ch]); got != len(counters) {
+			c.errorf("channel %s: %d distinct rows in Kafka, %d committed", ch, got, len(counters))
+		}
+	}
+	if missing > 0 {
+		c.t.Errorf("%d committed rows missing from Kafka", missing)
+	}
+	if c.problems > 20 {
+		c.t.Errorf("%d problems in all (the first 20 shown)", c.problems)
+	}
+}

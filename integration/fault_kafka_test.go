@@ -1,0 +1,280 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// TestFault_KafkaRestart: the relay's (private) broker is stopped and started again while
+// writers commit rows and the relay streams. The relay rides it out in the same process and the
+// same replication session — it retries, and is not restarted — and every committed row arrives,
+// in order; a row sent twice (a request that succeeded but whose answer was lost) was not yet
+// confirmed when the broker went down.
+func TestFault_KafkaRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about a minute; skipped with -short")
+	}
+	t.Parallel()
+	const partitions = 3
+	kafka := startPrivateKafka(t)
+	e := newOutboxOn(t, services{DatabaseURL: needPostgres(t), Brokers: kafka.Brokers}, partitions)
+	w := faultWorkload{workload: workload{Writers: 4, Rows: 20_000, Channels: 50, MaxTxnRows: 10}}
+	prepareWorkload(t, e, w.Channels)
+
+	relay := e.startRelay(t)
+	relay.waitLog("streaming started", time.Minute)
+	run := startWorkload(t, e, w)
+	waitTopicEnd(t, e, partitions, 2_000, time.Minute) // mid-stream
+
+	before := killPoint{confirmed: confirmedNow(t, e.DatabaseURL, e.Name), ends: endOffsets(t, e, partitions)}
+	kafka.stop()
+	down := time.Now()
+	time.Sleep(5 * time.Second) // rows keep being committed while the broker is away
+	kafka.start()
+	outage := time.Since(down)
+	committedAtRestart := run.committed()
+
+	committed := run.wait(t)
+	recs := finishDelivery(t, e, committed, 3*time.Minute)
+	if !relay.running() {
+		t.Fatalf("the relay exited: %v", relay.err)
+	}
+	sessions := len(relay.logEntries("streaming started"))
+	if sessions != 1 {
+		t.Errorf("the relay started %d replication sessions; a Kafka outage must not end the session", sessions)
+	}
+	retries := len(relay.logEntries("kafka write")) + len(relay.logEntries("read topic metadata"))
+	if !strings.Contains(relay.log.String(), "failed; retrying until it succeeds") {
+		t.Errorf("the relay never logged a failed Kafka request: did the broker really go away?")
+	}
+	relay.stop(30 * time.Second)
+
+	dups := checkDelivery(t, recs, committed, partitions)
+	checkDuplicatesUnconfirmed(t, recs, []killPoint{before})
+	t.Logf("broker down and back in %s (rows committed by then %d); relay retry log lines %d; rows committed %d, records %d, duplicates %d",
+		outage.Round(time.Millisecond), committedAtRestart, retries, committed.n, len(recs), dups)
+}
+
+// TestFault_LongKafkaOutage: Kafka is down for more than two minutes while rows keep being
+// committed, on a private PostgreSQL whose wal_sender_timeout is 10s (the outage lasts twelve
+// of them). Proven:
+//   - the replication connection survives: the relay never reconnects (one session, the same
+//     walsender pid throughout) and the server's log has no replication timeout for it — while
+//     a control connection that stops answering IS timed out in the same log, so the check
+//     is not vacuous;
+//   - the relay reads only its window: the in-flight gauges stay within the limits, the newest
+//     received position stops moving while the slot's unconfirmed WAL grows by the backlog, and
+//     the resident memory (VmRSS, sampled every 500ms) stays within bounds far below the
+//     backlog's size — near the streaming baseline, and flat once the window has filled — as
+//     do the Go heap in use and the number of goroutines;
+//   - once the broker is back, every row arrives, in order.
+func TestFault_LongKafkaOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 4 minutes; skipped with -short")
+	}
+	t.Parallel()
+	const (
+		partitions    = 2
+		outage        = 2*time.Minute + 5*time.Second
+		senderTimeout = 10 * time.Second
+		maxEvents     = 1000
+		maxBytes      = 1 << 20
+		// The window fills within a second or two of the broker going away; the retry loops
+		// are in their steady state well before this.
+		settle = 20 * time.Second
+		// Bounds on the relay's resident memory (this is the race-built binary: its shadow
+		// memory multiplies whatever the Go heap holds, and is not given back quickly):
+		//   - over the streaming baseline, at any time of the outage: the window (1 MiB) and
+		//     the Kafka requests built from it, the garbage of the retry loops, the heap's
+		//     growth target (GOGC=100), times the race detector's overhead;
+		//   - after the settling time, over what it was then: nothing that grows with the
+		//     outage. The slack is for the garbage collector's timing.
+		// The backlog written meanwhile is required to be four times each bound, so a relay
+		// that read it could not stay under them. Measured on this 2-core machine: baseline
+		// ~58 MiB, peak ~78 MiB, a creep of ~8 MiB after the settling time that levels off
+		// (while the Go heap stays at 6-9 MiB: it is the race runtime's, not the relay's).
+		rssGrowthBound = 32 << 20
+		rssLateBound   = 16 << 20
+		// The Go heap in use (from the relay's own go_memstats metrics: no shadow memory, no
+		// pages the runtime has not returned yet): the window and what is built from it, with
+		// the growth target. Streaming normally it is under 10 MiB.
+		heapBound = 24 << 20
+		// The backlog must be four times the RSS bound; the writers slow down when the
+		// machine is busy, so the outage goes on until it is, up to maxOutage.
+		minBacklog = 4*rssGrowthBound + 16<<20
+		maxOutage  = 6 * time.Minute
+	)
+	pg := startPrivatePostgres(t)
+	pg.setConf(t, "wal_sender_timeout", senderTimeout.String())
+	kafka := startPrivateKafka(t)
+	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: kafka.Brokers}, partitions)
+	// Rows of ~2.6 kB (2.5 kB of random text, which does not compress), a few hundred a second:
+	// 1-2 MB of outbox rows a second. The outage lasts until the backlog is large enough for the
+	// memory bounds to mean something (minBacklog), at least two minutes.
+	w := faultWorkload{workload: workload{Writers: 3, Rows: 3_000, Channels: 50, MaxTxnRows: 20}, Pad: 2500, Pause: 20 * time.Millisecond}
+	prepareWorkload(t, e, w.Channels)
+
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	relay := e.startRelay(t, "PGOUTBOX_HTTP_ADDR="+addr,
+		fmt.Sprintf("PGOUTBOX_MAX_INFLIGHT_EVENTS=%d", maxEvents), fmt.Sprintf("PGOUTBOX_MAX_INFLIGHT_BYTES=%d", maxBytes),
+		"PGOUTBOX_KAFKA_BACKOFF_MAX=2s")
+	relay.waitLog("streaming started", time.Minute)
+	walsender := slotActivePID(t, pg.URL, e.Name)
+	run := startWorkload(t, e, w)
+
+	// Baseline: the relay's memory while it streams the same traffic with Kafka up.
+	waitTopicEnd(t, e, partitions, 2_000, time.Minute)
+	base := sampleRSS(relay.pid(), 250*time.Millisecond)
+	time.Sleep(10 * time.Second)
+	baseline := peakRSS(base.stop(), 0, time.Hour)
+
+	before := killPoint{confirmed: confirmedNow(t, pg.URL, e.Name), ends: endOffsets(t, e, partitions)}
+	kafka.stop()
+	down := time.Now()
+	rss := sampleRSS(relay.pid(), 500*time.Millisecond)
+	control := silentWalsender(t, pg.URL, e.Name)
+	var maxInflight, maxInflightBytes, recvSettled float64
+	var lagSettled int64
+	var goTrace []string // the Go runtime's own figures: goroutines and heap in use
+	var maxHeap, goroutinesSettled, goroutinesLate float64
+	for time.Since(down) < outage || (slotLag(t, pg.URL, e.Name) < minBacklog && time.Since(down) < maxOutage) {
+		time.Sleep(2 * time.Second)
+		if !relay.running() {
+			t.Fatalf("the relay exited during the outage: %v", relay.err)
+		}
+		m := scrape(t, addr)
+		maxInflight = max(maxInflight, m["pgoutbox_inflight_events"])
+		maxInflightBytes = max(maxInflightBytes, m["pgoutbox_inflight_bytes"])
+		if recvSettled == 0 && time.Since(down) > settle {
+			recvSettled, lagSettled = m["pgoutbox_received_lsn"], slotLag(t, pg.URL, e.Name)
+		}
+		heap := m["go_memstats_heap_inuse_bytes"]
+		maxHeap = max(maxHeap, heap)
+		if time.Since(down) < settle {
+			goroutinesSettled = max(goroutinesSettled, m["go_goroutines"])
+		} else {
+			goroutinesLate = max(goroutinesLate, m["go_goroutines"])
+		}
+		if len(goTrace) < int(time.Since(down)/(10*time.Second)) {
+			goTrace = append(goTrace, fmt.Sprintf("%s:%.0f/%.1f", time.Since(down).Round(time.Second), m["go_goroutines"], heap/(1<<20)))
+		}
+	}
+	recvLate := scrape(t, addr)["pgoutbox_received_lsn"]
+	lagLate := slotLag(t, pg.URL, e.Name)
+	series := rss.stop()
+	stillStreaming := slotActivePID(t, pg.URL, e.Name)
+	kafka.start()
+	outageLen := time.Since(down)
+
+	committed := run.wait(t)
+	recs := finishDelivery(t, e, committed, 5*time.Minute)
+	if !relay.running() {
+		t.Fatalf("the relay exited: %v", relay.err)
+	}
+	if n := len(relay.logEntries("replication connection lost")); n > 0 {
+		t.Errorf("the relay reconnected %d times during the outage: the replication connection was lost", n)
+	}
+	if n := len(relay.logEntries("streaming started")); n != 1 {
+		t.Errorf("the relay started %d replication sessions, want 1", n)
+	}
+	if stillStreaming != walsender {
+		t.Errorf("the slot's walsender was pid %d before the outage and %d at its end: the connection did not survive", walsender, stillStreaming)
+	}
+	timeouts := walsenderTimeouts(pg.log())
+	if timeouts[walsender] {
+		t.Errorf("PostgreSQL timed out the relay's walsender (pid %d): the relay stopped answering during the outage", walsender)
+	}
+	if !timeouts[control] {
+		t.Errorf("the control connection that stopped answering (walsender pid %d) was not timed out: is wal_sender_timeout %s in effect, and does the log show timeouts? timeouts seen: %v",
+			control, senderTimeout, timeouts)
+	}
+	if maxInflight > maxEvents || maxInflightBytes > maxBytes {
+		t.Errorf("in flight during the outage: %.0f rows, %.0f bytes; the window is %d rows, %d bytes", maxInflight, maxInflightBytes, maxEvents, maxBytes)
+	}
+	backlog, lateBacklog := lagLate, lagLate-lagSettled
+	if backlog < 4*rssGrowthBound || lateBacklog < 4*rssLateBound {
+		t.Errorf("the slot's unconfirmed WAL reached only %s (%s after the first %s); the test needs %s (%s) to tell a bounded relay from one that reads the backlog",
+			mib(backlog), mib(lateBacklog), settle, mib(4*rssGrowthBound), mib(4*rssLateBound))
+	}
+	if read := int64(recvLate - recvSettled); read > maxBytes {
+		t.Errorf("the relay received %s of WAL during the outage (after its window filled) while the slot fell %s behind: it must stop reading when the window is full",
+			mib(read), mib(lateBacklog))
+	}
+	peak, early, late := peakRSS(series, 0, time.Hour), peakRSS(series, 0, settle), peakRSS(series, settle, time.Hour)
+	if peak-baseline > rssGrowthBound {
+		t.Errorf("VmRSS peaked at %s during the outage, %s over the %s streaming baseline; want at most %s over it (the window is %s)",
+			mib(peak), mib(peak-baseline), mib(baseline), mib(rssGrowthBound), mib(maxBytes))
+	}
+	if late-early > rssLateBound {
+		t.Errorf("VmRSS grew from %s (first %s of the outage) to %s while the backlog grew by %s; want at most %s of growth: %s",
+			mib(early), settle, mib(late), mib(lateBacklog), mib(rssLateBound), rssTrace(series, 10*time.Second))
+	}
+	if maxHeap > heapBound {
+		t.Errorf("the relay's Go heap in use reached %s during the outage; want at most %s (window %s)", mib(int64(maxHeap)), mib(heapBound), mib(maxBytes))
+	}
+	if goroutinesLate > goroutinesSettled+8 {
+		t.Errorf("the relay's goroutines went from %.0f (first %s of the outage) to %.0f: something leaks per retry (%s)",
+			goroutinesSettled, settle, goroutinesLate, strings.Join(goTrace, " "))
+	}
+	relay.stop(30 * time.Second)
+
+	dups := checkDelivery(t, recs, committed, partitions)
+	checkDuplicatesUnconfirmed(t, recs, []killPoint{before})
+	t.Logf("outage %s (wal_sender_timeout %s); slot unconfirmed WAL %s after %s, %s at the end; relay received %d bytes after %s; in flight at most %.0f rows / %.0f bytes; VmRSS streaming baseline %s, outage peak %s (first %s %s, later %s; %d samples: %s); goroutines/heap MiB: %s; rows committed %d, records %d, duplicates %d",
+		outageLen.Round(time.Second), senderTimeout, mib(lagSettled), settle, mib(lagLate), int64(recvLate-recvSettled), settle, maxInflight, maxInflightBytes,
+		mib(baseline), mib(peak), settle, mib(early), mib(late), len(series), rssTrace(series, 10*time.Second), strings.Join(goTrace, " "), committed.n, len(recs), dups)
+}
+
+// slotLag is pg_current_wal_lsn() - confirmed_flush_lsn of the slot, in bytes.
+func slotLag(t *testing.T, url, slot string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var lag int64
+	if err := queryRow(ctx, url, `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $1`, []any{slot}, &lag); err != nil {
+		t.Fatalf("read slot %s: %v", slot, err)
+	}
+	return lag
+}
+
+// silentWalsender opens a replication connection that streams the outbox's publication from a
+// temporary slot and then never reads nor answers: the server must time it out after
+// wal_sender_timeout. It returns its walsender's pid. The slot goes with the connection.
+func silentWalsender(t *testing.T, url, publication string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := replicationConn(t, url)
+	slot := uniqueName(t) + "_silent"
+	if _, err := pglogrepl.CreateReplicationSlot(ctx, conn, slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Temporary: true, Mode: pglogrepl.LogicalReplication}); err != nil {
+		t.Fatalf("create the control's temporary slot: %v", err)
+	}
+	if err := pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + publication + "'"},
+	}); err != nil {
+		t.Fatalf("start the control's replication: %v", err)
+	}
+	return int(conn.PID())
+}
+
+var walsenderTimeoutLine = regexp.MustCompile(`\[(\d+)\][^\n]*terminating walsender process due to replication timeout`)
+
+// walsenderTimeouts returns the pids of the walsenders the server's log says it timed out.
+func walsenderTimeouts(log string) map[int]bool {
+	out := map[int]bool{}
+	for _, m := range walsenderTimeoutLine.FindAllStringSubmatch(log, -1) {
+		var pid int
+		_, _ = fmt.Sscan(m[1], &pid)
+		out[pid] = true
+	}
+	return out
+}

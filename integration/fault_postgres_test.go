@@ -1,0 +1,182 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestFault_PostgresRestart: a private PostgreSQL is shut down (fast mode) and started again
+// while writers commit rows and the relay streams a backlog. The relay process survives: it
+// logs the lost connection, retries with a growing backoff while the server is down, and
+// resumes from the slot once it is back; the writers ride the restart out too (an interrupted
+// transaction is settled by looking for its rows). Every committed row arrives, in order, and a
+// row sent twice lies after the position the new session started from.
+func TestFault_PostgresRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about a minute; skipped with -short")
+	}
+	t.Parallel()
+	const partitions = 3
+	const down = 6 * time.Second // attempts at about 0.5s, 1.5s, 3.5s: the backoff shows
+	pg := startPrivatePostgres(t)
+	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: needKafka(t)}, partitions)
+	w := faultWorkload{workload: workload{Writers: 4, Rows: 20_000, Channels: 50, MaxTxnRows: 10}, Resilient: true}
+	prepareWorkload(t, e, w.Channels)
+
+	relay := e.startRelay(t)
+	relay.waitLog("streaming started", time.Minute)
+	run := startWorkload(t, e, w)
+	waitTopicEnd(t, e, partitions, 2_000, time.Minute) // mid-stream
+
+	// End offsets before the stop: records after them were sent either by the first session in
+	// its last moments (first copies) or by the next one (repeats are checked against its start).
+	ends := endOffsets(t, e, partitions)
+	confirmedBefore := confirmedNow(t, pg.URL, e.Name)
+	pg.stop()
+	stopped := time.Now()
+	time.Sleep(down)
+	pg.start()
+	waitLogCount(t, relay, "streaming started", 2, 2*time.Minute)
+	resumed := time.Since(stopped)
+	committedAtRestart := run.committed()
+
+	committed := run.wait(t)
+	recs := finishDelivery(t, e, committed, 3*time.Minute)
+	if !relay.running() {
+		t.Fatalf("the relay exited: %v", relay.err)
+	}
+	starts := relay.startLSNs(t)
+	retries := relay.logEntries("replication connection lost; reconnecting")
+	var waits []time.Duration
+	for _, m := range retries {
+		ms, _ := m["retry_in"].(float64)
+		waits = append(waits, time.Duration(ms*float64(time.Millisecond)))
+	}
+	if len(waits) < 3 {
+		t.Errorf("the relay logged %d reconnection attempts while PostgreSQL was down for %s, want at least 3: %v", len(waits), down, waits)
+	}
+	for i := 1; i < len(waits); i++ {
+		if waits[i] < waits[i-1] {
+			t.Errorf("reconnection backoff went down: %v", waits)
+			break
+		}
+	}
+	if len(waits) >= 3 && waits[2] < 2*waits[0] {
+		t.Errorf("reconnection backoff does not grow: %v", waits)
+	}
+	relay.stop(30 * time.Second)
+
+	dups := checkDelivery(t, recs, committed, partitions)
+	checkDuplicatesUnconfirmed(t, recs, []killPoint{{confirmed: starts[len(starts)-1], ends: ends}})
+	// PostgreSQL 15 keeps a logical slot's confirmed position in memory and writes it at a
+	// shutdown checkpoint only if the slot is otherwise dirty (PostgreSQL 17 always does): the
+	// resumed session may start before the position confirmed before the stop, re-sending rows
+	// (duplicates, never a gap).
+	t.Logf("PostgreSQL down %s; relay streaming again %s after the stop, after %d attempts with waits %v; slot confirmed %s before the stop, session resumed at %s; rows committed %d (%d when restarted), records %d, duplicates %d",
+		down, resumed.Round(time.Millisecond), len(waits), waits, confirmedBefore, starts[len(starts)-1], committed.n, committedAtRestart, len(recs), dups)
+}
+
+// waitLogCount waits until the relay's log has n lines whose message starts with msg.
+func waitLogCount(t *testing.T, p *relayProc, msg string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(p.logEntries(msg)) < n {
+		if !p.running() {
+			t.Fatalf("relay exited (%v) before logging %q %d times; last lines above debug level:\n%s", p.err, msg, n, p.infoTail(10))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay did not log %q %d times within %s", msg, n, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestFault_PostgresCrashRecovery: a backend of a private PostgreSQL dies of SIGKILL, so the
+// server ends every session (the relay's walsender too) and runs crash recovery before it
+// accepts connections again; while it replays, connection attempts are refused with SQLSTATE
+// 57P03 ("the database system is in recovery mode" / "is not yet accepting connections"). About
+// 1 GB of WAL written since the last checkpoint makes the replay last long enough (seconds) for
+// the relay's first reconnection attempts (after 0.5-0.75 s, then 1-1.5 s more) to meet it. The relay must treat that answer like a refused connection
+// — wait and retry — and resume from the slot; every committed row arrives, in order.
+func TestFault_PostgresCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about a minute; skipped with -short")
+	}
+	t.Parallel()
+	const partitions = 3
+	pg := startPrivatePostgres(t)
+	// No checkpoint while the ballast is written: the replay must cover all of it.
+	pg.setConf(t, "max_wal_size", "8GB")
+	pg.setConf(t, "checkpoint_timeout", "1h")
+	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: needKafka(t)}, partitions)
+	w := faultWorkload{workload: workload{Writers: 4, Rows: 10_000, Channels: 50, MaxTxnRows: 10}, Resilient: true}
+	prepareWorkload(t, e, w.Channels)
+
+	relay := e.startRelay(t)
+	relay.waitLog("streaming started", time.Minute)
+	run := startWorkload(t, e, w)
+	waitTopicEnd(t, e, partitions, 2_000, time.Minute) // mid-stream
+
+	// WAL for the recovery to replay: a table outside the publication, written after a
+	// checkpoint (so that the replay starts before it).
+	su := pg.superuser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := su.Exec(ctx, `CHECKPOINT`); err != nil {
+		t.Fatal(err)
+	}
+	ballast := e.Name + "_ballast"
+	execSQL(t, pg.URL, fmt.Sprintf(`CREATE TABLE %s (v text)`, ballast))
+	t.Cleanup(func() { exec0(t, pg.URL, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, ballast)) })
+	for range 10 { // about 1 GB of WAL: a replay of 2-5 s here
+		if err := execCtx(ctx, pg.URL, fmt.Sprintf(`INSERT INTO %s SELECT repeat(md5(g::text), 30) FROM generate_series(1, 100000) g`, ballast)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ends := endOffsets(t, e, partitions)
+	victim := connect(t, pg.URL)
+	var pid int
+	if err := victim.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill backend %d: %v", pid, err)
+	}
+	crashed := time.Now()
+	// Whatever happens next, the cleanups need the server back.
+	t.Cleanup(func() { pg.waitAccepting(t, 2*time.Minute) })
+	waitLogCount(t, relay, "streaming started", 2, 3*time.Minute)
+	resumed := time.Since(crashed)
+
+	committed := run.wait(t)
+	recs := finishDelivery(t, e, committed, 3*time.Minute)
+	if !relay.running() {
+		t.Fatalf("the relay exited: %v", relay.err)
+	}
+	starts := relay.startLSNs(t)
+	attempts := relay.logEntries("replication connection lost; reconnecting")
+	inRecovery := 0 // attempts refused because the server was recovering
+	for _, m := range attempts {
+		if msg, _ := m["error"].(string); strings.Contains(msg, "57P03") {
+			inRecovery++
+		}
+	}
+	if inRecovery == 0 {
+		t.Errorf("no reconnection attempt met the recovery (SQLSTATE 57P03) among %d: the replay was too short for this test to mean anything", len(attempts))
+	}
+	relay.stop(30 * time.Second)
+
+	dups := checkDelivery(t, recs, committed, partitions)
+	checkDuplicatesUnconfirmed(t, recs, []killPoint{{confirmed: starts[len(starts)-1], ends: ends}})
+	recovery := regexp.MustCompile(`redo done at [^\n]*`).FindString(pg.log())
+	t.Logf("backend %d killed; relay streaming again %s later after %d reconnection attempts, %d of them refused during recovery (%s); rows committed %d, records %d, duplicates %d",
+		pid, resumed.Round(time.Millisecond), len(attempts), inRecovery, recovery, committed.n, len(recs), dups)
+}

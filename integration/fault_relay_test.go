@@ -1,0 +1,137 @@
+//go:build integration
+
+package integration
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// TestFault_RelayKilledRepeatedly: six writers commit at least 50,000 outbox rows while the
+// relay is killed with SIGKILL at random moments — mostly while streaming, sometimes during its
+// start-up — and restarted each time, all along the run (at least ten kills of a streaming
+// relay). After
+// each kill the slot's confirmed position is read once its walsender has gone (it cannot move
+// any more), and the next relay must start streaming exactly there. In the end every committed
+// row is in Kafka, in commit order per channel, and every duplicate is a row that was not
+// confirmed when the relay that first sent it died.
+func TestFault_RelayKilledRepeatedly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 2 minutes; skipped with -short")
+	}
+	t.Parallel()
+	const partitions, minKills = 3, 10
+	e := newOutbox(t, partitions)
+	w := faultWorkload{workload: workload{Writers: 6, Rows: 50_000, Channels: 100, MaxTxnRows: 20}}
+	prepareWorkload(t, e, w.Channels)
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
+	run := startWorkload(t, e, w)
+	relay := e.startRelay(t)
+	var kills []killPoint
+	streamingKills, startupKills, restarts := 0, 0, 0
+	// Kills go on for the whole run: at least minKills of a streaming relay, and until the
+	// writers have committed their rows.
+	for streamingKills < minKills || run.committed() < w.Rows {
+		if rng.IntN(5) == 0 {
+			// A kill during start-up: preflight, slot checks, START_REPLICATION.
+			time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		} else {
+			relay.waitLog("streaming started", time.Minute)
+			time.Sleep(time.Duration(200+rng.IntN(2500)) * time.Millisecond)
+		}
+		relay.kill()
+		starts := relay.startLSNs(t)
+		if len(starts) > 0 {
+			streamingKills++
+			if len(kills) > 0 && starts[0] != kills[len(kills)-1].confirmed {
+				t.Errorf("relay %d started streaming at %s, but the slot had confirmed %s when its predecessor died",
+					restarts, starts[0], kills[len(kills)-1].confirmed)
+			}
+		} else {
+			startupKills++
+		}
+		waitSlotInactive(t, e.DatabaseURL, e.Name, 30*time.Second)
+		kills = append(kills, killPoint{confirmed: confirmedNow(t, e.DatabaseURL, e.Name), ends: endOffsets(t, e, partitions)})
+		t.Logf("kill %d (%s): %d rows committed, slot confirmed %s, %d records in Kafka",
+			len(kills), map[bool]string{true: "streaming", false: "start-up"}[len(starts) > 0],
+			run.committed(), kills[len(kills)-1].confirmed, topicEnd(t, e, partitions))
+		relay = e.startRelay(t)
+		restarts++
+	}
+	committed := run.wait(t)
+	relay.waitLog("streaming started", time.Minute)
+	if starts := relay.startLSNs(t); starts[0] != kills[len(kills)-1].confirmed {
+		t.Errorf("last relay started streaming at %s, but the slot had confirmed %s", starts[0], kills[len(kills)-1].confirmed)
+	}
+	recs := finishDelivery(t, e, committed, 5*time.Minute)
+	relay.stop(30 * time.Second)
+
+	dups := checkDelivery(t, recs, committed, partitions)
+	checkDuplicatesUnconfirmed(t, recs, kills)
+	if committed.n < w.Rows {
+		t.Errorf("only %d rows committed, want at least %d", committed.n, w.Rows)
+	}
+	t.Logf("SIGKILLs %d (%d while streaming, %d during start-up); rows committed %d over %d channels; records in Kafka %d; duplicates %d (confirmed at kills: %s)",
+		len(kills), streamingKills, startupKills, committed.n, len(committed.rows), len(recs), dups, confirmedList(kills))
+}
+
+// TestFault_TwoInstances: a second relay on the same slot stands by while the first streams —
+// its log says so, and it streams nothing — and takes over within seconds when the first is
+// killed, starting at the slot's confirmed position; nothing committed is lost.
+//
+// The standby retries with the reconnection backoff, so its takeover time is bounded by
+// --reconnect-max (plus up to half of it in jitter): a standby meant to take over quickly runs
+// with a small one, 2s here.
+func TestFault_TwoInstances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about a minute; skipped with -short")
+	}
+	t.Parallel()
+	const partitions = 3
+	const reconnectMax = 2 * time.Second
+	e := newOutbox(t, partitions)
+	w := faultWorkload{workload: workload{Writers: 4, Rows: 20_000, Channels: 50, MaxTxnRows: 10}}
+	prepareWorkload(t, e, w.Channels)
+
+	run := startWorkload(t, e, w)
+	first := e.startRelay(t, "PGOUTBOX_RECONNECT_MAX="+reconnectMax.String())
+	first.waitLog("streaming started", time.Minute)
+	second := e.startRelay(t, "PGOUTBOX_RECONNECT_MAX="+reconnectMax.String())
+	second.waitLog("standing by", time.Minute)
+	// Long enough for several retries, with the backoff at its cap.
+	time.Sleep(12 * time.Second)
+	standbys := len(second.logEntries("standing by"))
+	if standbys < 3 {
+		t.Errorf("the standby logged %d standing-by lines in 12s, want several retries", standbys)
+	}
+	if contains(second.log.String(), "streaming started") {
+		t.Fatalf("the second relay streams while the first one holds the slot")
+	}
+	if !first.running() {
+		t.Fatalf("the first relay exited: %v", first.err)
+	}
+	streamedFirst := topicEnd(t, e, partitions)
+
+	// End offsets before the kill: what comes after them was sent by the second relay, or by
+	// the first one in its last moments — only repeats are checked, against where the second
+	// relay started.
+	ends := endOffsets(t, e, partitions)
+	first.kill()
+	killed := time.Now()
+	second.waitLog("streaming started", 30*time.Second)
+	takeover := time.Since(killed)
+	start := second.startLSNs(t)[0]
+	if bound := reconnectMax*3/2 + 5*time.Second; takeover > bound {
+		t.Errorf("the standby took over %s after the kill; want within %s (backoff cap %s + jitter + a session start)", takeover, bound, reconnectMax)
+	}
+
+	committed := run.wait(t)
+	recs := finishDelivery(t, e, committed, 3*time.Minute)
+	second.stop(30 * time.Second)
+	dups := checkDelivery(t, recs, committed, partitions)
+	checkDuplicatesUnconfirmed(t, recs, []killPoint{{confirmed: start, ends: ends}})
+	t.Logf("standby retried %d times while the first relay streamed %d records; took over %s after SIGKILL at %s; rows committed %d, records %d, duplicates %d",
+		standbys, streamedFirst, takeover.Round(time.Millisecond), start, committed.n, len(recs), dups)
+}
