@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSetup_Idempotent: `pgoutbox setup` creates what is missing, verifies what exists (naming
@@ -56,4 +57,40 @@ func TestSetup_Idempotent(t *testing.T) {
 	if strings.Contains(out, `\"channel\"`) {
 		t.Errorf("setup names a column that exists:\n%s", out)
 	}
+}
+
+// TestDropSlot: `pgoutbox drop-slot` refuses while a relay streams, explains what is given up
+// without --yes, and drops the slot with it.
+func TestDropSlot(t *testing.T) {
+	t.Parallel()
+	e := newOutbox(t, 1)
+	relay := e.startRelay(t)
+	relay.waitLog("streaming started", 30*time.Second)
+	if out, err := e.pgoutbox(t, "drop-slot", "--yes"); err == nil || !strings.Contains(out, "in use by process") {
+		t.Errorf("drop-slot of an active slot: err %v, output:\n%s", err, out)
+	}
+	relay.stop(30 * time.Second)
+
+	out, err := e.pgoutbox(t, "drop-slot")
+	if err == nil || !strings.Contains(out, "WARNING") || !strings.Contains(out, "--yes") {
+		t.Errorf("drop-slot without --yes: err %v, output:\n%s", err, out)
+	}
+	if st := slotExists(t, e); !st {
+		t.Fatal("drop-slot without --yes dropped the slot")
+	}
+	if out, err := e.pgoutbox(t, "drop-slot", "--yes"); err != nil {
+		t.Fatalf("drop-slot --yes: %v\n%s", err, out)
+	}
+	if slotExists(t, e) {
+		t.Error("the slot still exists after drop-slot --yes")
+	}
+}
+
+func slotExists(t *testing.T, e outboxEnv) bool {
+	t.Helper()
+	var n int
+	if err := connect(t, e.DatabaseURL).QueryRow(t.Context(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, e.Name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
 }

@@ -75,6 +75,9 @@ type Config struct {
 	// status only
 	JSON bool // print JSON instead of a table
 
+	// drop-slot only
+	Yes bool // really drop the slot
+
 	// setup only
 	Partitions        int  // create the topic with this many partitions; 0 = do not create it
 	ReplicationFactor int  // default 1
@@ -95,7 +98,8 @@ const (
 	scopeRun    scope = 1 << iota // `run` (and the commands that talk to the same services)
 	scopeSetup                    // `setup`
 	scopeStatus                   // `status`
-	scopeAll    = scopeRun | scopeSetup | scopeStatus
+	scopeDrop                     // `drop-slot`
+	scopeAll    = scopeRun | scopeSetup | scopeStatus | scopeDrop
 )
 
 func envName(flagName string) string {
@@ -163,6 +167,7 @@ func (c *Config) settings() []setting {
 		{"lag-warn-age", "age of the oldest commit not yet acknowledged by Kafka that warns; 0 = off", (*durationValue)(&c.LagWarnAge), scopeRun},
 		{"lag-critical-age", "age of the oldest commit not yet acknowledged by Kafka that is critical; 0 = off", (*durationValue)(&c.LagCriticalAge), scopeRun},
 		{"json", "print JSON instead of a table", (*boolValue)(&c.JSON), scopeStatus},
+		{"yes", "drop-slot: really drop the slot (without it, drop-slot only says what would be lost)", (*boolValue)(&c.Yes), scopeDrop},
 		{"partitions", "create the topic with this many partitions (0: leave Kafka alone)", (*intValue)(&c.Partitions), scopeSetup},
 		{"replication-factor", "replication factor of a topic created by setup", (*intValue)(&c.ReplicationFactor), scopeSetup},
 		{"print-sql", "print the SQL instead of running it", (*boolValue)(&c.PrintSQL), scopeSetup},

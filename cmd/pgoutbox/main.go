@@ -30,6 +30,7 @@ Usage:
   pgoutbox setup [flags]   create or verify the outbox table, publication, slot and (with --partitions) topic
   pgoutbox run [flags]     stream outbox inserts to Kafka; confirm the slot only after Kafka acks
   pgoutbox status [flags]  the slot's lag and alarm level; exit 0 ok, 1 warn, 2 critical, 3 lost/missing/unknown
+  pgoutbox drop-slot --yes drop the replication slot (refuses while a relay streams from it)
   pgoutbox help [command]  show a command's flags (every flag also reads a PGOUTBOX_* variable)
 
 Exit status: 0 on success and on SIGINT/SIGTERM, 1 on a runtime error, 2 on bad configuration.
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		sc = scopeSetup
 	case "status":
 		sc = scopeStatus
+	case "drop-slot":
+		sc = scopeDrop
 	default:
 		_, _ = fmt.Fprintf(stderr, "pgoutbox: unknown command %q\n\n%s", command, usage)
 		return 2
@@ -95,6 +98,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runRelay(ctx, &cfg, log)
 	case "setup":
 		err = runSetup(ctx, &cfg, log, stdout)
+	case "drop-slot":
+		err = runDropSlot(ctx, &cfg, log, stdout)
 	case "status":
 		code, err := runStatus(ctx, &cfg, stdout)
 		if err != nil {

@@ -51,17 +51,20 @@ install_test_tools() {
   $sudo service prometheus stop >/dev/null 2>&1 || true
 }
 
+# STARTED lists the services `test` started, stopped again by the EXIT trap. It is global: the
+# trap runs after run_tests has returned, when its locals are gone.
+STARTED=()
+
+stop_started() {
+  local s
+  for s in "${STARTED[@]}"; do "$s" stop || true; done
+}
+
 run_tests() {
   install_test_tools
-  local started=()
-  if ! "$PG" status >/dev/null 2>&1; then "$PG" start; started+=("$PG"); fi
-  if ! "$KAFKA" status >/dev/null 2>&1; then "$KAFKA" start; started+=("$KAFKA"); fi
-  # shellcheck disable=SC2317 # invoked by the trap
-  cleanup() {
-    local s
-    for s in "${started[@]}"; do "$s" stop || true; done
-  }
-  trap cleanup EXIT
+  trap stop_started EXIT
+  if ! "$PG" status >/dev/null 2>&1; then "$PG" start; STARTED+=("$PG"); fi
+  if ! "$KAFKA" status >/dev/null 2>&1; then "$KAFKA" start; STARTED+=("$KAFKA"); fi
 
   cd "$ROOT"
   export PGOUTBOX_TEST_DATABASE_URL="${PGOUTBOX_TEST_DATABASE_URL:-$PG_URL}"
