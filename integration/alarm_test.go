@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,6 +150,16 @@ func TestSlotAlarm_KafkaDown(t *testing.T) {
 	}
 	relay.stop(30 * time.Second)
 
+	var names []string
+	for name := range crit {
+		if strings.HasPrefix(name, "pgoutbox_") && !strings.Contains(name, "_bucket") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t.Logf("at critical: %s = %v", name, crit[name])
+	}
 	for _, m := range []map[string]float64{warn, crit, after} {
 		t.Logf("alarm_level %v unconfirmed %.0f retained %.0f safe_wal %.0f inflight %v/%.0fB published %v errors(retriable) %v since_last_ack %.1fs oldest_unacked %.1fs",
 			m["pgoutbox_alarm_level"], m["pgoutbox_slot_unconfirmed_bytes"], m["pgoutbox_slot_retained_bytes"], m["pgoutbox_slot_safe_wal_bytes"],
