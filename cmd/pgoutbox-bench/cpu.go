@@ -110,7 +110,7 @@ func (m *cpuMeter) stop() CPU {
 // kafkaPID is the broker's process id, from deploy/local/kafka.sh status ("… (pid 4773, …)");
 // 0 when unknown (a broker not started by the script).
 func kafkaPID(root string) int {
-	out, err := exec.Command(filepath.Join(root, "deploy/local/kafka.sh"), "status").Output() //nolint:gosec // our own script
+	out, err := exec.CommandContext(context.Background(), filepath.Join(root, "deploy/local/kafka.sh"), "status").Output() //nolint:gosec // our own script
 	if err != nil {
 		return 0
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,7 +26,7 @@ func (b *bench) startPerf(p *relayProc) func() error {
 	}
 	data := filepath.Join(dir, "relay-s1.perf.data")
 	//nolint:gosec // perf, with our arguments
-	rec := exec.Command(bin, "record", "--quiet", "-F", "997", "-g", "-p", strconv.Itoa(p.cmd.Process.Pid), "-o", data)
+	rec := exec.CommandContext(context.Background(), bin, "record", "--quiet", "-F", "997", "-g", "-p", strconv.Itoa(p.cmd.Process.Pid), "-o", data)
 	if err := rec.Start(); err != nil {
 		b.progress("  --perf: %v", err)
 		return nil
@@ -40,7 +41,7 @@ func (b *bench) startPerf(p *relayProc) func() error {
 		}
 		defer func() { _ = out.Close() }()
 		//nolint:gosec // perf, with our arguments
-		rep := exec.Command(bin, "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol", "--percent-limit", "0.5", "-g", "none")
+		rep := exec.CommandContext(context.Background(), bin, "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol", "--percent-limit", "0.5", "-g", "none")
 		rep.Stdout = out
 		if err := rep.Run(); err != nil {
 			return fmt.Errorf("perf report: %w", err)

@@ -35,7 +35,7 @@ func (b *bench) startRelay(o *outbox, extraEnv ...string) (*relayProc, error) {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(b.relayBin, "run") //nolint:gosec // our binary
+	cmd := exec.CommandContext(context.Background(), b.relayBin, "run") //nolint:gosec // our binary
 	cmd.Env = o.env(append([]string{"PGOUTBOX_HTTP_ADDR=" + addr}, extraEnv...)...)
 	// If the benchmark dies without its cleanups, the relay dies too, so that the slot can be dropped.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -82,7 +82,7 @@ func (p *relayProc) waitStreaming(ctx context.Context, timeout time.Duration) er
 	case <-p.log.marker:
 		return nil
 	case <-p.done:
-		return fmt.Errorf("relay exited (%v) before streaming:\n%s", p.err, p.log.tail(20))
+		return fmt.Errorf("relay exited (%w) before streaming:\n%s", p.err, p.log.tail(20))
 	case <-time.After(timeout):
 		return fmt.Errorf("relay not streaming after %s:\n%s", timeout, p.log.tail(20))
 	case <-ctx.Done():
@@ -94,7 +94,7 @@ func (p *relayProc) waitStreaming(ctx context.Context, timeout time.Duration) er
 func (p *relayProc) alive() error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("relay exited (%v):\n%s", p.err, p.log.tail(20))
+		return fmt.Errorf("relay exited (%w):\n%s", p.err, p.log.tail(20))
 	default:
 		return nil
 	}
@@ -118,7 +118,7 @@ func (p *relayProc) stop() error {
 		return fmt.Errorf("relay did not stop within a minute of SIGTERM; killed")
 	}
 	if p.err != nil {
-		return fmt.Errorf("relay exited with %v:\n%s", p.err, p.log.tail(20))
+		return fmt.Errorf("relay exited with %w:\n%s", p.err, p.log.tail(20))
 	}
 	return nil
 }
@@ -163,7 +163,8 @@ func parseMetrics(text string) map[string]float64 {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}

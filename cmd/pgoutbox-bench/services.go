@@ -107,7 +107,7 @@ func memTotalMiB() int64 {
 
 // kafkaVersion asks deploy/local/kafka.sh, which prints "... (pid N, Apache Kafka 4.4.0)".
 func kafkaVersion(root string) string {
-	out, err := exec.Command(filepath.Join(root, "deploy/local/kafka.sh"), "status").Output() //nolint:gosec // our own script
+	out, err := exec.CommandContext(context.Background(), filepath.Join(root, "deploy/local/kafka.sh"), "status").Output() //nolint:gosec // our own script
 	if err != nil {
 		return "unknown"
 	}
