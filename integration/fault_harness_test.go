@@ -466,40 +466,11 @@ func waitTopicEnd(t *testing.T, e outboxEnv, partitions int, n int64, timeout ti
 	}
 }
 
-// confirmedNow is slotConfirmed on a connection closed at once.
-func confirmedNow(t *testing.T, url, slot string) pglogrepl.LSN {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var s string
-	if err := queryRow(ctx, url, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, []any{slot}, &s); err != nil {
-		t.Fatalf("read slot %s: %v", slot, err)
-	}
-	return mustLSN(t, s)
-}
-
-// waitConfirmed is waitConfirmedPast for long waits: it polls on short-lived connections.
-func waitConfirmed(t *testing.T, e outboxEnv, lsn string, timeout time.Duration) {
-	t.Helper()
-	want := mustLSN(t, lsn)
-	deadline := time.Now().Add(timeout)
-	for {
-		got := confirmedNow(t, e.DatabaseURL, e.Name)
-		if got >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot confirmed %s after %s, want >= %s", got, timeout, want)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // finishDelivery waits until the slot is confirmed past everything written and the topic holds
 // every committed row, and returns the topic's records.
 func finishDelivery(t *testing.T, e outboxEnv, committed *committedRows, timeout time.Duration) []record {
 	t.Helper()
-	waitConfirmed(t, e, currentWAL(t, e.DatabaseURL), timeout)
+	waitConfirmedPast(t, e, currentWAL(t, e.DatabaseURL), timeout)
 	return waitRecords(t, e.Brokers, e.Name, committed.n, time.Minute)
 }
 

@@ -34,7 +34,7 @@ func TestFault_KafkaRestart(t *testing.T) {
 	run := startWorkload(t, e, w)
 	waitTopicEnd(t, e, partitions, 2_000, time.Minute) // mid-stream
 
-	before := killPoint{confirmed: confirmedNow(t, e.DatabaseURL, e.Name), ends: endOffsets(t, e, partitions)}
+	before := killPoint{confirmed: slotConfirmed(t, e.DatabaseURL, e.Name), ends: endOffsets(t, e, partitions)}
 	kafka.stop()
 	down := time.Now()
 	time.Sleep(5 * time.Second) // rows keep being committed while the broker is away
@@ -136,7 +136,7 @@ func TestFault_LongKafkaOutage(t *testing.T) {
 	time.Sleep(10 * time.Second)
 	baseline := peakRSS(base.stop(), 0, time.Hour)
 
-	before := killPoint{confirmed: confirmedNow(t, pg.URL, e.Name), ends: endOffsets(t, e, partitions)}
+	before := killPoint{confirmed: slotConfirmed(t, pg.URL, e.Name), ends: endOffsets(t, e, partitions)}
 	kafka.stop()
 	down := time.Now()
 	rss := sampleRSS(relay.pid(), 500*time.Millisecond)

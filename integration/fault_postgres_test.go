@@ -38,7 +38,7 @@ func TestFault_PostgresRestart(t *testing.T) {
 	// End offsets before the stop: records after them were sent either by the first session in
 	// its last moments (first copies) or by the next one (repeats are checked against its start).
 	ends := endOffsets(t, e, partitions)
-	confirmedBefore := confirmedNow(t, pg.URL, e.Name)
+	confirmedBefore := slotConfirmed(t, pg.URL, e.Name)
 	pg.stop()
 	stopped := time.Now()
 	time.Sleep(down)

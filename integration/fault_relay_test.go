@@ -53,7 +53,7 @@ func TestFault_RelayKilledRepeatedly(t *testing.T) {
 			startupKills++
 		}
 		waitSlotInactive(t, e.DatabaseURL, e.Name, 30*time.Second)
-		kills = append(kills, killPoint{confirmed: confirmedNow(t, e.DatabaseURL, e.Name), ends: endOffsets(t, e, partitions)})
+		kills = append(kills, killPoint{confirmed: slotConfirmed(t, e.DatabaseURL, e.Name), ends: endOffsets(t, e, partitions)})
 		t.Logf("kill %d (%s): %d rows committed, slot confirmed %s, %d records in Kafka",
 			len(kills), map[bool]string{true: "streaming", false: "start-up"}[len(starts) > 0],
 			run.committed(), kills[len(kills)-1].confirmed, topicEnd(t, e, partitions))

@@ -293,21 +293,17 @@ func waitRecords(t *testing.T, brokers []string, topic string, n int, timeout ti
 	}
 }
 
-// slotConfirmed returns the slot's confirmed_flush_lsn.
+// slotConfirmed returns the slot's confirmed_flush_lsn, on a short-lived connection (tests poll
+// it in loops; a connection kept per call until the test's end would exhaust max_connections).
 func slotConfirmed(t *testing.T, url, slot string) pglogrepl.LSN {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn := connect(t, url)
 	var s string
-	if err := conn.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&s); err != nil {
+	if err := queryRow(ctx, url, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, []any{slot}, &s); err != nil {
 		t.Fatalf("read slot %s: %v", slot, err)
 	}
-	lsn, err := pglogrepl.ParseLSN(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lsn
+	return mustLSN(t, s)
 }
 
 // readBytes reads a record's key or value; nil stays empty.
