@@ -68,10 +68,7 @@ func startWorkload(t *testing.T, e outboxEnv, w faultWorkload) *workloadRun {
 	var wg sync.WaitGroup
 	errs := make(chan error, w.Writers)
 	for i := range w.Writers {
-		quota := w.Rows / w.Writers
-		if i == 0 {
-			quota += w.Rows % w.Writers
-		}
+		quota := writerQuota(w.Rows, w.Writers, i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -30,10 +30,7 @@ func startPrivateKafka(t *testing.T) *privateKafka {
 	if testing.Short() {
 		t.Skip("a private Kafka broker takes a few seconds to start; skipped with -short")
 	}
-	lib, err := exec.Command("bash", kafkaScript, "libdir").Output()
-	if err != nil {
-		unavailable(t, "cannot locate the Kafka jars (deploy/local/kafka.sh libdir): %v", err)
-	}
+	lib := kafkaLibDir(t)
 	port, cport := freePort(t), freePort(t)
 	k := &privateKafka{
 		t: t,
@@ -41,13 +38,23 @@ func startPrivateKafka(t *testing.T) *privateKafka {
 			"PGOUTBOX_STATE_DIR="+t.TempDir(),
 			fmt.Sprintf("PGOUTBOX_KAFKA_PORT=%d", port),
 			fmt.Sprintf("PGOUTBOX_KAFKA_CONTROLLER_PORT=%d", cport),
-			"PGOUTBOX_KAFKA_LIB_DIR="+strings.TrimSpace(string(lib)),
+			"PGOUTBOX_KAFKA_LIB_DIR="+lib,
 		),
 		Brokers: []string{fmt.Sprintf("127.0.0.1:%d", port)},
 	}
 	k.start()
 	t.Cleanup(k.stop)
 	return k
+}
+
+// kafkaLibDir returns where kafka.sh keeps the resolved jars, so a private broker shares them.
+func kafkaLibDir(t *testing.T) string {
+	t.Helper()
+	lib, err := exec.Command("bash", kafkaScript, "libdir").Output()
+	if err != nil {
+		unavailable(t, "cannot locate the Kafka jars (deploy/local/kafka.sh libdir): %v", err)
+	}
+	return strings.TrimSpace(string(lib))
 }
 
 func (k *privateKafka) script(arg string) {

@@ -35,10 +35,7 @@ func startSecureKafka(t *testing.T) *secureKafka {
 	if testing.Short() {
 		t.Skip("a private Kafka broker takes a few seconds to start; skipped with -short")
 	}
-	lib, err := exec.Command("bash", kafkaScript, "libdir").Output()
-	if err != nil {
-		unavailable(t, "cannot locate the Kafka jars (deploy/local/kafka.sh libdir): %v", err)
-	}
+	lib := kafkaLibDir(t)
 	dir := t.TempDir()
 	pki := newTestPKI(t, dir)
 	port, cport, sport, mport := freePort(t), freePort(t), freePort(t), freePort(t)
@@ -70,7 +67,7 @@ listener.name.ssl.ssl.client.auth=required
 				"PGOUTBOX_STATE_DIR="+filepath.Join(dir, "state"),
 				fmt.Sprintf("PGOUTBOX_KAFKA_PORT=%d", port),
 				fmt.Sprintf("PGOUTBOX_KAFKA_CONTROLLER_PORT=%d", cport),
-				"PGOUTBOX_KAFKA_LIB_DIR="+strings.TrimSpace(string(lib)),
+				"PGOUTBOX_KAFKA_LIB_DIR="+lib,
 				"PGOUTBOX_KAFKA_EXTRA_PROPERTIES="+propsFile,
 				fmt.Sprintf("PGOUTBOX_KAFKA_SCRAM=SCRAM-SHA-256=[name=%[1]s,password=%[2]s]\nSCRAM-SHA-512=[name=%[1]s,password=%[2]s]", saslUser, saslPassword),
 			),

@@ -63,10 +63,7 @@ func runWorkload(t *testing.T, e outboxEnv, w workload) *committedRows {
 	var wg sync.WaitGroup
 	errs := make(chan error, w.Writers)
 	for i := range w.Writers {
-		quota := w.Rows / w.Writers
-		if i == 0 {
-			quota += w.Rows % w.Writers
-		}
+		quota := writerQuota(w.Rows, w.Writers, i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -81,6 +78,14 @@ func runWorkload(t *testing.T, e outboxEnv, w workload) *committedRows {
 		}
 	}
 	return got
+}
+
+// writerQuota splits rows over writers; the first takes the remainder.
+func writerQuota(rows, writers, i int) int {
+	if i == 0 {
+		return rows/writers + rows%writers
+	}
+	return rows / writers
 }
 
 func writer(e outboxEnv, w workload, id, quota int, got *committedRows) error {
