@@ -41,10 +41,10 @@ type StreamConfig struct {
 
 func (c *StreamConfig) withDefaults() {
 	if c.StatusInterval <= 0 {
-		c.StatusInterval = time.Second
+		c.StatusInterval = DefaultStatusInterval
 	}
 	if c.MinStatusInterval <= 0 {
-		c.MinStatusInterval = 100 * time.Millisecond
+		c.MinStatusInterval = DefaultMinStatusInterval
 	}
 }
 

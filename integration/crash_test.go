@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/pgoutbox/pgoutbox/capture"
 )
 
 // killPoint is what the test saw right after a SIGKILL: the slot's confirmed position (the
@@ -149,7 +150,7 @@ func TestRelay_IdleOnBusyCluster(t *testing.T) {
 		other = strings.TrimSuffix(e.DatabaseURL, "/pgoutbox") + "/pgoutbox_other"
 	}
 	if other == e.DatabaseURL {
-		t.Fatalf("cannot derive the second database's URL from %s", redact(e.DatabaseURL))
+		t.Fatalf("cannot derive the second database's URL from %s", capture.RedactURL(e.DatabaseURL))
 	}
 	table := e.Name + "_busy"
 	execSQL(t, other, fmt.Sprintf(`CREATE TABLE %s (id bigserial PRIMARY KEY, v text)`, table))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -58,7 +59,7 @@ func needPostgres(t testing.TB) string {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		unavailable(t, "PostgreSQL is not reachable at %s: %v; start it with `make up`", redact(url), err)
+		unavailable(t, "PostgreSQL is not reachable at %s: %v; start it with `make up`", capture.RedactURL(url), err)
 	}
 	var level string
 	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
@@ -66,7 +67,7 @@ func needPostgres(t testing.TB) string {
 	}
 	_ = conn.Close(ctx)
 	if level != "logical" {
-		t.Fatalf("PostgreSQL at %s has wal_level=%s; the tests need wal_level=logical", redact(url), level)
+		t.Fatalf("PostgreSQL at %s has wal_level=%s; the tests need wal_level=logical", capture.RedactURL(url), level)
 	}
 	return url
 }
@@ -105,11 +106,6 @@ func uniqueName(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return "it_" + strings.Trim(base, "_") + "_" + hex.EncodeToString(b[:])
-}
-
-// redact hides the password of a connection URL for messages.
-func redact(url string) string {
-	return regexp.MustCompile(`://([^:/@]+):[^@]*@`).ReplaceAllString(url, "://$1:***@")
 }
 
 // connect opens a normal connection closed at the end of the test.

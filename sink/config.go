@@ -104,8 +104,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("kafka brokers: none given; set at least one host:port"))
 	}
 	for _, b := range c.Brokers {
-		if err := checkBroker(b); err != nil {
-			errs = append(errs, err)
+		if err := CheckBroker(b); err != nil {
+			errs = append(errs, fmt.Errorf("kafka brokers: %w", err))
 		}
 	}
 	if err := CheckTopicName(c.Topic); err != nil {
@@ -128,8 +128,8 @@ func (c *Config) Validate() error {
 	if c.BackoffMin > c.BackoffMax {
 		errs = append(errs, fmt.Errorf("kafka backoff: min %s is above max %s", c.BackoffMin, c.BackoffMax))
 	}
-	if _, err := parseCompression(c.Compression); err != nil {
-		errs = append(errs, err)
+	if err := CheckCompression(c.Compression); err != nil {
+		errs = append(errs, fmt.Errorf("kafka compression: %w", err))
 	}
 	errs = append(errs, c.Security.validate()...)
 	return errors.Join(errs...)
@@ -172,18 +172,26 @@ func checkPositive(name string, v int) []error {
 	return nil
 }
 
-func checkBroker(addr string) error {
+// CheckBroker reports whether addr is a usable broker address, host:port. The command and
+// Config.Validate both use it, each naming the setting in front.
+func CheckBroker(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("kafka broker %q: want host:port: %w", addr, err)
+		return fmt.Errorf("%q is not host:port", addr)
 	}
 	if host == "" {
-		return fmt.Errorf("kafka broker %q: host is empty", addr)
+		return fmt.Errorf("%q has no host", addr)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("kafka broker %q: port %q is not a number in 1..65535", addr, port)
+		return fmt.Errorf("%q: port %q is not a number in 1..65535", addr, port)
 	}
 	return nil
+}
+
+// CheckCompression reports whether s names a supported compression codec.
+func CheckCompression(s string) error {
+	_, err := parseCompression(s)
+	return err
 }
 
 // CheckTopicName reports whether name is a legal Kafka topic name: 1 to 249 characters out of
@@ -219,5 +227,5 @@ func parseCompression(s string) (kafka.Compression, error) {
 	case "zstd":
 		return kafka.Zstd, nil
 	}
-	return 0, fmt.Errorf("kafka compression %q: want none, gzip, snappy, lz4 or zstd", s)
+	return 0, fmt.Errorf("%q is not a codec: use none, gzip, snappy, lz4 or zstd", s)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
 	"github.com/pgoutbox/pgoutbox/sink"
 	"github.com/rs/zerolog"
 )
@@ -28,23 +29,12 @@ type CeilingResult struct {
 	RatioScenario2 float64 `json:"ratio_pgoutbox_s2_to_ceiling"`
 }
 
-// The relay's defaults (cmd/pgoutbox/config.go), which the ceiling uses too.
-const (
-	relayMaxInflightEvents = 20000
-	relayBatchMessages     = 10000
-	relayRequestBytes      = 1_000_000
-)
-
 func (b *bench) ceilingScenario(ctx context.Context) error {
 	return b.withOutbox(ctx, "s3", false, func(o *outbox) error {
 		pub, err := sink.New(sink.Config{
-			Brokers:          b.brokers(),
-			Topic:            o.name,
-			MaxBatchMessages: relayBatchMessages,
-			MaxRequestBytes:  relayRequestBytes,
-			RequestTimeout:   10 * time.Second,
-			BackoffMax:       5 * time.Second,
-			Compression:      "none",
+			Brokers: b.brokers(),
+			Topic:   o.name,
+			// The relay's defaults: sink.Config fills the same constants pgoutbox's flags use.
 		}, zerolog.Nop())
 		if err != nil {
 			return err
@@ -78,8 +68,8 @@ func (b *bench) ceilingScenario(ctx context.Context) error {
 func (b *bench) produceAll(ctx context.Context, pub *sink.Publisher, rows int) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	queue := make(chan sink.Message, relayMaxInflightEvents)
-	window := make(chan struct{}, relayMaxInflightEvents)
+	queue := make(chan sink.Message, relay.DefaultMaxInflightEvents)
+	window := make(chan struct{}, relay.DefaultMaxInflightEvents)
 	acked := 0
 	began := time.Now()
 	go func() {
@@ -112,19 +102,12 @@ func (b *bench) produceAll(ctx context.Context, pub *sink.Publisher, rows int) (
 }
 
 // benchMessage is the record the relay makes of backlog row k, alone in a transaction
-// committed at lsn: same key, value and headers (cmd/pgoutbox/output.go, capture/event.go).
+// committed at lsn: the relay's own headers and mapping (capture.StandardHeaders,
+// relay.ToMessage).
 func (b *bench) benchMessage(k int64, lsn pglogrepl.LSN, commit time.Time) sink.Message {
 	ev := capture.Event{XID: uint32(k), CommitLSN: lsn, CommitTime: commit, ID: strconv.FormatInt(k, 10),
 		Channel: "ch-" + strconv.FormatInt(k%int64(b.opts.channels), 10), Name: "bench.event",
 		Payload: benchPayload(k, b.opts.channels)}
-	headers := []sink.Header{
-		{Key: capture.HeaderID, Value: []byte(ev.ID)},
-		{Key: capture.HeaderName, Value: []byte(ev.Name)},
-		{Key: capture.HeaderCommitLSN, Value: []byte(lsn.String())},
-		{Key: capture.HeaderCommitIndex, Value: []byte("0")},
-		{Key: capture.HeaderPosition, Value: []byte(ev.Position())},
-		{Key: capture.HeaderXID, Value: []byte(strconv.FormatUint(uint64(ev.XID), 10))},
-	}
-	return sink.Message{Key: []byte(ev.Channel), Value: ev.Payload, Headers: headers, Time: commit,
-		ID: ev.ID, Token: uint64(k), Size: ev.Size()}
+	ev.Headers = capture.StandardHeaders(&ev)
+	return relay.ToMessage(uint64(k), &ev, ev.Size())
 }

@@ -254,13 +254,3 @@ func moduleRoot() (string, error) {
 		}
 	}
 }
-
-// redact hides a URL's password.
-func redact(url string) string {
-	if i, j := strings.Index(url, "://"), strings.LastIndex(url, "@"); i >= 0 && j > i {
-		if k := strings.Index(url[i+3:j], ":"); k >= 0 {
-			return url[:i+3+k+1] + "***" + url[j:]
-		}
-	}
-	return url
-}

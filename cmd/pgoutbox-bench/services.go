@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -43,7 +44,7 @@ func (b *bench) checkServices(ctx context.Context) error {
 	defer cancel()
 	conn, err := pgx.Connect(cctx, b.opts.databaseURL)
 	if err != nil {
-		return fmt.Errorf("PostgreSQL does not answer at %s: %w; start it with `make up`", redact(b.opts.databaseURL), err)
+		return fmt.Errorf("PostgreSQL does not answer at %s: %w; start it with `make up`", capture.RedactURL(b.opts.databaseURL), err)
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	var level string

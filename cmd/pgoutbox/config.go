@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -12,65 +11,68 @@ import (
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
+	"github.com/pgoutbox/pgoutbox/sink"
 )
 
 // Config is every setting of pgoutbox. Each one is settable by a flag and by a PGOUTBOX_*
-// environment variable (a flag wins over the environment); see settings() for names and
-// defaults, which `pgoutbox <command> --help` prints.
+// environment variable (a flag wins over the environment). settings() is the one place that
+// names them and sets their defaults (from the constants of the package each setting belongs
+// to); `pgoutbox <command> --help` prints them, and a test checks that the README lists them.
 type Config struct {
 	DatabaseURL  string // PostgreSQL URL; the role needs REPLICATION. Required.
 	KafkaBrokers string // comma-separated host:port list. Required.
-	Topic        string // default topic of every record. Default "outbox".
-	TableName    string // the outbox table, [schema.]name. Default "public.outbox".
-	Slot         string // logical replication slot. Default "pgoutbox".
-	Publication  string // publication of the outbox inserts. Default "pgoutbox".
+	Topic        string // default topic of every record
+	TableName    string // the outbox table, [schema.]name
+	Slot         string // logical replication slot
+	Publication  string // publication of the outbox inserts
 
-	IDColumn           string // default "sequence_id"
-	ChannelColumn      string // default "channel"
-	NameColumn         string // default "name"
-	PayloadColumn      string // default "data"
-	HeadersColumn      string // default "headers"; "" = none
-	TopicColumn        string // default "" (no per-row routing)
-	ExtraHeaderColumns string // comma-separated; default none
+	IDColumn           string // outbox column names
+	ChannelColumn      string
+	NameColumn         string
+	PayloadColumn      string
+	HeadersColumn      string // "" = none
+	TopicColumn        string // "" = no per-row routing
+	ExtraHeaderColumns string // comma-separated
 
-	HTTPAddr  string // metrics and health; default "127.0.0.1:9187"; "" disables
-	LogLevel  string // trace|debug|info|warn|error; default "info"
-	LogFormat string // json|console; default "json"
+	HTTPAddr  string // metrics and health
+	LogLevel  string // trace|debug|info|warn|error
+	LogFormat string // json|console
 
-	MaxInflightEvents int           // rows taken from PostgreSQL and not yet acknowledged; default 20000
-	MaxInflightBytes  int64         // their approximate bytes; default 64 MiB
-	StatusInterval    time.Duration // longest gap between standby status updates; default 1s
-	ShutdownTimeout   time.Duration // how long a shutdown waits for in-flight writes; default 30s
-	ReconnectMax      time.Duration // longest wait between reconnection attempts; default 30s
+	MaxInflightEvents int           // rows taken from PostgreSQL and not yet acknowledged
+	MaxInflightBytes  int64         // their approximate bytes
+	StatusInterval    time.Duration // longest gap between standby status updates
+	ShutdownTimeout   time.Duration // how long a shutdown waits for in-flight writes
+	ReconnectMax      time.Duration // longest wait between reconnection attempts
 
-	KafkaBatchMessages  int           // most records in one produce request; default 10000
-	KafkaRequestBytes   int           // most bytes per partition in one produce request; default 1000000
-	KafkaRequestTimeout time.Duration // default 10s
-	KafkaBackoffMax     time.Duration // longest wait between retries of a failed write; default 5s
-	KafkaCompression    string        // none|gzip|snappy|lz4|zstd; default "none"
+	KafkaBatchMessages  int           // most records in one produce request
+	KafkaRequestBytes   int           // most bytes per partition in one produce request
+	KafkaRequestTimeout time.Duration // timeout of one produce request
+	KafkaBackoffMax     time.Duration // longest wait between retries of a failed write
+	KafkaCompression    string        // none|gzip|snappy|lz4|zstd
 
-	OnBadRow        string // stop|dead-letter: what a row that cannot be published does; default "stop"
-	DeadLetterTopic string // topic of dead-lettered rows; default "<topic>.dlq"
-	Retention       string // none|delete-after-publish; default "none"
-	JanitorBatch    int    // most rows deleted by one statement; default 1000
+	OnBadRow        string // stop|dead-letter: what a row that cannot be published does
+	DeadLetterTopic string // topic of dead-lettered rows
+	Retention       string // none|delete-after-publish
+	JanitorBatch    int    // most rows deleted by one statement
 
-	MonitorInterval  time.Duration // how often the slot is checked; default 5s
-	LagWarnBytes     int64         // unconfirmed WAL bytes that warn; default 1 GiB
-	LagCriticalBytes int64         // unconfirmed WAL bytes that are critical; default 4 GiB
-	LagKeepFraction  float64       // retained share of a finite max_slot_wal_keep_size that is critical; default 0.5
-	LagWarnAge       time.Duration // age of the oldest unacknowledged commit that warns; default 1m
-	LagCriticalAge   time.Duration // ... that is critical; default 5m
+	MonitorInterval  time.Duration // how often the slot is checked
+	LagWarnBytes     int64         // unconfirmed WAL bytes that warn
+	LagCriticalBytes int64         // unconfirmed WAL bytes that are critical
+	LagKeepFraction  float64       // retained share of a finite max_slot_wal_keep_size that is critical
+	LagWarnAge       time.Duration // age of the oldest unacknowledged commit that warns
+	LagCriticalAge   time.Duration // ... that is critical
 
 	// Connection security and secrets read from files (the *_FILE convention of container secrets).
-	DatabaseURLFile       string // file holding DatabaseURL; default none
-	KafkaTLS              bool   // encrypt the Kafka connections with TLS; default false
-	KafkaTLSCAFile        string // PEM CAs of the brokers' certificates; default "" (the system's roots)
-	KafkaTLSCertFile      string // PEM client certificate, for brokers that require one; default none
-	KafkaTLSKeyFile       string // its PEM private key; default none
-	KafkaSASLMechanism    string // PLAIN|SCRAM-SHA-256|SCRAM-SHA-512; default "" (no SASL)
-	KafkaSASLUsername     string // default none
-	KafkaSASLPassword     string // a secret: never logged; default none
-	KafkaSASLPasswordFile string // file holding KafkaSASLPassword; default none
+	DatabaseURLFile       string // file holding DatabaseURL
+	KafkaTLS              bool   // encrypt the Kafka connections with TLS
+	KafkaTLSCAFile        string // PEM CAs of the brokers' certificates
+	KafkaTLSCertFile      string // PEM client certificate, for brokers that require one
+	KafkaTLSKeyFile       string // its PEM private key
+	KafkaSASLMechanism    string // PLAIN|SCRAM-SHA-256|SCRAM-SHA-512
+	KafkaSASLUsername     string
+	KafkaSASLPassword     string // a secret: never logged
+	KafkaSASLPasswordFile string // file holding KafkaSASLPassword
 
 	// status only
 	JSON bool // print JSON instead of a table
@@ -80,7 +82,7 @@ type Config struct {
 
 	// setup only
 	Partitions        int  // create the topic with this many partitions; 0 = do not create it
-	ReplicationFactor int  // default 1
+	ReplicationFactor int  // of a topic setup creates
 	PrintSQL          bool // print the SQL instead of running it
 }
 
@@ -112,13 +114,17 @@ func (c *Config) settings() []setting {
 		Topic: "outbox", TableName: "public.outbox", Slot: "pgoutbox", Publication: "pgoutbox",
 		IDColumn: "sequence_id", ChannelColumn: "channel", NameColumn: "name", PayloadColumn: "data", HeadersColumn: "headers",
 		HTTPAddr: "127.0.0.1:9187", LogLevel: "info", LogFormat: "json",
-		MaxInflightEvents: 20000, MaxInflightBytes: 64 << 20, StatusInterval: time.Second,
-		ShutdownTimeout: 30 * time.Second, ReconnectMax: 30 * time.Second,
-		KafkaBatchMessages: 10000, KafkaRequestBytes: 1_000_000, KafkaRequestTimeout: 10 * time.Second,
-		KafkaBackoffMax: 5 * time.Second, KafkaCompression: "none", ReplicationFactor: 1,
-		OnBadRow: "stop", Retention: "none", JanitorBatch: 1000,
-		MonitorInterval: 5 * time.Second, LagWarnBytes: 1 << 30, LagCriticalBytes: 4 << 30, LagKeepFraction: 0.5,
-		LagWarnAge: time.Minute, LagCriticalAge: 5 * time.Minute,
+		// Each package owns the defaults of its settings; these are the same constants.
+		MaxInflightEvents: relay.DefaultMaxInflightEvents, MaxInflightBytes: relay.DefaultMaxInflightBytes,
+		StatusInterval:  capture.DefaultStatusInterval,
+		ShutdownTimeout: relay.DefaultShutdownTimeout, ReconnectMax: relay.DefaultReconnectMax,
+		KafkaBatchMessages: sink.DefaultMaxBatchMessages, KafkaRequestBytes: sink.DefaultMaxRequestBytes,
+		KafkaRequestTimeout: sink.DefaultRequestTimeout, KafkaBackoffMax: sink.DefaultMaxBackoff,
+		KafkaCompression: sink.DefaultCompression, ReplicationFactor: 1,
+		OnBadRow: "stop", Retention: "none", JanitorBatch: relay.DefaultJanitorBatch,
+		MonitorInterval: relay.DefaultMonitorInterval,
+		LagWarnBytes:    capture.DefaultLagWarnBytes, LagCriticalBytes: capture.DefaultLagCriticalBytes,
+		LagKeepFraction: capture.DefaultKeepFraction, LagWarnAge: capture.DefaultAgeWarn, LagCriticalAge: capture.DefaultAgeCritical,
 	}
 	return []setting{
 		{"database-url", "PostgreSQL URL, e.g. postgres://user:pass@host:5432/db; the role needs REPLICATION (required)", (*stringValue)(&c.DatabaseURL), scopeAll},
@@ -248,12 +254,20 @@ func (c *Config) Validate(sc scope) error {
 		bad("--kafka-brokers (PGOUTBOX_KAFKA_BROKERS) is required, e.g. 127.0.0.1:9092")
 	}
 	for _, b := range c.Brokers() {
-		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
-			bad("--kafka-brokers: %q is not host:port", b)
+		if err := sink.CheckBroker(b); err != nil {
+			bad("--kafka-brokers: %w", err)
 		}
 	}
-	if c.Topic == "" {
-		bad("--topic must not be empty")
+	if err := sink.CheckTopicName(c.Topic); err != nil {
+		bad("--topic: %w", err)
+	}
+	if c.DeadLetterTopic != "" || c.OnBadRow == "dead-letter" {
+		if err := sink.CheckTopicName(c.DeadLetter()); err != nil {
+			bad("--dead-letter-topic: %w", err)
+		}
+	}
+	if err := sink.CheckCompression(c.KafkaCompression); err != nil {
+		bad("--kafka-compression: %w", err)
 	}
 	if c.Slot == "" || !validSlotName(c.Slot) {
 		bad("--slot %q: use lower-case letters, digits and underscores (PostgreSQL's rule for slot names)", c.Slot)
@@ -270,20 +284,43 @@ func (c *Config) Validate(sc scope) error {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		bad("--log-format %q: use json or console", c.LogFormat)
 	}
-	if c.MaxInflightEvents <= 0 {
-		bad("--max-inflight-events must be positive")
+	positive := func(flag string, v int64) {
+		if v <= 0 {
+			bad("--%s %d: must be above 0", flag, v)
+		}
 	}
-	if c.MaxInflightBytes <= 0 {
-		bad("--max-inflight-bytes must be positive")
-	}
+	positive("max-inflight-events", int64(c.MaxInflightEvents))
+	positive("max-inflight-bytes", c.MaxInflightBytes)
+	positive("kafka-batch-messages", int64(c.KafkaBatchMessages))
+	positive("kafka-request-bytes", int64(c.KafkaRequestBytes))
+	positive("janitor-batch", int64(c.JanitorBatch))
 	if c.StatusInterval <= 0 || c.StatusInterval > 30*time.Second {
 		bad("--status-interval %s: use a value between 1ms and 30s, well below wal_sender_timeout", c.StatusInterval)
 	}
-	if c.ShutdownTimeout < 0 || c.ReconnectMax <= 0 || c.KafkaRequestTimeout <= 0 || c.KafkaBackoffMax <= 0 {
-		bad("durations must be positive")
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+		zero bool // whether 0 is allowed
+	}{
+		{"shutdown-timeout", c.ShutdownTimeout, true}, {"reconnect-max", c.ReconnectMax, false},
+		{"kafka-request-timeout", c.KafkaRequestTimeout, false}, {"kafka-backoff-max", c.KafkaBackoffMax, false},
+		{"monitor-interval", c.MonitorInterval, false},
+		{"lag-warn-age", c.LagWarnAge, true}, {"lag-critical-age", c.LagCriticalAge, true},
+	} {
+		switch {
+		case d.v < 0:
+			bad("--%s %s: must not be negative", d.flag, d.v)
+		case d.v == 0 && !d.zero:
+			bad("--%s %s: must be above 0, e.g. 5s", d.flag, d.v)
+		}
 	}
-	if c.KafkaBatchMessages <= 0 || c.KafkaRequestBytes <= 0 {
-		bad("--kafka-batch-messages and --kafka-request-bytes must be positive")
+	for _, n := range []struct {
+		flag string
+		v    int64
+	}{{"lag-warn-bytes", c.LagWarnBytes}, {"lag-critical-bytes", c.LagCriticalBytes}} {
+		if n.v < 0 {
+			bad("--%s %d: must be >= 0 (0 turns the threshold off)", n.flag, n.v)
+		}
 	}
 	if c.OnBadRow != "stop" && c.OnBadRow != "dead-letter" {
 		bad("--on-bad-row %q: use stop or dead-letter", c.OnBadRow)
@@ -291,20 +328,14 @@ func (c *Config) Validate(sc scope) error {
 	if c.Retention != "none" && c.Retention != "delete-after-publish" {
 		bad("--retention %q: use none or delete-after-publish", c.Retention)
 	}
-	if c.JanitorBatch <= 0 {
-		bad("--janitor-batch must be positive")
-	}
-	if c.MonitorInterval <= 0 {
-		bad("--monitor-interval must be positive")
-	}
-	if c.LagWarnBytes < 0 || c.LagCriticalBytes < 0 || c.LagWarnAge < 0 || c.LagCriticalAge < 0 {
-		bad("lag thresholds must be >= 0 (0 turns one off)")
-	}
 	if c.LagKeepFraction < 0 || c.LagKeepFraction > 1 {
 		bad("--lag-keep-fraction %g: use a value between 0 and 1", c.LagKeepFraction)
 	}
-	if c.Partitions < 0 || c.ReplicationFactor <= 0 {
-		bad("--partitions must be >= 0 and --replication-factor >= 1")
+	if c.Partitions < 0 {
+		bad("--partitions %d: must be >= 0 (0 leaves Kafka alone)", c.Partitions)
+	}
+	if c.ReplicationFactor <= 0 {
+		bad("--replication-factor %d: must be >= 1", c.ReplicationFactor)
 	}
 	errs = append(errs, c.securityProblems()...)
 	return errors.Join(errs...)
@@ -327,25 +358,6 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// redactURL hides the password of a connection string, for logs.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		if i := strings.Index(s, "password="); i >= 0 {
-			end := strings.IndexByte(s[i:], ' ')
-			if end < 0 {
-				return s[:i] + "password=***"
-			}
-			return s[:i] + "password=***" + s[i+end:]
-		}
-		return s
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "***")
-	}
-	return u.String()
 }
 
 // flag.Value implementations for the setting types.

@@ -23,7 +23,7 @@ func runDropSlot(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io
 	defer cancel()
 	conn, err := pgx.Connect(cctx, cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), redactURL(cfg.DatabaseURL))
+		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), capture.RedactURL(cfg.DatabaseURL))
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	st, err := capture.ReadSlotStatus(cctx, conn, cfg.Slot)

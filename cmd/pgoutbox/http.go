@@ -57,7 +57,8 @@ func (h *health) ready() (bool, map[string]any) {
 
 // serveHTTP serves /metrics, /healthz and /readyz until ctx is done. An address that cannot be
 // bound is an error at start-up, not a silent lack of monitoring.
-func serveHTTP(ctx context.Context, addr string, m *metrics, h *health, log zerolog.Logger) (func(), error) {
+func serveHTTP(ctx context.Context, addr string, m *metrics, log zerolog.Logger) (func(), error) {
+	h := m.health
 	if addr == "" {
 		return func() {}, nil
 	}

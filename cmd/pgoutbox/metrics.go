@@ -5,13 +5,15 @@ import (
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
 	"github.com/pgoutbox/pgoutbox/sink"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// metrics are the relay's Prometheus metrics, on their own registry (no global state). The
-// README's metrics table lists them; keep the two in step.
+// metrics are the relay's Prometheus metrics, on their own registry (no global state), and the
+// readiness /readyz reports: the relay's Observer. The README's metrics table lists them; keep
+// the two in step.
 type metrics struct {
 	reg *prometheus.Registry
 
@@ -30,16 +32,19 @@ type metrics struct {
 	slotWALStatus   *prometheus.GaugeVec
 	alarmLevel      prometheus.Gauge
 
-	session  atomic.Pointer[output]         // the streaming session's output, read by the gauges
-	stream   atomic.Pointer[capture.Stream] // the streaming session's stream
-	lastAck  atomic.Int64                   // unix nanoseconds of the last acknowledgement
+	health   *health
+	progress func() relay.Progress // the relay's; set before the first scrape
+	lastAck  atomic.Int64          // unix nanoseconds of the last acknowledgement
 	startNow time.Time
 }
+
+var _ relay.Observer = (*metrics)(nil)
 
 var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
 
 func newMetrics() *metrics {
-	m := &metrics{reg: prometheus.NewRegistry(), startNow: time.Now()}
+	m := &metrics{reg: prometheus.NewRegistry(), startNow: time.Now(), health: &health{reason: "starting"},
+		progress: func() relay.Progress { return relay.Progress{} }}
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}
@@ -73,43 +78,21 @@ func newMetrics() *metrics {
 	}, []string{"status"})
 	m.alarmLevel = gauge("pgoutbox_alarm_level", "Slot alarm level: 0 ok, 1 warn, 2 critical, 3 lost.")
 
-	inflight := func(bytes bool) func() float64 {
-		return func() float64 {
-			o := m.session.Load()
-			if o == nil {
-				return 0
-			}
-			rows, b := o.tracker.InFlight()
-			if bytes {
-				return float64(b)
-			}
-			return float64(rows)
-		}
+	progress := func(f func(relay.Progress) float64) func() float64 {
+		return func() float64 { return f(m.progress()) }
 	}
 	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.deadLettered, m.sessions, m.commitToAck,
 		m.slotUnconfirmed, m.slotRetained, m.slotSafeWAL, m.slotKeepSize, m.slotActive, m.slotWALStatus, m.alarmLevel,
-		gaugeFunc("pgoutbox_inflight_events", "Rows read from PostgreSQL and not yet acknowledged by Kafka.", inflight(false)),
-		gaugeFunc("pgoutbox_inflight_bytes", "Approximate bytes of the in-flight rows.", inflight(true)),
-		gaugeFunc("pgoutbox_confirmed_lsn", "The position last confirmed to PostgreSQL (every earlier commit is in Kafka), as a number.", func() float64 {
-			if o := m.session.Load(); o != nil {
-				return float64(o.Confirmed())
-			}
-			return 0
-		}),
-		gaugeFunc("pgoutbox_received_lsn", "The newest WAL position received from PostgreSQL, as a number.", func() float64 {
-			if s := m.stream.Load(); s != nil {
-				return float64(s.Received())
-			}
-			return 0
-		}),
-		gaugeFunc("pgoutbox_oldest_unacked_commit_age_seconds", "Age of the oldest commit whose rows Kafka has not acknowledged; 0 when none.", func() float64 {
-			if o := m.session.Load(); o != nil {
-				if t, ok := o.tracker.OldestUnacked(); ok {
-					return time.Since(t).Seconds()
-				}
-			}
-			return 0
-		}),
+		gaugeFunc("pgoutbox_inflight_events", "Rows read from PostgreSQL and not yet acknowledged by Kafka.",
+			progress(func(p relay.Progress) float64 { return float64(p.InFlightRows) })),
+		gaugeFunc("pgoutbox_inflight_bytes", "Approximate bytes of the in-flight rows.",
+			progress(func(p relay.Progress) float64 { return float64(p.InFlightBytes) })),
+		gaugeFunc("pgoutbox_confirmed_lsn", "The position last confirmed to PostgreSQL (every earlier commit is in Kafka), as a number.",
+			progress(func(p relay.Progress) float64 { return float64(p.Confirmed) })),
+		gaugeFunc("pgoutbox_received_lsn", "The newest WAL position received from PostgreSQL, as a number.",
+			progress(func(p relay.Progress) float64 { return float64(p.Received) })),
+		gaugeFunc("pgoutbox_oldest_unacked_commit_age_seconds", "Age of the oldest commit whose rows Kafka has not acknowledged; 0 when none.",
+			progress(func(p relay.Progress) float64 { return p.OldestUnacked.Seconds() })),
 		gaugeFunc("pgoutbox_time_since_last_ack_seconds", "Seconds since Kafka last acknowledged rows (since start when none yet).", func() float64 {
 			last := m.lastAck.Load()
 			if last == 0 {
@@ -129,8 +112,26 @@ func newMetrics() *metrics {
 	return m
 }
 
-// published records an acknowledged round.
-func (m *metrics) published(msgs []sink.Message) {
+// SessionStarted implements relay.Observer.
+func (m *metrics) SessionStarted() {
+	m.sessions.Inc()
+	m.health.set(true, "")
+}
+
+// SessionEnded implements relay.Observer.
+func (m *metrics) SessionEnded(err error) {
+	reason := "stopping"
+	if err != nil {
+		reason = err.Error()
+	}
+	m.health.set(false, reason)
+}
+
+// DeadLettered implements relay.Observer: a row the stream could not decode.
+func (m *metrics) DeadLettered() { m.deadLettered.WithLabelValues("decode").Inc() }
+
+// Published implements relay.Observer: Kafka acknowledged msgs.
+func (m *metrics) Published(msgs []sink.Message) {
 	now := time.Now()
 	bytes := 0
 	for i := range msgs {
@@ -147,8 +148,9 @@ func (m *metrics) publishError(kind string, _ error) {
 	m.publishErrors.WithLabelValues(kind).Inc()
 }
 
-// observeSlot exports one reading of the slot monitor.
-func (m *metrics) observeSlot(st capture.SlotStatus, level capture.Level) {
+// SlotChecked implements relay.Observer: it exports one reading of the slot monitor.
+func (m *metrics) SlotChecked(st capture.SlotStatus, level capture.Level, reasons []string) {
+	m.health.setAlarm(level, capture.FormatReasons(reasons))
 	m.slotUnconfirmed.Set(float64(st.UnconfirmedBytes))
 	m.slotRetained.Set(float64(st.RetainedBytes))
 	m.slotSafeWAL.Set(float64(st.SafeWALBytes))

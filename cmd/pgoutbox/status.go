@@ -41,7 +41,7 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 	defer cancel()
 	conn, err := pgx.Connect(cctx, cfg.DatabaseURL)
 	if err != nil {
-		return statusExitUnknown, fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), redactURL(cfg.DatabaseURL))
+		return statusExitUnknown, fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), capture.RedactURL(cfg.DatabaseURL))
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	st, err := capture.ReadSlotStatus(cctx, conn, cfg.Slot)

@@ -1,9 +1,9 @@
-package main
+package relay
 
 import (
 	"fmt"
+	"slices"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/checkpoint"
 	"github.com/pgoutbox/pgoutbox/sink"
@@ -22,10 +22,11 @@ type output struct {
 
 var _ capture.Output = (*output)(nil)
 
-func newOutput(start pglogrepl.LSN, lim checkpoint.Limits) *output {
+func newOutput(start capture.LSN, lim checkpoint.Limits) *output {
 	return &output{
-		tracker: checkpoint.NewTracker(checkpoint.LSN(start), lim),
-		queue:   make(chan sink.Message, lim.MaxEvents),
+		tracker:      checkpoint.NewTracker(checkpoint.LSN(start), lim),
+		queue:        make(chan sink.Message, lim.MaxEvents),
+		onDeadLetter: func() {},
 	}
 }
 
@@ -39,11 +40,11 @@ func (o *output) Offer(txn uint64, ev capture.Event) (bool, error) {
 	if !ok || err != nil {
 		return false, err
 	}
-	if o.onDeadLetter != nil && hasHeader(ev.Headers, capture.HeaderError) {
+	if slices.ContainsFunc(ev.Headers, func(h capture.Header) bool { return h.Key == capture.HeaderError }) {
 		o.onDeadLetter()
 	}
 	select {
-	case o.queue <- toMessage(txn, &ev, size):
+	case o.queue <- ToMessage(txn, &ev, size):
 		return true, nil
 	default:
 		// Cannot happen: the tracker admits at most MaxEvents rows and the queue holds as many.
@@ -58,14 +59,14 @@ func (o *output) Commit(txn uint64, c capture.Commit) error {
 	return o.tracker.Commit(checkpoint.TxnID(txn), checkpoint.LSN(c.EndLSN))
 }
 
-func (o *output) Idle(walEnd pglogrepl.LSN) { o.tracker.Idle(checkpoint.LSN(walEnd)) }
+func (o *output) Idle(walEnd capture.LSN) { o.tracker.Idle(checkpoint.LSN(walEnd)) }
 
-func (o *output) Confirmed() pglogrepl.LSN { return pglogrepl.LSN(o.tracker.Confirmed()) }
+func (o *output) Confirmed() capture.LSN { return capture.LSN(o.tracker.Confirmed()) }
 
 func (o *output) Busy() bool { return o.tracker.Pending() > 0 }
 
-// acked is the sink's callback: it acknowledges the rows of each transaction in the tracker,
-// one call per run of adjacent rows of the same transaction.
+// acked acknowledges the rows of each transaction in the tracker, one call per run of adjacent
+// rows of the same transaction. An error means the ledger's contract was broken: the relay stops.
 func (o *output) acked(msgs []sink.Message) error {
 	for i := 0; i < len(msgs); {
 		j, bytes := i, 0
@@ -73,15 +74,19 @@ func (o *output) acked(msgs []sink.Message) error {
 			bytes += msgs[j].Size
 		}
 		if err := o.tracker.Ack(checkpoint.TxnID(msgs[i].Token), j-i, bytes); err != nil {
-			return err
+			return fmt.Errorf("acknowledge rows of transaction %d: %w", msgs[i].Token, err)
 		}
 		i = j
 	}
 	return nil
 }
 
-// toMessage maps an outbox event onto a Kafka record (DESIGN.md, "The event").
-func toMessage(txn uint64, ev *capture.Event, size int) sink.Message {
+// ToMessage maps an outbox event onto the Kafka record the relay publishes (DESIGN.md, "The
+// event"): key = channel, value = payload, the event's headers, the commit time as timestamp.
+// txn is the ledger's token of the event's transaction and size its accounting size; both come
+// back unchanged in the sink's acknowledgement. The benchmark uses it too, so that its records
+// are the relay's.
+func ToMessage(txn uint64, ev *capture.Event, size int) sink.Message {
 	headers := make([]sink.Header, len(ev.Headers))
 	for i, h := range ev.Headers {
 		headers[i] = sink.Header{Key: h.Key, Value: h.Value}
@@ -96,13 +101,4 @@ func toMessage(txn uint64, ev *capture.Event, size int) sink.Message {
 		Token:   txn,
 		Size:    size,
 	}
-}
-
-func hasHeader(hs []capture.Header, key string) bool {
-	for _, h := range hs {
-		if h.Key == key {
-			return true
-		}
-	}
-	return false
 }

@@ -1,0 +1,75 @@
+package relay
+
+import (
+	"context"
+	"time"
+
+	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/sink"
+)
+
+// Stream is one replication session ([capture.Stream]): Open connects and returns the slot's
+// confirmed position, Run hands transactions to the Output until ctx is done, Close sends the
+// final status update.
+type Stream interface {
+	Open(ctx context.Context) (capture.LSN, error)
+	Run(ctx context.Context, out capture.Output) error
+	Close(ctx context.Context) error
+	Received() capture.LSN
+}
+
+// Publisher writes messages to Kafka in order and calls acked for each acknowledged batch
+// ([sink.Publisher]). Run returns when in is closed and drained, or ctx is done.
+type Publisher interface {
+	Run(ctx context.Context, in <-chan sink.Message, acked func([]sink.Message)) error
+}
+
+// SlotReader reads the slot's figures for the monitor, over a normal connection that it opens
+// on first use and reopens after a failure.
+type SlotReader interface {
+	ReadSlotStatus(ctx context.Context) (capture.SlotStatus, error)
+	Close()
+}
+
+// Deleter deletes published outbox rows ([capture.OutboxDeleter]); with one, the relay
+// confirms a row only after its DELETE committed (--retention=delete-after-publish).
+type Deleter interface {
+	Prepare(ctx context.Context) error
+	Delete(ctx context.Context, ids []string) ([]string, error)
+	Close()
+}
+
+// Clock is the time the relay waits on; tests replace it to check waits without sleeping.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Observer is told what the relay does, for metrics and health. Its methods are called from
+// the relay's goroutines and must be quick.
+type Observer interface {
+	// SessionStarted: a replication session is streaming.
+	SessionStarted()
+	// SessionEnded: the session ended; err says why (nil on shutdown).
+	SessionEnded(err error)
+	// Published: Kafka acknowledged these messages.
+	Published(msgs []sink.Message)
+	// DeadLettered: a row the stream could not decode went to the dead-letter topic.
+	DeadLettered()
+	// SlotChecked: one reading of the slot monitor and the alarm it raises.
+	SlotChecked(st capture.SlotStatus, level capture.Level, reasons []string)
+}
+
+// NopObserver observes nothing.
+type NopObserver struct{}
+
+func (NopObserver) SessionStarted()                                         {}
+func (NopObserver) SessionEnded(error)                                      {}
+func (NopObserver) Published([]sink.Message)                                {}
+func (NopObserver) DeadLettered()                                           {}
+func (NopObserver) SlotChecked(capture.SlotStatus, capture.Level, []string) {}

@@ -1,0 +1,90 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/rs/zerolog"
+)
+
+// monitor is the slot-safety loop: every MonitorInterval it reads the slot's figures, tells the
+// observer, and raises or clears the alarm — one log line per change of level, never one per
+// check. A lost slot ends the relay: continuing would hide a gap. It returns ctx.Err() when ctx
+// is done.
+func (r *Relay) monitor(ctx context.Context) error {
+	defer r.deps.Slots.Close()
+	m := &slotWatch{slot: r.cfg.Slot, th: r.cfg.Thresholds, log: r.deps.Log.With().Str("component", "monitor").Logger()}
+	for {
+		if err := r.checkSlot(ctx, m); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.clock.After(r.cfg.MonitorInterval):
+		}
+	}
+}
+
+// checkSlot reads the slot once. Failing to read is logged, not fatal: the database may be
+// restarting, and the replication session has its own reconnection.
+func (r *Relay) checkSlot(ctx context.Context, m *slotWatch) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := r.deps.Slots.ReadSlotStatus(cctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn().Err(err).Msg("cannot read the slot's status; retrying at the next check")
+		}
+		r.deps.Slots.Close()
+		return nil
+	}
+	st.OldestUnacked = r.Progress().OldestUnacked
+	level, reasons := m.th.Evaluate(st)
+	r.obs.SlotChecked(st, level, reasons)
+	m.transition(st, level, reasons)
+	if level == capture.LevelLost {
+		from := st.ConfirmedFlushLSN
+		if from == "" {
+			from = "its last confirmed position (unknown: the slot is gone)"
+		}
+		return fmt.Errorf("%w: %s: events committed after %s may be missing from Kafka: %s",
+			capture.ErrSlotLost, capture.FormatReasons(reasons), from, capture.Advice(level, r.cfg.Slot))
+	}
+	return nil
+}
+
+// slotWatch remembers the alarm level between checks, so that only changes are logged.
+type slotWatch struct {
+	slot  string
+	th    capture.Thresholds
+	log   zerolog.Logger
+	level capture.Level
+}
+
+// transition logs a change of alarm level once.
+func (m *slotWatch) transition(st capture.SlotStatus, level capture.Level, reasons []string) {
+	if level == m.level {
+		return
+	}
+	prev := m.level
+	m.level = level
+	ev := m.log.Info()
+	switch level {
+	case capture.LevelWarn:
+		ev = m.log.Warn()
+	case capture.LevelCritical, capture.LevelLost:
+		ev = m.log.Error()
+	}
+	ev = ev.Str("slot", m.slot).Stringer("alarm", level).Stringer("previous_alarm", prev).
+		Int64("unconfirmed_bytes", st.UnconfirmedBytes).Int64("retained_bytes", st.RetainedBytes).
+		Int64("safe_wal_bytes", st.SafeWALBytes).Str("wal_status", st.WALStatus).Bool("active", st.Active).
+		Str("confirmed_lsn", st.ConfirmedFlushLSN).Stringer("oldest_unacked", st.OldestUnacked)
+	if level == capture.LevelOK {
+		ev.Msg("slot alarm cleared")
+		return
+	}
+	ev.Str("reason", capture.FormatReasons(reasons)).Str("action", capture.Advice(level, m.slot)).Msg("slot alarm " + level.String())
+}

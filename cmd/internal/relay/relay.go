@@ -1,0 +1,178 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/checkpoint"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+)
+
+// Defaults of the relay's settings; pgoutbox's flags and the benchmark use these.
+const (
+	DefaultMaxInflightEvents = 20000
+	DefaultMaxInflightBytes  = 64 << 20
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultReconnectMin      = 500 * time.Millisecond
+	DefaultReconnectMax      = 30 * time.Second
+	DefaultStandbyPoll       = 2 * time.Second
+	DefaultMonitorInterval   = 5 * time.Second
+	DefaultJanitorBatch      = 1000
+)
+
+// Config is what the pipeline needs of pgoutbox's configuration. Durations left at zero take
+// the defaults named on each field; Window has no default (the command sets it).
+type Config struct {
+	// Slot names the replication slot, in log lines and alarm advice.
+	Slot string
+	// Window bounds the rows and bytes in flight between PostgreSQL and Kafka. No default
+	// here (DefaultMaxInflightEvents and DefaultMaxInflightBytes are the command's).
+	Window checkpoint.Limits
+	// ShutdownTimeout is how long a shutdown waits for in-flight writes. Zero: no wait.
+	ShutdownTimeout time.Duration
+	// ReconnectMin is the first pause after a lost connection. Default 500ms.
+	ReconnectMin time.Duration
+	// ReconnectMax is the longest pause between reconnection attempts. Default 30s.
+	ReconnectMax time.Duration
+	// StandbyPoll is how often an instance whose slot is streamed by another tries again.
+	// Default 2s (at most ReconnectMax).
+	StandbyPoll time.Duration
+	// MonitorInterval is how often the slot is checked. Default 5s.
+	MonitorInterval time.Duration
+	// Thresholds decide the slot's alarm level.
+	Thresholds capture.Thresholds
+	// JanitorBatch is the most rows one DELETE removes, with a Deleter. Default 1000.
+	JanitorBatch int
+}
+
+func (c *Config) fillDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.ReconnectMin, DefaultReconnectMin)
+	def(&c.ReconnectMax, DefaultReconnectMax)
+	def(&c.StandbyPoll, DefaultStandbyPoll)
+	def(&c.MonitorInterval, DefaultMonitorInterval)
+	if c.JanitorBatch <= 0 {
+		c.JanitorBatch = DefaultJanitorBatch
+	}
+}
+
+// Deps are the relay's connections to the world. NewStream, Publisher and Slots are required.
+type Deps struct {
+	// NewStream returns the stream of a new session (one replication connection each).
+	NewStream func() Stream
+	Publisher Publisher
+	Slots     SlotReader
+	// Deleter, when set, turns on --retention=delete-after-publish.
+	Deleter  Deleter
+	Observer Observer // default: NopObserver
+	Clock    Clock    // default: the real clock
+	// Log is the base logger; the relay adds component=relay, the janitor component=janitor
+	// and the monitor component=monitor.
+	Log zerolog.Logger
+}
+
+// Relay runs the pipeline. Build it with [New]; it is single-use.
+type Relay struct {
+	cfg   Config
+	deps  Deps
+	log   zerolog.Logger
+	clock Clock
+	obs   Observer
+
+	current atomic.Pointer[session] // the streaming session, for Progress and the monitor
+}
+
+// New returns a relay with cfg's defaults filled in.
+func New(cfg Config, deps Deps) *Relay {
+	cfg.fillDefaults()
+	if deps.Observer == nil {
+		deps.Observer = NopObserver{}
+	}
+	if deps.Clock == nil {
+		deps.Clock = realClock{}
+	}
+	return &Relay{cfg: cfg, deps: deps, log: deps.Log.With().Str("component", "relay").Logger(),
+		clock: deps.Clock, obs: deps.Observer}
+}
+
+// Run streams sessions and monitors the slot until ctx is cancelled, which is a clean exit
+// (nil), or until something a retry cannot fix happens: a lost slot, a bad row under
+// --on-bad-row=stop, a ledger or retention failure. That error is returned; the process must
+// exit non-zero so that a supervisor notices.
+func (r *Relay) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.monitor(gctx) })
+	g.Go(func() error { return r.sessions(gctx) })
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// sessions runs one session after another until ctx is done (ctx.Err()) or a session fails
+// in a way a retry cannot fix.
+func (r *Relay) sessions(ctx context.Context) error {
+	b := newBackoff(r.cfg.ReconnectMin, r.cfg.ReconnectMax, r.cfg.StandbyPoll)
+	for {
+		started := r.clock.Now()
+		err := r.session(ctx)
+		r.obs.SessionEnded(err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		pause, retry := b.after(err, r.clock.Now().Sub(started))
+		if !retry {
+			if err == nil {
+				// A session ends without error only on shutdown; anything else is a bug that
+				// must not pass as a clean exit.
+				err = errors.New("relay: streaming stopped without an error or a shutdown")
+			}
+			return err
+		}
+		pause = jitter(pause, rand.Float64()) //nolint:gosec // jitter needs no cryptographic randomness
+		if errors.Is(err, capture.ErrSlotInUse) {
+			r.log.Info().Err(err).Stringer("retry_in", pause).Msg("standing by: another instance streams the slot")
+		} else {
+			r.log.Warn().Err(err).Stringer("retry_in", pause).Msg("replication connection lost; reconnecting")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.clock.After(pause):
+		}
+	}
+}
+
+// Progress is where the current session stands, for metrics.
+type Progress struct {
+	Confirmed     capture.LSN   // the position last made safe to confirm
+	Received      capture.LSN   // the newest position received from the server
+	InFlightRows  int           // rows read and not yet acknowledged by Kafka
+	InFlightBytes int64         // their approximate bytes
+	OldestUnacked time.Duration // age of the oldest commit not acknowledged; 0 when none
+}
+
+// Progress reports the current (or last) session's figures; zero before the first session.
+// It is safe to call from any goroutine.
+func (r *Relay) Progress() Progress {
+	s := r.current.Load()
+	if s == nil {
+		return Progress{}
+	}
+	p := Progress{Confirmed: s.out.Confirmed(), Received: s.stream.Received()}
+	p.InFlightRows, p.InFlightBytes = s.out.tracker.InFlight()
+	if t, ok := s.out.tracker.OldestUnacked(); ok {
+		p.OldestUnacked = r.clock.Now().Sub(t)
+	}
+	return p
+}
