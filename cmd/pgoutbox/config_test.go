@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfig_EnvAndFlags(t *testing.T) {
@@ -66,22 +67,6 @@ func TestConfig_ValidDefaults(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"postgres://u:secret@h:5432/db": "postgres://u:%2A%2A%2A@h:5432/db",
-		"postgres://h/db":               "postgres://h/db",
-		"host=h password=secret user=u": "host=h password=*** user=u",
-		"host=h user=u password=secret": "host=h user=u password=***",
-	} {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
-		}
-		if strings.Contains(redactURL(in), "secret") {
-			t.Errorf("redactURL(%q) leaks the password", in)
-		}
-	}
-}
-
 func TestRun_HelpListsEveryFlagWithEnv(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"run", "--help"}, &out, &errOut); code != 0 {
@@ -107,5 +92,59 @@ func TestRun_BadConfigExitsTwo(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "--database-url") {
 		t.Errorf("stderr does not name the missing setting: %s", errOut.String())
+	}
+}
+
+// TestConfig_Validate_NamesEveryFlag: every problem is reported at once, each naming its flag,
+// including the Kafka settings that used to pass validation and fail only at run time.
+func TestConfig_Validate_NamesEveryFlag(t *testing.T) {
+	var c Config
+	c.settings()
+	c.DatabaseURL, c.KafkaBrokers = "postgres://h/db", "127.0.0.1:9092,nohost"
+	c.Topic, c.OnBadRow, c.DeadLetterTopic = "bad topic!", "dead-letter", "dlq?"
+	c.KafkaCompression, c.ReconnectMax, c.LagWarnBytes, c.LagCriticalAge = "brotli", 0, -1, -time.Second
+	c.MaxInflightEvents, c.ReplicationFactor = 0, 0
+	err := c.Validate(scopeRun)
+	if err == nil {
+		t.Fatal("Validate accepted a bad configuration")
+	}
+	for _, flag := range []string{"--kafka-brokers", "--topic", "--dead-letter-topic", "--kafka-compression",
+		"--reconnect-max", "--lag-warn-bytes", "--lag-critical-age", "--max-inflight-events", "--replication-factor"} {
+		if !strings.Contains(err.Error(), flag+" ") && !strings.Contains(err.Error(), flag+":") {
+			t.Errorf("no problem names %s:\n%v", flag, err)
+		}
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if !strings.HasPrefix(line, "--") {
+			t.Errorf("problem without its flag: %q", line)
+		}
+	}
+}
+
+// TestRun_UsageErrors: a mistyped flag is one line naming it and the closest flag, not the
+// whole usage; every usage error of status exits 3 (unknown), never 2 (critical).
+func TestRun_UsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"run", "--topik", "x"}, 2, "pgoutbox run: unknown flag --topik (did you mean --topic?); see `pgoutbox run --help`\n"},
+		{[]string{"status", "--jsn"}, statusExitUnknown, "pgoutbox status: unknown flag --jsn (did you mean --json?); see `pgoutbox status --help`\n"},
+		{[]string{"status", "--max-inflight-events", "x"}, statusExitUnknown, ""}, // not a status flag
+		{[]string{"run", "--max-inflight-events", "x"}, 2, "not an integer"},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		code := run(tt.args, &out, &errOut)
+		if code != tt.code {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", tt.args, code, tt.code, errOut.String())
+		}
+		if lines := strings.Count(errOut.String(), "\n"); lines != 1 {
+			t.Errorf("%v: %d lines on stderr, want 1: %q", tt.args, lines, errOut.String())
+		}
+		if !strings.Contains(errOut.String(), tt.want) {
+			t.Errorf("%v: stderr %q, want it to contain %q", tt.args, errOut.String(), tt.want)
+		}
 	}
 }

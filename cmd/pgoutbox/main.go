@@ -68,24 +68,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	// Every usage or configuration error of status exits 3 (unknown): 2 would read as
+	// "critical" to a monitoring agent.
+	badUsage := 2
+	if command == "status" {
+		badUsage = statusExitUnknown
+	}
 	var cfg Config
 	fs, envErr := newFlagSet(command, sc, &cfg)
-	fs.SetOutput(stderr)
 	if slices.Contains(rest, "-h") || slices.Contains(rest, "--help") || slices.Contains(rest, "-help") {
 		fs.SetOutput(stdout) // asked-for help goes to stdout and exits 0
+	} else {
+		fs.SetOutput(io.Discard) // a mistake gets one line of ours, not the whole usage
 	}
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		return 2
+		_, _ = fmt.Fprintf(stderr, "pgoutbox %s: %s; see `pgoutbox %s --help`\n", command, flagError(fs, err), command)
+		return badUsage
 	}
 	if err := errors.Join(envErr, cfg.Validate(sc)); err != nil {
 		_, _ = fmt.Fprintf(stderr, "pgoutbox: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-		if command == "status" {
-			return statusExitUnknown // 2 would read as "critical" to a monitoring agent
-		}
-		return 2
+		return badUsage
 	}
 	log := newLogger(&cfg, stderr)
 

@@ -14,8 +14,8 @@ import (
 
 // runSetup is `pgoutbox setup`: it creates what is missing — outbox table, publication, slot,
 // and with --partitions the topic — and verifies what exists. Running it again changes nothing.
-func runSetup(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.Writer) error {
-	log = log.With().Str("component", "setup").Logger()
+func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.Writer) error {
+	log := base.With().Str("component", "setup").Logger()
 	table, err := cfg.Table()
 	if err != nil {
 		return err
@@ -30,7 +30,7 @@ func runSetup(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.Wr
 	defer cancel()
 	conn, err := pgx.Connect(cctx, cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), redactURL(cfg.DatabaseURL))
+		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), capture.RedactURL(cfg.DatabaseURL))
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	if _, err := capture.CheckServer(cctx, conn); err != nil {
@@ -40,26 +40,10 @@ func runSetup(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.Wr
 		return err
 	}
 
-	// Order matters: pgoutput looks the publication up as of the WAL it decodes, so it must
-	// exist before the slot's starting point.
-	steps := []struct {
-		what string
-		do   func() (bool, error)
-	}{
-		{"table " + table.QualifiedName(), func() (bool, error) { return capture.EnsureTable(cctx, conn, table) }},
-		{"publication " + cfg.Publication, func() (bool, error) { return capture.EnsurePublication(cctx, conn, cfg.Publication, table) }},
-		{"replication slot " + cfg.Slot, func() (bool, error) { return capture.EnsureSlot(cctx, conn, cfg.Slot) }},
-	}
-	for _, s := range steps {
-		created, err := s.do()
-		if err != nil {
-			return err
-		}
-		report(log, s.what, created)
-	}
-
+	// Kafka first: it creates nothing that pins WAL, so when Kafka is unreachable setup stops
+	// before it creates a slot (a slot left behind by a failed setup would retain WAL forever).
 	if cfg.Partitions > 0 {
-		pub, err := sink.New(sink.Config{Brokers: cfg.Brokers(), Topic: cfg.Topic, Security: cfg.kafkaSecurity()}, log)
+		pub, err := sink.New(sink.Config{Brokers: cfg.Brokers(), Topic: cfg.Topic, Security: cfg.kafkaSecurity()}, base)
 		if err != nil {
 			return err
 		}
@@ -79,6 +63,24 @@ func runSetup(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.Wr
 			report(log, "dead-letter topic "+dlq, created)
 		}
 	}
+	// Order matters: pgoutput looks the publication up as of the WAL it decodes, so it must
+	// exist before the slot's starting point.
+	steps := []struct {
+		what string
+		do   func() (bool, error)
+	}{
+		{"table " + table.QualifiedName(), func() (bool, error) { return capture.EnsureTable(cctx, conn, table) }},
+		{"publication " + cfg.Publication, func() (bool, error) { return capture.EnsurePublication(cctx, conn, cfg.Publication, table) }},
+		{"replication slot " + cfg.Slot, func() (bool, error) { return capture.EnsureSlot(cctx, conn, cfg.Slot) }},
+	}
+	for _, s := range steps {
+		created, err := s.do()
+		if err != nil {
+			return err
+		}
+		report(log, s.what, created)
+	}
+
 	return nil
 }
 
