@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/jackc/pglogrepl"
 )
 
 // TestRelay_AckGating: while Kafka is down, committed rows are not confirmed — the slot's
@@ -16,7 +18,8 @@ func TestRelay_AckGating(t *testing.T) {
 	kafka := startPrivateKafka(t)
 	e := newOutboxOn(t, services{DatabaseURL: needPostgres(t), Brokers: kafka.Brokers}, 2)
 
-	relay := e.startRelay(t, "PGOUTBOX_KAFKA_BACKOFF_MAX=500ms")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	relay := e.startRelay(t, "PGOUTBOX_KAFKA_BACKOFF_MAX=500ms", "PGOUTBOX_HTTP_ADDR="+addr)
 	relay.waitLog("streaming started", 30*time.Second)
 	kafka.stop()
 
@@ -27,8 +30,18 @@ func TestRelay_AckGating(t *testing.T) {
 	}
 	end := currentWAL(t, e.DatabaseURL)
 
-	// Several status-update intervals pass with Kafka down.
-	time.Sleep(5 * time.Second)
+	// The relay must have received the rows' commits before the slot is sampled: otherwise
+	// "nothing confirmed" would hold trivially, because nothing had been read yet.
+	deadline := time.Now().Add(time.Minute)
+	for received := pglogrepl.LSN(0); received < mustLSN(t, end); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay received up to %s, not the rows' end %s, within a minute", received, end)
+		}
+		time.Sleep(100 * time.Millisecond)
+		received = pglogrepl.LSN(scrape(t, addr)["pgoutbox_received_lsn"])
+	}
+	// Then several status-update intervals pass with Kafka still down.
+	time.Sleep(3 * time.Second)
 	during := slotConfirmed(t, e.DatabaseURL, e.Name)
 	select {
 	case <-relay.done:

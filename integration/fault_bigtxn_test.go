@@ -121,30 +121,6 @@ func buildRelay(t *testing.T, race bool) string {
 	return bin
 }
 
-// startRelayWith is startRelay with another binary (relay_harness_test.go's startRelay runs
-// the race-built one).
-func (e outboxEnv) startRelayWith(t *testing.T, bin string, extraEnv ...string) *relayProc {
-	t.Helper()
-	cmd := exec.Command(bin, "run")
-	cmd.Env = append(e.env(), extraEnv...)
-	p := &relayProc{t: t, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start relay: %v", err)
-	}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		if p.running() {
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("relay log (pid %d):\n%s", cmd.Process.Pid, p.log.tail(80))
-		}
-	})
-	return p
-}
-
 // scanTopic reads every record of the topic, partition by partition, in offset order, handing
 // each to fn without keeping them.
 func scanTopic(ctx context.Context, brokers []string, topic string, fn func(record)) error {

@@ -56,8 +56,12 @@ func TestFault_PostgresRestart(t *testing.T) {
 	retries := relay.logEntries("replication connection lost; reconnecting")
 	var waits []time.Duration
 	for _, m := range retries {
-		ms, _ := m["retry_in"].(float64)
-		waits = append(waits, time.Duration(ms*float64(time.Millisecond)))
+		text, _ := m["retry_in"].(string) // a duration with its unit, e.g. "1.5s"
+		d, err := time.ParseDuration(text)
+		if err != nil {
+			t.Fatalf("retry_in %q is not a duration: %v", m["retry_in"], err)
+		}
+		waits = append(waits, d)
 	}
 	if len(waits) < 3 {
 		t.Errorf("the relay logged %d reconnection attempts while PostgreSQL was down for %s, want at least 3: %v", len(waits), down, waits)

@@ -110,6 +110,7 @@ func (e outboxEnv) pgoutbox(t *testing.T, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, relayBinary, args...)
 	cmd.Env = e.env()
 	out, err := cmd.CombinedOutput()
+	checkLogLines(t, "pgoutbox "+strings.Join(args, " "), string(out))
 	return string(out), err
 }
 
@@ -125,7 +126,14 @@ type relayProc struct {
 // startRelay starts `pgoutbox run` for the outbox; the test's end stops it if still running.
 func (e outboxEnv) startRelay(t *testing.T, extraEnv ...string) *relayProc {
 	t.Helper()
-	cmd := exec.Command(relayBinary, "run")
+	return e.startRelayWith(t, relayBinary, extraEnv...)
+}
+
+// startRelayWith is startRelay with another build of the relay (startRelay runs the race-built
+// one). It is the only place tests start a relay.
+func (e outboxEnv) startRelayWith(t *testing.T, bin string, extraEnv ...string) *relayProc {
+	t.Helper()
+	cmd := exec.Command(bin, "run")
 	cmd.Env = append(e.env(), extraEnv...)
 	// If the test process dies without its cleanups, the relay dies too: an orphan would hold
 	// its slot (and pin WAL) forever.
@@ -143,6 +151,7 @@ func (e outboxEnv) startRelay(t *testing.T, extraEnv ...string) *relayProc {
 			_ = cmd.Process.Kill()
 			<-p.done
 		}
+		checkLogLines(t, "relay", p.log.String())
 		if t.Failed() {
 			t.Logf("relay log (pid %d):\n%s", cmd.Process.Pid, p.log.tail(80))
 		}
