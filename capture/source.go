@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 
@@ -26,6 +27,10 @@ type Source struct {
 	Timeline int32
 	// Slot is the replication slot's name (unique in a cluster).
 	Slot string
+	// Routing fingerprints what decides which rows become events and where they go: the
+	// publication, the outbox table and its channel and topic columns (see [RoutingOf]). A
+	// record written under another routing says nothing about where this one's events are.
+	Routing string
 	// History lists the timelines the current one descends from, oldest first, each with the
 	// position where the current history left it (TIMELINE_HISTORY). Empty on timeline 1.
 	History []TimelineSwitch
@@ -41,19 +46,32 @@ type TimelineSwitch struct {
 	End      pglogrepl.LSN
 }
 
-// Header returns the value of the [HeaderSource] header: "<system id>/<timeline>/<slot>", e.g.
-// "7401286427335794708/1/pgoutbox". Slot names hold only a-z, 0-9 and '_', so '/' separates.
+// Header returns the value of the [HeaderSource] header:
+// "<system id>/<timeline>/<slot>/<routing>", e.g. "7401286427335794708/1/pgoutbox/5f3a09c2".
+// Slot names hold only a-z, 0-9 and '_', so '/' separates.
 func (s Source) Header() string {
-	return s.SystemID + "/" + strconv.FormatInt(int64(s.Timeline), 10) + "/" + s.Slot
+	return s.SystemID + "/" + strconv.FormatInt(int64(s.Timeline), 10) + "/" + s.Slot + "/" + s.Routing
+}
+
+// RoutingOf returns the routing fingerprint of a stream of publication's rows of table t: eight
+// hex digits of FNV-1a over the publication, the table's name and its channel and topic columns.
+// The other columns change what a record holds, not which records exist or their partition.
+func RoutingOf(publication string, t Table) string {
+	h := fnv.New32a()
+	for _, f := range []string{publication, t.Schema, t.Name, t.Channel, t.Topic} {
+		_, _ = h.Write([]byte(f))
+		_, _ = h.Write([]byte{0})
+	}
+	return fmt.Sprintf("%08x", h.Sum32())
 }
 
 // identify reads the stream's source over the replication connection.
-func identify(ctx context.Context, conn *pgconn.PgConn, slot string) (Source, error) {
+func identify(ctx context.Context, conn *pgconn.PgConn, slot, routing string) (Source, error) {
 	sys, err := pglogrepl.IdentifySystem(ctx, conn)
 	if err != nil {
 		return Source{}, fmt.Errorf("%w: IDENTIFY_SYSTEM: %w", ErrConnection, err)
 	}
-	src := Source{SystemID: sys.SystemID, Timeline: sys.Timeline, Slot: slot, WALEnd: sys.XLogPos}
+	src := Source{SystemID: sys.SystemID, Timeline: sys.Timeline, Slot: slot, Routing: routing, WALEnd: sys.XLogPos}
 	if sys.Timeline <= 1 {
 		return src, nil // timeline 1 has no history file
 	}

@@ -9,9 +9,35 @@ import (
 
 func TestSource_Header(t *testing.T) {
 	t.Parallel()
-	s := capture.Source{SystemID: "7401286427335794708", Timeline: 3, Slot: "pgoutbox_orders"}
-	if got, want := s.Header(), "7401286427335794708/3/pgoutbox_orders"; got != want {
+	s := capture.Source{SystemID: "7401286427335794708", Timeline: 3, Slot: "pgoutbox_orders", Routing: "5f3a09c2"}
+	if got, want := s.Header(), "7401286427335794708/3/pgoutbox_orders/5f3a09c2"; got != want {
 		t.Fatalf("Header() = %q, want %q", got, want)
+	}
+}
+
+func TestRoutingOf(t *testing.T) {
+	t.Parallel()
+	base := capture.RoutingOf("pgoutbox", capture.DefaultTable())
+	if len(base) != 8 || base != capture.RoutingOf("pgoutbox", capture.DefaultTable()) {
+		t.Fatalf("RoutingOf = %q: want 8 stable hex digits", base)
+	}
+	payload := capture.DefaultTable()
+	payload.Payload = "body"
+	if capture.RoutingOf("pgoutbox", payload) != base {
+		t.Error("the payload column changed the routing fingerprint; it decides no routing")
+	}
+	channel := capture.DefaultTable()
+	channel.Channel = "room"
+	topic := capture.DefaultTable()
+	topic.Topic = "topic"
+	for name, got := range map[string]string{
+		"publication": capture.RoutingOf("other", capture.DefaultTable()),
+		"channel":     capture.RoutingOf("pgoutbox", channel),
+		"topic":       capture.RoutingOf("pgoutbox", topic),
+	} {
+		if got == base {
+			t.Errorf("another %s gives the same routing fingerprint %q", name, got)
+		}
 	}
 }
 

@@ -137,7 +137,7 @@ func (s *Stream) Open(ctx context.Context) (pglogrepl.LSN, error) {
 	case slot.ConfirmedFlushLSN == 0:
 		return 0, fmt.Errorf("%w: replication slot %q has no confirmed position; recreate it with `pgoutbox setup`", ErrSlotPlugin, s.cfg.Slot)
 	}
-	if s.source, err = identify(ctx, conn, s.cfg.Slot); err != nil {
+	if s.source, err = identify(ctx, conn, s.cfg.Slot, RoutingOf(s.cfg.Publication, s.cfg.Table)); err != nil {
 		return 0, err
 	}
 	s.start = slot.ConfirmedFlushLSN
