@@ -57,7 +57,12 @@ type Decoder struct {
 	rows  int // outbox rows of the current transaction so far
 
 	values []value // scratch for tuple
+
+	source []byte // the HeaderSource value; nil = no such header
 }
+
+// SetSource makes every event carry the [HeaderSource] header with value s ([Source.Header]).
+func (d *Decoder) SetSource(s string) { d.source = []byte(s) }
 
 // relation is the cached Relation message of one relation id.
 type relation struct {
@@ -331,7 +336,7 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 		}
 		e.Payload = raw
 	}
-	e.Headers = positionHeaders(&e, len(rel.extras))
+	e.Headers = positionHeaders(&e, d.source, len(rel.extras))
 	if rel.headers >= 0 && values[rel.headers] != nil {
 		headers, err := objectHeaders(values[rel.headers])
 		if err != nil {

@@ -31,6 +31,10 @@ const (
 	HeaderPosition = "pgoutbox-position"
 	// HeaderXID holds the transaction id, in decimal.
 	HeaderXID = "pgoutbox-xid"
+	// HeaderSource identifies the stream the record comes from (see [Source.Header]): a later
+	// session trusts a partition's last record to say how far the partition got only when it
+	// names the same system, timeline lineage and slot. Absent when the Decoder has no source.
+	HeaderSource = "pgoutbox-source"
 	// HeaderError holds, on a dead-letter record, why the row could not be published.
 	HeaderError = "pgoutbox-error"
 )
@@ -90,9 +94,10 @@ func position(lsn pglogrepl.LSN, index int) string {
 	return fmt.Sprintf("%016X-%08X", uint64(lsn), index)
 }
 
-// positionHeaders returns the pgoutbox-* headers of e, with room for extra more headers.
-// The six values share one allocation, formatted without fmt.
-func positionHeaders(e *Event, extra int) []Header {
+// positionHeaders returns the pgoutbox-* headers of e, with room for extra more headers, and
+// the source header when source is not nil (its value is shared by all events: never modify
+// it). The six other values share one allocation, formatted without fmt.
+func positionHeaders(e *Event, source []byte, extra int) []Header {
 	buf := make([]byte, 0, len(e.ID)+len(e.Name)+17+20+34+10)
 	field := func(start int) []byte { return buf[start:len(buf):len(buf)] }
 	s := len(buf)
@@ -117,10 +122,14 @@ func positionHeaders(e *Event, extra int) []Header {
 	s = len(buf)
 	buf = strconv.AppendUint(buf, uint64(e.XID), 10)
 	xid := field(s)
-	h := make([]Header, 0, 6+extra)
-	return append(h,
+	h := make([]Header, 0, 7+extra)
+	h = append(h,
 		Header{HeaderID, id}, Header{HeaderName, name}, Header{HeaderCommitLSN, lsn},
 		Header{HeaderCommitIndex, index}, Header{HeaderPosition, pos}, Header{HeaderXID, xid})
+	if source != nil {
+		h = append(h, Header{HeaderSource, source})
+	}
+	return h
 }
 
 // appendHex appends v in upper-case hex, zero-padded to width digits.

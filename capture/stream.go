@@ -83,6 +83,7 @@ type Stream struct {
 	conn    *pgconn.PgConn
 	dec     *Decoder
 	start   pglogrepl.LSN // the slot's confirmed_flush_lsn when streaming started
+	source  Source        // read by Open
 	recv    pglogrepl.LSN // the newest server position received
 	recvPub atomic.Uint64 // recv, for readers on other goroutines (metrics)
 	out     Output
@@ -136,10 +137,17 @@ func (s *Stream) Open(ctx context.Context) (pglogrepl.LSN, error) {
 	case slot.ConfirmedFlushLSN == 0:
 		return 0, fmt.Errorf("%w: replication slot %q has no confirmed position; recreate it with `pgoutbox setup`", ErrSlotPlugin, s.cfg.Slot)
 	}
+	if s.source, err = identify(ctx, conn, s.cfg.Slot, RoutingOf(s.cfg.Publication, s.cfg.Table)); err != nil {
+		return 0, err
+	}
 	s.start = slot.ConfirmedFlushLSN
 	s.received(slot.ConfirmedFlushLSN)
 	return s.start, nil
 }
+
+// Source returns the identity of the stream, read by Open (zero before): every event carries
+// it in its [HeaderSource] header.
+func (s *Stream) Source() Source { return s.source }
 
 // readSlot reads our slot through the replication connection, which accepts simple SQL queries.
 func (s *Stream) readSlot(ctx context.Context) (SlotInfo, error) {
@@ -177,6 +185,7 @@ func (s *Stream) Run(ctx context.Context, out Output) error {
 	}
 	s.out = out
 	s.dec = NewDecoder(s.cfg.Table)
+	s.dec.SetSource(s.source.Header())
 	defer func() {
 		if s.rcancel != nil {
 			s.rcancel()
@@ -189,6 +198,7 @@ func (s *Stream) Run(ctx context.Context, out Output) error {
 		return classifyStreamError(err, s.cfg)
 	}
 	s.log.Info().Stringer("start_lsn", s.start).Str("publication", s.cfg.Publication).
+		Str("source", s.source.Header()).Stringer("server_wal_end", s.source.WALEnd).
 		Str("table", s.cfg.Table.QualifiedName()).Msg("streaming started")
 
 	var txn uint64

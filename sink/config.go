@@ -90,6 +90,13 @@ type Config struct {
 	// authentication.
 	Security Security
 
+	// OnSkipped, when set, is called with the messages that are acknowledged without being
+	// sent, and why: SkipAlreadyInKafka when the partition's tail proves them to be there
+	// (see Publisher.BeginSession), e.g. to count them. They are also handed to Run's acked, like
+	// sent ones. It runs on a sending goroutine, possibly several at once: it must be quick and
+	// safe for concurrent use. Default none.
+	OnSkipped func(reason string, msgs []Message)
+
 	// OnError, when set, is called after every failed produce request with its kind —
 	// "retriable" (it will be sent again), "rejected" or "fatal" — e.g. to count failures in a
 	// metric. It runs on the sending goroutine: it must be quick. Default none.

@@ -63,13 +63,17 @@ func newKafkaClient(cfg Config) (*kafkaClient, error) {
 func (c *kafkaClient) produce(ctx context.Context, topic string, partition int, msgs []Message) error {
 	// Records are read once when encoded: build them again for every attempt.
 	records := make([]kafka.Record, len(msgs))
+	var routed []byte // HeaderPartitions, shared by the records routed with the same count
 	for i := range msgs {
 		m := &msgs[i]
+		if m.routed > 0 && (routed == nil || (i > 0 && msgs[i-1].routed != m.routed)) {
+			routed = partitionsHeader(m.routed)
+		}
 		records[i] = kafka.Record{
 			Time:    m.Time,
 			Key:     kafka.NewBytes(m.Key),
 			Value:   kafka.NewBytes(m.Value),
-			Headers: recordHeaders(m.Headers),
+			Headers: recordHeaders(m.Headers, routed, m.routed > 0),
 		}
 	}
 	res, err := c.client.Produce(ctx, &kafka.ProduceRequest{
@@ -92,13 +96,17 @@ func (c *kafkaClient) produce(ctx context.Context, topic string, partition int, 
 	return nil
 }
 
-func recordHeaders(hs []Header) []kafka.Header {
-	if len(hs) == 0 {
+// recordHeaders converts hs, and adds HeaderPartitions with value routed when withRouted.
+func recordHeaders(hs []Header, routed []byte, withRouted bool) []kafka.Header {
+	if len(hs) == 0 && !withRouted {
 		return nil
 	}
-	out := make([]kafka.Header, len(hs))
+	out := make([]kafka.Header, len(hs), len(hs)+1)
 	for i, h := range hs {
 		out[i] = kafka.Header{Key: h.Key, Value: h.Value}
+	}
+	if withRouted {
+		out = append(out, kafka.Header{Key: HeaderPartitions, Value: routed})
 	}
 	return out
 }

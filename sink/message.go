@@ -36,6 +36,8 @@ type Message struct {
 	Token uint64
 	// Size is the caller's accounting size, handed back unchanged; the sink does not use it.
 	Size int
+
+	routed int // the partition count the sink partitioned Key with; sent as HeaderPartitions
 }
 
 // Upper bounds of the record-batch encoding (Kafka message format v2), used to keep each

@@ -43,6 +43,9 @@ type Publisher struct {
 	meta  metadata
 	now   func() time.Time
 
+	tails  tails // this session's partition tails (dedupe.go)
+	reader tailReader
+
 	mu     sync.Mutex
 	counts map[string]partitionCount // topic -> cached partition count
 
@@ -69,6 +72,7 @@ func New(cfg Config, log zerolog.Logger) (*Publisher, error) {
 		kafka:  kc,
 		prod:   kc,
 		meta:   kc,
+		reader: kc,
 		now:    time.Now,
 		counts: make(map[string]partitionCount),
 	}, nil
@@ -132,7 +136,7 @@ func (p *Publisher) collect(ctx context.Context, first Message, in <-chan Messag
 	if err != nil {
 		return nil, nil, err
 	}
-	r.add(first, topicPartition{topic: topicOf(first, p.cfg.Topic), partition: h.partition(first.Key, n)})
+	r.add(routedWith(first, n), topicPartition{topic: topicOf(first, p.cfg.Topic), partition: h.partition(first.Key, n)})
 	for !r.full() {
 		var m Message
 		var ok bool
@@ -150,7 +154,7 @@ func (p *Publisher) collect(ctx context.Context, first Message, in <-chan Messag
 			// Send what we have; the next round waits for this topic's metadata.
 			return r, &m, nil
 		}
-		if !r.add(m, topicPartition{topic: topic, partition: h.partition(m.Key, n)}) {
+		if !r.add(routedWith(m, n), topicPartition{topic: topic, partition: h.partition(m.Key, n)}) {
 			return r, &m, nil
 		}
 	}

@@ -180,7 +180,9 @@ func TestPublisher_integration(t *testing.T) {
 		for _, r := range readAll(t, p, topic, part) {
 			key, _ := kafka.ReadAll(r.Key)
 			value, _ := kafka.ReadAll(r.Value)
-			if len(r.Headers) != 2 || r.Headers[0].Key != "id" || r.Headers[1].Key != "name" || string(r.Headers[1].Value) != "e" {
+			// The message's headers, in order, then the partition count the sink routed with.
+			if len(r.Headers) != 3 || r.Headers[0].Key != "id" || r.Headers[1].Key != "name" || string(r.Headers[1].Value) != "e" ||
+				r.Headers[2].Key != HeaderPartitions || string(r.Headers[2].Value) != strconv.Itoa(partitions) {
 				t.Fatalf("record %d of partition %d: headers %v", r.Offset, part, r.Headers)
 			}
 			i, err := strconv.Atoi(string(r.Headers[0].Value))

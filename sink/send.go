@@ -63,7 +63,18 @@ func (p *Publisher) sendBatch(ctx context.Context, tp topicPartition, msgs []Mes
 	log := p.log.With().Str("topic", tp.topic).Int("partition", tp.partition).Logger()
 	rl := newRetryLog(log, "kafka write", p.now)
 	for attempt := 1; ; attempt++ {
-		err := p.prod.produce(ctx, tp.topic, tp.partition, msgs)
+		// Skip what the partition's tail proves to be in Kafka (dedupe.go). This msgs shadows the
+		// whole batch on purpose: each attempt filters it again, as the tail may have been read
+		// again after a failure whose outcome was unknown.
+		msgs, err := p.unsent(ctx, tp, msgs, log)
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			rl.recovered(attempt)
+			return nil
+		}
+		err = p.prod.produce(ctx, tp.topic, tp.partition, msgs)
 		if err == nil {
 			rl.recovered(attempt)
 			return nil
@@ -103,6 +114,7 @@ func (p *Publisher) sendBatch(ctx context.Context, tp topicPartition, msgs []Mes
 		if staleMetadata(err) {
 			p.forgetPartitionCount(tp.topic)
 		}
+		p.produceFailed(tp, err)
 		wait := backoff(attempt, p.cfg.BackoffMin, p.cfg.BackoffMax)
 		rl.failed(err, attempt, wait)
 		if sleep(ctx, wait) != nil {
@@ -126,6 +138,7 @@ func (p *Publisher) deadLetter(ctx context.Context, tp topicPartition, m Message
 	}
 	var h murmur2
 	dtp := topicPartition{topic: dl.Topic, partition: h.partition(dl.Key, n)}
+	dl.routed = n
 	p.log.Error().Err(reason).Str("topic", tp.topic).Int("partition", tp.partition).Str("id", m.ID).
 		Str("dead_letter_topic", dl.Topic).Msg("kafka rejected a message; sending it to the dead-letter topic")
 	if err := p.sendBatch(ctx, dtp, []Message{dl}); err != nil {

@@ -101,6 +101,10 @@ func (b *bench) produceAll(ctx context.Context, pub *sink.Publisher, rows int) (
 	return took, nil
 }
 
+// benchSource is the source header of the benchmark's records: a made-up system, like a real one.
+var benchSource = []byte(capture.Source{SystemID: "7000000000000000001", Timeline: 1, Slot: "bench_s3",
+	Routing: capture.RoutingOf("bench_s3", capture.DefaultTable())}.Header())
+
 // benchMessage is the record the relay makes of backlog row k, alone in a transaction
 // committed at lsn: the relay's own headers and mapping (capture.StandardHeaders,
 // relay.ToMessage).
@@ -108,6 +112,6 @@ func (b *bench) benchMessage(k int64, lsn pglogrepl.LSN, commit time.Time) sink.
 	ev := capture.Event{XID: uint32(k), CommitLSN: lsn, CommitTime: commit, ID: strconv.FormatInt(k, 10),
 		Channel: "ch-" + strconv.FormatInt(k%int64(b.opts.channels), 10), Name: "bench.event",
 		Payload: benchPayload(k, b.opts.channels)}
-	ev.Headers = capture.StandardHeaders(&ev)
+	ev.Headers = capture.StandardHeaders(&ev, benchSource)
 	return relay.ToMessage(uint64(k), &ev, ev.Size())
 }
