@@ -51,6 +51,7 @@ type Config struct {
 	KafkaBackoffMax     time.Duration // longest wait between retries of a failed write
 	KafkaCompression    string        // none|gzip|snappy|lz4|zstd
 
+	ExactlyOnce     bool   // skip rows an earlier session already wrote to Kafka (tail reads)
 	OnBadRow        string // stop|dead-letter: what a row that cannot be published does
 	DeadLetterTopic string // topic of dead-lettered rows
 	Retention       string // none|delete-after-publish
@@ -121,7 +122,7 @@ func (c *Config) settings() []setting {
 		KafkaBatchMessages: sink.DefaultMaxBatchMessages, KafkaRequestBytes: sink.DefaultMaxRequestBytes,
 		KafkaRequestTimeout: sink.DefaultRequestTimeout, KafkaBackoffMax: sink.DefaultMaxBackoff,
 		KafkaCompression: sink.DefaultCompression, ReplicationFactor: 1,
-		OnBadRow: "stop", Retention: "none", JanitorBatch: relay.DefaultJanitorBatch,
+		ExactlyOnce: true, OnBadRow: "stop", Retention: "none", JanitorBatch: relay.DefaultJanitorBatch,
 		MonitorInterval: relay.DefaultMonitorInterval,
 		LagWarnBytes:    capture.DefaultLagWarnBytes, LagCriticalBytes: capture.DefaultLagCriticalBytes,
 		LagKeepFraction: capture.DefaultKeepFraction, LagWarnAge: capture.DefaultAgeWarn, LagCriticalAge: capture.DefaultAgeCritical,
@@ -162,6 +163,7 @@ func (c *Config) settings() []setting {
 		{"kafka-sasl-username", "SASL username", (*stringValue)(&c.KafkaSASLUsername), scopeRun | scopeSetup},
 		{"kafka-sasl-password", "SASL password; prefer --kafka-sasl-password-file: other processes of the host can read a command line or environment", (*stringValue)(&c.KafkaSASLPassword), scopeRun | scopeSetup},
 		{"kafka-sasl-password-file", "file holding the SASL password (e.g. a container secret), instead of --kafka-sasl-password", &secretFile{path: &c.KafkaSASLPasswordFile, secret: &c.KafkaSASLPassword, of: "kafka-sasl-password"}, scopeRun | scopeSetup},
+		{"exactly-once", "after a restart, read each Kafka partition's last record and do not send again what it proves is there; false = at-least-once (e.g. for one run after restoring the database from a file-system copy)", (*boolValue)(&c.ExactlyOnce), scopeRun},
 		{"on-bad-row", "stop (halt, naming the row; the slot is not advanced past it) or dead-letter (publish the raw row and the reason to --dead-letter-topic, then go on)", (*stringValue)(&c.OnBadRow), scopeRun | scopeSetup},
 		{"dead-letter-topic", `topic of dead-lettered rows; empty = "<topic>.dlq"`, (*stringValue)(&c.DeadLetterTopic), scopeRun | scopeSetup},
 		{"retention", "none (the application deletes outbox rows) or delete-after-publish (pgoutbox deletes each row once Kafka acknowledged it)", (*stringValue)(&c.Retention), scopeRun},

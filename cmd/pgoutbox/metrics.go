@@ -21,6 +21,7 @@ type metrics struct {
 	bytesPublished  prometheus.Counter
 	publishErrors   *prometheus.CounterVec
 	deadLettered    *prometheus.CounterVec
+	skipped         *prometheus.CounterVec
 	sessions        prometheus.Counter
 	commitToAck     prometheus.Histogram
 
@@ -62,6 +63,9 @@ func newMetrics() *metrics {
 	m.deadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pgoutbox_dead_lettered_total", Help: "Rows sent to the dead-letter topic, by stage: decode (bad column values) or kafka (rejected by the broker).",
 	}, []string{"stage"})
+	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgoutbox_events_skipped_total", Help: "Rows acknowledged without being sent, by reason: already_in_kafka (a partition's last record proves an earlier session wrote them). They count in pgoutbox_events_published_total too.",
+	}, []string{"reason"})
 	m.sessions = counter("pgoutbox_replication_connects_total", "Replication sessions started (1 + reconnections).")
 	m.commitToAck = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "pgoutbox_commit_to_ack_seconds",
@@ -81,7 +85,7 @@ func newMetrics() *metrics {
 	progress := func(f func(relay.Progress) float64) func() float64 {
 		return func() float64 { return f(m.progress()) }
 	}
-	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.deadLettered, m.sessions, m.commitToAck,
+	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.deadLettered, m.skipped, m.sessions, m.commitToAck,
 		m.slotUnconfirmed, m.slotRetained, m.slotSafeWAL, m.slotKeepSize, m.slotActive, m.slotWALStatus, m.alarmLevel,
 		gaugeFunc("pgoutbox_inflight_events", "Rows read from PostgreSQL and not yet acknowledged by Kafka.",
 			progress(func(p relay.Progress) float64 { return float64(p.InFlightRows) })),
@@ -109,6 +113,7 @@ func newMetrics() *metrics {
 	for _, stage := range []string{"decode", "kafka"} {
 		m.deadLettered.WithLabelValues(stage)
 	}
+	m.skipped.WithLabelValues(sink.SkipAlreadyInKafka)
 	return m
 }
 

@@ -65,6 +65,7 @@ func (c *Config) relayConfig() relay.Config {
 		MonitorInterval: c.MonitorInterval,
 		Thresholds:      c.thresholds(),
 		JanitorBatch:    c.JanitorBatch,
+		AtLeastOnce:     !c.ExactlyOnce,
 	}
 }
 
@@ -84,6 +85,7 @@ func (c *Config) sinkConfig(m *metrics) sink.Config {
 		OnError:          m.publishError,
 		DeadLetterTopic:  c.DeadLetter(),
 		OnDeadLetter:     func(sink.Message, error) { m.deadLettered.WithLabelValues("kafka").Inc() },
+		OnSkipped:        func(reason string, msgs []sink.Message) { m.skipped.WithLabelValues(reason).Add(float64(len(msgs))) },
 		Brokers:          c.Brokers(),
 		Topic:            c.Topic,
 		MaxBatchMessages: c.KafkaBatchMessages,

@@ -9,18 +9,23 @@ import (
 )
 
 // Stream is one replication session ([capture.Stream]): Open connects and returns the slot's
-// confirmed position, Run hands transactions to the Output until ctx is done, Close sends the
-// final status update.
+// confirmed position, Source then identifies the stream (system, timeline and its history,
+// slot, routing), Run hands transactions to the Output until ctx is done, Close sends the final
+// status update.
 type Stream interface {
 	Open(ctx context.Context) (capture.LSN, error)
+	Source() capture.Source
 	Run(ctx context.Context, out capture.Output) error
 	Close(ctx context.Context) error
 	Received() capture.LSN
 }
 
 // Publisher writes messages to Kafka in order and calls acked for each acknowledged batch
-// ([sink.Publisher]). Run returns when in is closed and drained, or ctx is done.
+// ([sink.Publisher]). Run returns when in is closed and drained, or ctx is done. BeginSession
+// tells it which stream the next Run publishes, so that it can find, partition by partition,
+// what an earlier session already wrote (exactly-once); the zero Source turns that off.
 type Publisher interface {
+	BeginSession(src sink.Source)
 	Run(ctx context.Context, in <-chan sink.Message, acked func([]sink.Message)) error
 }
 

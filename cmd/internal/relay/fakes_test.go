@@ -77,6 +77,10 @@ func (s *fakeStream) Close(context.Context) error {
 
 func (s *fakeStream) Received() capture.LSN { return 0 }
 
+func (s *fakeStream) Source() capture.Source {
+	return capture.Source{SystemID: "7000000000000000001", Timeline: 1, Slot: "s", Routing: "00000000"}
+}
+
 func (s *fakeStream) finalConfirmed() (capture.LSN, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -114,8 +118,15 @@ type fakePublisher struct {
 	err       error
 	ackTwice  bool
 
-	mu    sync.Mutex
-	acked []string
+	mu       sync.Mutex
+	acked    []string
+	sessions []sink.Source
+}
+
+func (p *fakePublisher) BeginSession(src sink.Source) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sessions = append(p.sessions, src)
 }
 
 func (p *fakePublisher) Run(ctx context.Context, in <-chan sink.Message, acked func([]sink.Message)) error {

@@ -48,6 +48,10 @@ type Config struct {
 	Thresholds capture.Thresholds
 	// JanitorBatch is the most rows one DELETE removes, with a Deleter. Default 1000.
 	JanitorBatch int
+	// AtLeastOnce turns exactly-once off: every row after the slot's confirmed position is
+	// sent again after a restart, even when Kafka already holds it. For a database restored
+	// from a file-system copy, whose history went back (see sink's tail guards).
+	AtLeastOnce bool
 }
 
 func (c *Config) fillDefaults() {

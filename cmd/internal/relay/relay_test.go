@@ -278,3 +278,34 @@ func TestJitter(t *testing.T) {
 		}
 	}
 }
+
+// TestRelay_Run_TellsThePublisherEachSessionsSource: every session, including one after a
+// reconnection, starts the publisher's tail checks with that stream's identity; AtLeastOnce
+// hands it the zero Source (no tail reads, no skips).
+func TestRelay_Run_TellsThePublisherEachSessionsSource(t *testing.T) {
+	for _, atLeastOnce := range []bool{false, true} {
+		first := &fakeStream{start: 100, runErr: connLost()}
+		second := &fakeStream{start: 100}
+		pub := &fakePublisher{}
+		r, _, obs := testRelay(t, &streams{list: []*fakeStream{first, second}}, pub, healthySlot(), nil, false)
+		r.cfg.AtLeastOnce = atLeastOnce
+		ctx, cancel := context.WithCancel(context.Background())
+		wait := runAsync(ctx, r)
+		eventually(t, "the second session", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.started == 2 })
+		cancel()
+		if err := wait(t); err != nil {
+			t.Fatal(err)
+		}
+		pub.mu.Lock()
+		got := pub.sessions
+		pub.mu.Unlock()
+		if len(got) != 2 {
+			t.Fatalf("AtLeastOnce=%v: BeginSession called %d times, want once per session (2)", atLeastOnce, len(got))
+		}
+		for _, src := range got {
+			if want := !atLeastOnce; (src.SystemID != "" && src.Slot == "s") != want {
+				t.Errorf("AtLeastOnce=%v: BeginSession(%+v)", atLeastOnce, src)
+			}
+		}
+	}
+}

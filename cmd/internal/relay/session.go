@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/sink"
 )
 
@@ -52,6 +53,11 @@ func (r *Relay) session(ctx context.Context) error {
 	start, err := stream.Open(ctx)
 	if err != nil {
 		return err
+	}
+	if r.cfg.AtLeastOnce {
+		r.deps.Publisher.BeginSession(sink.Source{})
+	} else {
+		r.deps.Publisher.BeginSession(sinkSource(stream.Source()))
 	}
 	// The sink runs on a context of its own: a shutdown stops the stream at once, but lets the
 	// sink deliver what is in flight for up to ShutdownTimeout.
@@ -148,4 +154,15 @@ func (r *Relay) deliver(ctx context.Context, s *session) error {
 		return err
 	}
 	return sinkErr
+}
+
+// sinkSource hands the stream's identity to the sink, which checks each partition's tail
+// against it before trusting it.
+func sinkSource(s capture.Source) sink.Source {
+	hist := make([]sink.TimelineSwitch, len(s.History))
+	for i, h := range s.History {
+		hist[i] = sink.TimelineSwitch{Timeline: h.Timeline, End: uint64(h.End)}
+	}
+	return sink.Source{SystemID: s.SystemID, Timeline: s.Timeline, Slot: s.Slot, Routing: s.Routing,
+		History: hist, WALEnd: uint64(s.WALEnd)}
 }
