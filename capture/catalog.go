@@ -148,26 +148,11 @@ func EnsureTable(ctx context.Context, q Querier, t Table) (created bool, err err
 // CheckPublication verifies that the publication exists, publishes inserts and includes the
 // outbox table.
 func CheckPublication(ctx context.Context, q Querier, publication string, t Table) error {
-	var inserts, hasTable bool
-	err := q.QueryRow(ctx, `SELECT p.pubinsert, EXISTS (SELECT 1 FROM pg_publication_tables pt
-		WHERE pt.pubname = p.pubname AND pt.schemaname = $2 AND pt.tablename = $3)
-		FROM pg_publication p WHERE p.pubname = $1`, publication, t.Schema, t.Name).Scan(&inserts, &hasTable)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%w: publication %q does not exist in this database: create it with `pgoutbox setup`",
-			ErrNoPublication, publication)
-	}
+	st, err := ReadPublicationState(ctx, q, publication, t)
 	if err != nil {
-		return fmt.Errorf("read publication %q: %w", publication, err)
+		return err
 	}
-	if !hasTable {
-		return fmt.Errorf("%w: publication %q does not include %s: run ALTER PUBLICATION %s ADD TABLE %s",
-			ErrNoPublication, publication, t.QualifiedName(), quote(publication), t.QualifiedName())
-	}
-	if !inserts {
-		return fmt.Errorf("%w: publication %q does not publish inserts: run ALTER PUBLICATION %s SET (publish = 'insert')",
-			ErrNoPublication, publication, quote(publication))
-	}
-	return nil
+	return st.Problem(publication, t)
 }
 
 // EnsurePublication creates the publication when it does not exist, or verifies the existing one.

@@ -153,6 +153,12 @@ func (m *metrics) publishError(kind string, _ error) {
 	m.publishErrors.WithLabelValues(kind).Inc()
 }
 
+// PublicationLost implements relay.Observer: the lost alarm, from the publication guard.
+func (m *metrics) PublicationLost(err error) {
+	m.alarmLevel.Set(float64(capture.LevelLost))
+	m.health.setAlarm(capture.LevelLost, err.Error())
+}
+
 // SlotChecked implements relay.Observer: it exports one reading of the slot monitor.
 func (m *metrics) SlotChecked(st capture.SlotStatus, level capture.Level, reasons []string) {
 	m.health.setAlarm(level, capture.FormatReasons(reasons))

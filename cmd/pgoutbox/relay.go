@@ -29,16 +29,17 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	}
 	defer func() { _ = pub.Close() }()
 
-	rl := relay.New(cfg.relayConfig(), relay.Deps{
+	rl := relay.New(cfg.relayConfig(table), relay.Deps{
 		NewStream: func() relay.Stream {
 			// Its "streaming started" line names the topic.
 			return capture.NewStream(cfg.streamConfig(table), log.With().Str("topic", cfg.Topic).Logger())
 		},
-		Publisher: pub,
-		Slots:     &slotReader{url: cfg.DatabaseURL, slot: cfg.Slot},
-		Deleter:   cfg.deleter(table),
-		Observer:  m,
-		Log:       log,
+		Publisher:   pub,
+		Slots:       &slotReader{catalog: catalog{url: cfg.DatabaseURL}, slot: cfg.Slot},
+		Publication: &publicationReader{catalog: catalog{url: cfg.DatabaseURL}, publication: cfg.Publication, table: table},
+		Deleter:     cfg.deleter(table),
+		Observer:    m,
+		Log:         log,
 	})
 	m.progress = rl.Progress
 
@@ -56,9 +57,11 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	return rl.Run(ctx)
 }
 
-func (c *Config) relayConfig() relay.Config {
+func (c *Config) relayConfig(table capture.Table) relay.Config {
 	return relay.Config{
 		Slot:            c.Slot,
+		Publication:     c.Publication,
+		Table:           table,
 		Window:          checkpoint.Limits{MaxEvents: c.MaxInflightEvents, MaxBytes: c.MaxInflightBytes},
 		ShutdownTimeout: c.ShutdownTimeout,
 		ReconnectMax:    c.ReconnectMax,
@@ -152,27 +155,63 @@ func preflight(ctx context.Context, cfg *Config, table capture.Table, pub *sink.
 	return nil
 }
 
-// slotReader reads the slot's figures for the relay's monitor, keeping one connection open
-// between checks and opening a new one after a failure.
+// catalog is a normal connection for the relay's periodic checks, opened on first use and
+// again after a failure.
+type catalog struct {
+	url  string
+	conn *pgx.Conn
+}
+
+func (c *catalog) connect(ctx context.Context) (*pgx.Conn, error) {
+	if c.conn == nil {
+		conn, err := pgx.Connect(ctx, c.url)
+		if err != nil {
+			return nil, capture.ClassifyConnectError(err)
+		}
+		c.conn = conn
+	}
+	return c.conn, nil
+}
+
+func (c *catalog) Close() {
+	if c.conn != nil {
+		_ = c.conn.Close(context.Background())
+		c.conn = nil
+	}
+}
+
+// slotReader reads the slot's figures for the relay's monitor.
 type slotReader struct {
-	url, slot string
-	conn      *pgx.Conn
+	catalog
+	slot string
 }
 
 func (s *slotReader) ReadSlotStatus(ctx context.Context) (capture.SlotStatus, error) {
-	if s.conn == nil {
-		conn, err := pgx.Connect(ctx, s.url)
-		if err != nil {
-			return capture.SlotStatus{}, capture.ClassifyConnectError(err)
-		}
-		s.conn = conn
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return capture.SlotStatus{}, err
 	}
-	return capture.ReadSlotStatus(ctx, s.conn, s.slot)
+	return capture.ReadSlotStatus(ctx, conn, s.slot)
 }
 
-func (s *slotReader) Close() {
-	if s.conn != nil {
-		_ = s.conn.Close(context.Background())
-		s.conn = nil
+// publicationReader checks the publication for the relay's guard, on a connection of its own.
+type publicationReader struct {
+	catalog
+	publication string
+	table       capture.Table
+}
+
+// ReadPublication reads the WAL position, then the publication's state: two statements, so
+// that the state's snapshot is taken after the position (see relay's pubGuard).
+func (p *publicationReader) ReadPublication(ctx context.Context) (capture.LSN, capture.PublicationState, error) {
+	conn, err := p.connect(ctx)
+	if err != nil {
+		return 0, capture.PublicationState{}, err
 	}
+	wal, err := capture.CurrentWAL(ctx, conn)
+	if err != nil {
+		return 0, capture.PublicationState{}, err
+	}
+	st, err := capture.ReadPublicationState(ctx, conn, p.publication, p.table)
+	return wal, st, err
 }

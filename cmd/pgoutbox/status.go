@@ -49,6 +49,18 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 		return statusExitUnknown, err
 	}
 	level, reasons := cfg.thresholds().Evaluate(st)
+	// A publication that no longer covers the outbox inserts loses events as surely as a lost
+	// slot: PostgreSQL does not send them.
+	if table, err := cfg.Table(); err == nil {
+		pst, err := capture.ReadPublicationState(cctx, conn, cfg.Publication, table)
+		if err != nil {
+			return statusExitUnknown, err
+		}
+		if problem := pst.Problem(cfg.Publication, table); problem != nil {
+			level = capture.LevelLost
+			reasons = append([]string{problem.Error() + " (inserts committed meanwhile are not sent to Kafka)"}, reasons...)
+		}
+	}
 	rep := slotReport{
 		Slot: cfg.Slot, Level: level.String(), Reasons: reasons, Action: capture.Advice(level, cfg.Slot),
 		Exists: st.Exists, WALStatus: st.WALStatus, Active: st.Active, ActivePID: st.ActivePID,

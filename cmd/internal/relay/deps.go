@@ -36,6 +36,13 @@ type SlotReader interface {
 	Close()
 }
 
+// PublicationReader checks the publication for the relay's guard: it reads the WAL position
+// first, then, in a later statement, the publication's state. It keeps its own connection.
+type PublicationReader interface {
+	ReadPublication(ctx context.Context) (capture.LSN, capture.PublicationState, error)
+	Close()
+}
+
 // Deleter deletes published outbox rows ([capture.OutboxDeleter]); with one, the relay
 // confirms a row only after its DELETE committed (--retention=delete-after-publish).
 type Deleter interface {
@@ -68,6 +75,8 @@ type Observer interface {
 	DeadLettered()
 	// SlotChecked: one reading of the slot monitor and the alarm it raises.
 	SlotChecked(st capture.SlotStatus, level capture.Level, reasons []string)
+	// PublicationLost: the publication stopped covering the outbox inserts (the lost alarm).
+	PublicationLost(err error)
 }
 
 // NopObserver observes nothing.
@@ -78,3 +87,4 @@ func (NopObserver) SessionEnded(error)                                      {}
 func (NopObserver) Published([]sink.Message)                                {}
 func (NopObserver) DeadLettered()                                           {}
 func (NopObserver) SlotChecked(capture.SlotStatus, capture.Level, []string) {}
+func (NopObserver) PublicationLost(error)                                   {}

@@ -265,7 +265,10 @@ type recordingObserver struct {
 	ended    []error
 	levels   []capture.Level
 	messages int
+	lost     error
 }
+
+func (o *recordingObserver) PublicationLost(err error) { o.mu.Lock(); o.lost = err; o.mu.Unlock() }
 
 func (o *recordingObserver) SessionStarted() { o.mu.Lock(); o.started++; o.mu.Unlock() }
 func (o *recordingObserver) SessionEnded(err error) {

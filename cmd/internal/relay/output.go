@@ -3,6 +3,7 @@ package relay
 import (
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/checkpoint"
@@ -16,15 +17,17 @@ import (
 type output struct {
 	tracker *checkpoint.Tracker
 	queue   chan sink.Message // capacity = the window's event limit, so a send never blocks
+	ceiling *atomic.Uint64    // the publication guard's proven position (see pubGuard)
 
 	onDeadLetter func() // counts rows the stream routed to the dead-letter topic
 }
 
 var _ capture.Output = (*output)(nil)
 
-func newOutput(start capture.LSN, lim checkpoint.Limits) *output {
+func newOutput(start capture.LSN, lim checkpoint.Limits, ceiling *atomic.Uint64) *output {
 	return &output{
 		tracker:      checkpoint.NewTracker(checkpoint.LSN(start), lim),
+		ceiling:      ceiling,
 		queue:        make(chan sink.Message, lim.MaxEvents),
 		onDeadLetter: func() {},
 	}
@@ -61,7 +64,12 @@ func (o *output) Commit(txn uint64, c capture.Commit) error {
 
 func (o *output) Idle(walEnd capture.LSN) { o.tracker.Idle(checkpoint.LSN(walEnd)) }
 
-func (o *output) Confirmed() capture.LSN { return capture.LSN(o.tracker.Confirmed()) }
+// Confirmed is the ledger's watermark, held at the publication guard's ceiling: WAL after it
+// may hold inserts that PostgreSQL did not send. The stream never sends less than the slot's
+// start position.
+func (o *output) Confirmed() capture.LSN {
+	return capture.LSN(min(uint64(o.tracker.Confirmed()), o.ceiling.Load()))
+}
 
 func (o *output) Busy() bool { return o.tracker.Pending() > 0 }
 

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,7 +15,7 @@ import (
 // the confirmed position moves over a transaction only once all its rows are acknowledged, in
 // whatever order the sink hands them back.
 func TestOutput_ConfirmsOnlyAckedTransactions(t *testing.T) {
-	o := newOutput(100, checkpoint.Limits{MaxEvents: 10, MaxBytes: 1 << 20})
+	o := newOutput(100, checkpoint.Limits{MaxEvents: 10, MaxBytes: 1 << 20}, noCeiling())
 	offer := func(txn uint64, ch string) {
 		t.Helper()
 		ok, err := o.Offer(txn, capture.Event{Channel: ch, Payload: []byte("{}")})
@@ -59,7 +61,7 @@ func TestOutput_ConfirmsOnlyAckedTransactions(t *testing.T) {
 }
 
 func TestOutput_WindowFull(t *testing.T) {
-	o := newOutput(100, checkpoint.Limits{MaxEvents: 2, MaxBytes: 1 << 20})
+	o := newOutput(100, checkpoint.Limits{MaxEvents: 2, MaxBytes: 1 << 20}, noCeiling())
 	txn := o.Begin(capture.Begin{})
 	for i, want := range []bool{true, true, false} {
 		ok, err := o.Offer(txn, capture.Event{Channel: "c"})
@@ -77,5 +79,30 @@ func TestOutput_WindowFull(t *testing.T) {
 	}
 	if ok, _ := o.Offer(txn, capture.Event{Channel: "c"}); !ok {
 		t.Fatal("offer refused after an ack freed room")
+	}
+}
+
+func noCeiling() *atomic.Uint64 {
+	var c atomic.Uint64
+	c.Store(math.MaxUint64)
+	return &c
+}
+
+// TestOutput_ConfirmedHeldAtTheCeiling: the publication guard's ceiling caps what is confirmed,
+// whatever the ledger's watermark.
+func TestOutput_ConfirmedHeldAtTheCeiling(t *testing.T) {
+	var ceiling atomic.Uint64
+	o := newOutput(100, checkpoint.Limits{MaxEvents: 2, MaxBytes: 1 << 20}, &ceiling)
+	o.Idle(500)
+	if got := o.Confirmed(); got != 0 {
+		t.Fatalf("confirmed %v before any publication check, want 0 (the stream then sends its start)", got)
+	}
+	ceiling.Store(300)
+	if got := o.Confirmed(); got != 300 {
+		t.Fatalf("confirmed %v, want the ceiling 300", got)
+	}
+	ceiling.Store(900)
+	if got := o.Confirmed(); got != 500 {
+		t.Fatalf("confirmed %v, want the watermark 500 under a higher ceiling", got)
 	}
 }

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ const (
 	DefaultReconnectMax      = 30 * time.Second
 	DefaultStandbyPoll       = 2 * time.Second
 	DefaultMonitorInterval   = 5 * time.Second
+	DefaultPublicationCheck  = time.Second
 	DefaultJanitorBatch      = 1000
 )
 
@@ -30,6 +32,12 @@ const (
 type Config struct {
 	// Slot names the replication slot, in log lines and alarm advice.
 	Slot string
+	// Publication and Table name what the publication guard verifies.
+	Publication string
+	Table       capture.Table
+	// PublicationInterval is how often the publication is checked. Confirmation trails the
+	// stream by one to two intervals (see pubGuard). Default 1s.
+	PublicationInterval time.Duration
 	// Window bounds the rows and bytes in flight between PostgreSQL and Kafka. No default
 	// here (DefaultMaxInflightEvents and DefaultMaxInflightBytes are the command's).
 	Window checkpoint.Limits
@@ -64,6 +72,7 @@ func (c *Config) fillDefaults() {
 	def(&c.ReconnectMax, DefaultReconnectMax)
 	def(&c.StandbyPoll, DefaultStandbyPoll)
 	def(&c.MonitorInterval, DefaultMonitorInterval)
+	def(&c.PublicationInterval, DefaultPublicationCheck)
 	if c.JanitorBatch <= 0 {
 		c.JanitorBatch = DefaultJanitorBatch
 	}
@@ -75,6 +84,9 @@ type Deps struct {
 	NewStream func() Stream
 	Publisher Publisher
 	Slots     SlotReader
+	// Publication, when set, guards confirmation against a publication that stops covering
+	// the outbox (the command always sets it; unit tests of other paths leave it out).
+	Publication PublicationReader
 	// Deleter, when set, turns on --retention=delete-after-publish.
 	Deleter  Deleter
 	Observer Observer // default: NopObserver
@@ -93,6 +105,7 @@ type Relay struct {
 	obs   Observer
 
 	current atomic.Pointer[session] // the streaming session, for Progress and the monitor
+	ceiling atomic.Uint64           // the publication guard's proven position: confirm no further
 }
 
 // New returns a relay with cfg's defaults filled in.
@@ -104,8 +117,12 @@ func New(cfg Config, deps Deps) *Relay {
 	if deps.Clock == nil {
 		deps.Clock = realClock{}
 	}
-	return &Relay{cfg: cfg, deps: deps, log: deps.Log.With().Str("component", "relay").Logger(),
+	r := &Relay{cfg: cfg, deps: deps, log: deps.Log.With().Str("component", "relay").Logger(),
 		clock: deps.Clock, obs: deps.Observer}
+	if deps.Publication == nil {
+		r.ceiling.Store(math.MaxUint64) // no guard: the ledger alone decides
+	}
+	return r
 }
 
 // Run streams sessions and monitors the slot until ctx is cancelled, which is a clean exit
@@ -115,6 +132,7 @@ func New(cfg Config, deps Deps) *Relay {
 func (r *Relay) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.monitor(gctx) })
+	g.Go(func() error { return r.guardPublication(gctx) })
 	g.Go(func() error { return r.sessions(gctx) })
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
@@ -173,7 +191,7 @@ func (r *Relay) Progress() Progress {
 	if s == nil {
 		return Progress{}
 	}
-	p := Progress{Confirmed: s.out.Confirmed(), Received: s.stream.Received()}
+	p := Progress{Confirmed: max(s.out.Confirmed(), s.start), Received: s.stream.Received()}
 	p.InFlightRows, p.InFlightBytes = s.out.tracker.InFlight()
 	if t, ok := s.out.tracker.OldestUnacked(); ok {
 		p.OldestUnacked = r.clock.Now().Sub(t)

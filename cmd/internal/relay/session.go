@@ -15,6 +15,7 @@ import (
 type session struct {
 	stream Stream
 	out    *output
+	start  capture.LSN
 
 	mu    sync.Mutex
 	fatal error // the first failure that must stop the relay (ledger, retention)
@@ -66,7 +67,8 @@ func (r *Relay) session(ctx context.Context) error {
 	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSink()
 
-	s := &session{stream: stream, out: newOutput(start, r.cfg.Window), stop: func() { stopStream(); stopSink() }}
+	s := &session{stream: stream, out: newOutput(start, r.cfg.Window, &r.ceiling), start: start,
+		stop: func() { stopStream(); stopSink() }}
 	s.out.onDeadLetter = r.obs.DeadLettered
 	r.current.Store(s)
 	r.obs.SessionStarted()

@@ -1,0 +1,133 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pgoutbox/pgoutbox/capture"
+)
+
+// ErrPublicationGap means the publication stopped covering the outbox's inserts while the
+// relay streamed: PostgreSQL did not send the inserts committed in that stretch of WAL, and
+// no keepalive may confirm past them. It is the "lost" alarm; the relay stops.
+var ErrPublicationGap = errors.New("the publication stopped covering the outbox inserts")
+
+// pubGuard decides, from periodic checks of the publication, how far the relay may confirm.
+//
+// A check reads the WAL position P first, then the publication's state in a later statement
+// (a later snapshot). If the state is good and its catalog rows are the very ones seen at the
+// first check (same Version: nothing changed, not even for a moment), no change to the
+// publication committed before P — but a change whose commit record is before P may not be
+// visible yet (a commit is written to WAL before it becomes visible, and stays invisible while
+// it waits for a synchronous standby). So a good check proves the WAL before the *previous*
+// check's P, by which time any such change is visible: that is the ceiling of confirmation.
+// It is pure: the relay feeds it readings.
+type pubGuard struct {
+	version string      // the publication's Version at the first check
+	prev    capture.LSN // P of the last good check; 0 before the first
+	prevAt  time.Time
+	ceiling capture.LSN // the position proven good; 0 = none yet (nothing past the start)
+	proven  time.Time   // when ceiling was read
+}
+
+// observe takes one check and returns the new ceiling, or an error wrapping
+// ErrPublicationGap that names the stretch in which events may be missing.
+func (g *pubGuard) observe(wal capture.LSN, st capture.PublicationState, at time.Time, publication string, t capture.Table) (capture.LSN, error) {
+	problem := st.Problem(publication, t)
+	changed := g.version != "" && st.Version != g.version
+	if problem != nil || changed {
+		reason := fmt.Sprintf("publication %q changed since the relay started (its table dropped and re-added, or publish = … changed, even if changed back)", publication)
+		if problem != nil {
+			reason = strings.TrimPrefix(problem.Error(), capture.ErrNoPublication.Error()+": ")
+		}
+		return g.ceiling, &gapError{reason: reason, from: g.ceiling, fromAt: g.proven, to: wal, toAt: at, dropped: !st.Exists,
+			publication: publication, table: t}
+	}
+	if g.version == "" {
+		g.version = st.Version
+	} else {
+		g.ceiling, g.proven = g.prev, g.prevAt
+	}
+	g.prev, g.prevAt = wal, at
+	return g.ceiling, nil
+}
+
+// gapError names the stretch of WAL in which the publication may not have covered the outbox.
+type gapError struct {
+	reason      string
+	from, to    capture.LSN
+	fromAt      time.Time
+	toAt        time.Time
+	dropped     bool // the publication itself is gone
+	publication string
+	table       capture.Table
+}
+
+func (e *gapError) Is(target error) bool {
+	return target == ErrPublicationGap || target == capture.ErrNoPublication
+}
+
+func (e *gapError) Error() string {
+	from := fmt.Sprintf("%s (proven good at %s)", e.from, e.fromAt.UTC().Format(time.RFC3339))
+	if e.from == 0 {
+		from = "the slot's confirmed position when the relay started"
+	}
+	fix := "fix the publication, re-publish the outbox rows committed in that stretch, then start the relay again"
+	if e.dropped {
+		// A slot cannot decode past a DROP PUBLICATION even once it is re-created: pgoutput
+		// looks publications up as of the WAL it decodes.
+		fix = "re-create the publication and the slot (`pgoutbox drop-slot --yes`, then `pgoutbox setup`): this slot can never decode past the drop, " +
+			"then re-publish the outbox rows committed in that stretch"
+	}
+	return fmt.Sprintf("%v: %s; PostgreSQL did not send the inserts committed in that stretch, so events committed after %s "+
+		"and up to %s (%s) may be missing from Kafka, and the slot was not confirmed past the first of them; to recover: %s, e.g. "+
+		"INSERT INTO %s (…) SELECT … FROM %s WHERE <its time column> >= '%s' minus the longest transaction, in id order",
+		ErrPublicationGap, e.reason, from, e.to, e.toAt.UTC().Format(time.RFC3339), fix,
+		e.table.QualifiedName(), e.table.QualifiedName(), e.fromAt.UTC().Format(time.RFC3339))
+}
+
+// guardPublication checks the publication every PublicationInterval until ctx is done
+// (ctx.Err()) or a check finds a gap (the error). It raises the confirmation ceiling after
+// each good check.
+func (r *Relay) guardPublication(ctx context.Context) error {
+	if r.deps.Publication == nil {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	defer r.deps.Publication.Close()
+	g := &pubGuard{proven: r.clock.Now()}
+	for {
+		if err := r.checkPublication(ctx, g); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.clock.After(r.cfg.PublicationInterval):
+		}
+	}
+}
+
+func (r *Relay) checkPublication(ctx context.Context, g *pubGuard) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	wal, st, err := r.deps.Publication.ReadPublication(cctx)
+	if err != nil {
+		// The ceiling stays where it is: confirmation waits, nothing is assumed.
+		if ctx.Err() == nil {
+			r.log.Warn().Err(err).Msg("cannot check the publication; confirmation waits until a check succeeds")
+		}
+		r.deps.Publication.Close()
+		return nil
+	}
+	ceiling, err := g.observe(wal, st, r.clock.Now(), r.cfg.Publication, r.cfg.Table)
+	if err != nil {
+		r.obs.PublicationLost(err)
+		return err
+	}
+	r.ceiling.Store(uint64(ceiling))
+	return nil
+}

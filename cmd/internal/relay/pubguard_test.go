@@ -1,0 +1,120 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgoutbox/pgoutbox/capture"
+)
+
+var guardTable = capture.Table{Schema: "public", Name: "outbox"}
+
+func good(version string) capture.PublicationState {
+	return capture.PublicationState{Exists: true, PublishesInserts: true, IncludesTable: true, Version: version}
+}
+
+func TestPubGuard_Observe(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1_700_000_000, 0)
+	steps := []struct {
+		wal     capture.LSN
+		st      capture.PublicationState
+		ceiling capture.LSN
+		gap     bool
+	}{
+		{100, good("v1"), 0, false},   // the first check proves nothing yet
+		{200, good("v1"), 100, false}, // the second proves the first's position
+		{300, good("v1"), 200, false},
+		{400, good("v2"), 200, true}, // changed and back in between: a new version
+	}
+	g := &pubGuard{}
+	for i, s := range steps {
+		ceiling, err := g.observe(s.wal, s.st, t0.Add(time.Duration(i)*time.Second), "pub", guardTable)
+		if ceiling != s.ceiling || (err != nil) != s.gap {
+			t.Fatalf("step %d: observe = %v, %v; want ceiling %v, gap %v", i, ceiling, err, s.ceiling, s.gap)
+		}
+		if s.gap {
+			if !errors.Is(err, ErrPublicationGap) {
+				t.Fatalf("step %d: %v does not wrap ErrPublicationGap", i, err)
+			}
+			for _, want := range []string{"after 0/C8", "up to 0/190", "re-publish"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("gap error lacks %q: %v", want, err)
+				}
+			}
+		}
+	}
+}
+
+func TestPubGuard_Observe_StateProblems(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		st   capture.PublicationState
+		want string
+	}{
+		{"table dropped from the publication", capture.PublicationState{Exists: true, PublishesInserts: true, Version: "v1"}, "does not include"},
+		{"inserts no longer published", capture.PublicationState{Exists: true, IncludesTable: true, Version: "v1"}, "does not publish inserts"},
+		{"publication dropped", capture.PublicationState{Version: "x"}, "pgoutbox drop-slot --yes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := &pubGuard{}
+			if _, err := g.observe(100, good("v1"), time.Now(), "pub", guardTable); err != nil {
+				t.Fatal(err)
+			}
+			_, err := g.observe(200, tt.st, time.Now(), "pub", guardTable)
+			if !errors.Is(err, ErrPublicationGap) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("observe = %v, want a gap naming %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// fakePublication returns its readings in order, then repeats the last.
+type fakePublication struct {
+	mu       sync.Mutex
+	readings []capture.PublicationState
+	wal      capture.LSN
+	n        int
+}
+
+func (f *fakePublication) ReadPublication(context.Context) (capture.LSN, capture.PublicationState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.readings[min(f.n, len(f.readings)-1)]
+	f.n++
+	f.wal += 1000
+	return f.wal, st, nil
+}
+
+func (f *fakePublication) Close() {}
+
+// TestRelay_Run_StopsOnAPublicationGap: with the guard, the stream's rows are confirmed only up
+// to what the publication checks proved; a change stops the relay with the lost alarm, and the
+// slot is never confirmed past the last proven position.
+func TestRelay_Run_StopsOnAPublicationGap(t *testing.T) {
+	st := &fakeStream{start: 100, txns: []txn{{ids: []string{"1"}, end: 5000}}}
+	pub := &fakePublisher{}
+	r, _, obs := testRelay(t, &streams{list: []*fakeStream{st}}, pub, healthySlot(), nil, false)
+	fp := &fakePublication{readings: []capture.PublicationState{good("v1"), good("v1"), good("v1"), good("v2")}}
+	r.deps.Publication = fp
+	r.ceiling.Store(0)
+	r.cfg.Publication, r.cfg.Table = "pub", guardTable
+	err := runAsync(context.Background(), r)(t)
+	if !errors.Is(err, ErrPublicationGap) {
+		t.Fatalf("Run = %v, want ErrPublicationGap", err)
+	}
+	// Checks read WAL 1000, 2000, 3000 (good) and 4000 (changed): proven up to 2000.
+	if confirmed, _ := st.finalConfirmed(); confirmed > 2000 {
+		t.Fatalf("final status confirmed %v, past the last proven position 2000", confirmed)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.lost == nil {
+		t.Fatal("the observer was not told (no lost alarm)")
+	}
+}
