@@ -123,50 +123,16 @@ func (s *Stream) Open(ctx context.Context) (pglogrepl.LSN, error) {
 	}
 	s.conn = conn
 
-	slot, err := s.readSlot(ctx)
+	slot, err := readSlot(ctx, connText(conn), s.cfg.Slot)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: %w", ErrConnection, err)
 	}
-	switch {
-	case slot.WALStatus == "lost":
-		return 0, fmt.Errorf("%w: replication slot %q was invalidated (wal_status=lost): events committed after %s may be missing from Kafka; "+
-			"drop it (%s), run `pgoutbox setup`, and re-publish rows still in the outbox table", ErrSlotLost, s.cfg.Slot, slot.ConfirmedFlushLSN, DropSlotSQL(s.cfg.Slot))
-	case slot.Active:
-		return 0, fmt.Errorf("%w: replication slot %q is streamed by process %d; waiting for it to stop", ErrSlotInUse, s.cfg.Slot, slot.ActivePID)
-	case slot.ConfirmedFlushLSN == 0:
-		return 0, fmt.Errorf("%w: replication slot %q has no confirmed position; recreate it with `pgoutbox setup`", ErrSlotPlugin, s.cfg.Slot)
+	if err := slot.checkStreamable(); err != nil {
+		return 0, err
 	}
 	s.start = slot.ConfirmedFlushLSN
 	s.received(slot.ConfirmedFlushLSN)
 	return s.start, nil
-}
-
-// readSlot reads our slot through the replication connection, which accepts simple SQL queries.
-func (s *Stream) readSlot(ctx context.Context) (SlotInfo, error) {
-	sql := fmt.Sprintf(`SELECT plugin, coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''),
-		active::text, coalesce(active_pid, 0)::text FROM pg_replication_slots WHERE slot_name = %s`, literal(s.cfg.Slot))
-	res, err := s.conn.Exec(ctx, sql).ReadAll()
-	if err != nil {
-		return SlotInfo{}, fmt.Errorf("%w: read slot %q: %w", ErrConnection, s.cfg.Slot, err)
-	}
-	if len(res) == 0 || len(res[0].Rows) == 0 {
-		return SlotInfo{}, fmt.Errorf("%w: replication slot %q does not exist: create it with `pgoutbox setup`", ErrNoSlot, s.cfg.Slot)
-	}
-	row := res[0].Rows[0]
-	si := SlotInfo{Name: s.cfg.Slot, Plugin: string(row[0]), WALStatus: string(row[2]), Active: string(row[3]) == "true"}
-	if si.Plugin != Plugin {
-		return si, fmt.Errorf("%w: replication slot %q uses plugin %q, pgoutbox needs %q: drop it (%s) and run `pgoutbox setup`, or set --slot",
-			ErrSlotPlugin, s.cfg.Slot, si.Plugin, Plugin, DropSlotSQL(s.cfg.Slot))
-	}
-	var pid int32
-	_, _ = fmt.Sscan(string(row[4]), &pid)
-	si.ActivePID = pid
-	if len(row[1]) > 0 {
-		if si.ConfirmedFlushLSN, err = pglogrepl.ParseLSN(string(row[1])); err != nil {
-			return si, fmt.Errorf("read slot %q: %w", s.cfg.Slot, err)
-		}
-	}
-	return si, nil
 }
 
 // Run streams until ctx is done or an error occurs. It returns ctx.Err() on cancellation;

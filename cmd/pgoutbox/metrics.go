@@ -148,7 +148,7 @@ func (m *metrics) publishError(kind string, _ error) {
 }
 
 // observeSlot exports one reading of the slot monitor.
-func (m *metrics) observeSlot(st capture.SlotStatus, level capture.Level) {
+func (m *metrics) observeSlot(st capture.Slot, level capture.Level) {
 	m.slotUnconfirmed.Set(float64(st.UnconfirmedBytes))
 	m.slotRetained.Set(float64(st.RetainedBytes))
 	m.slotSafeWAL.Set(float64(st.SafeWALBytes))

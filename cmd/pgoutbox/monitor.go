@@ -62,17 +62,18 @@ func (m *monitor) check(ctx context.Context) error {
 		m.close()
 		return nil
 	}
+	var oldestUnacked time.Duration
 	if o := m.metrics.session.Load(); o != nil {
 		if t, ok := o.tracker.OldestUnacked(); ok {
-			st.OldestUnacked = time.Since(t)
+			oldestUnacked = time.Since(t)
 		}
 	}
-	level, reasons := m.th.Evaluate(st)
+	level, reasons := m.th.Evaluate(st, oldestUnacked)
 	m.metrics.observeSlot(st, level)
-	m.transition(st, level, reasons)
+	m.transition(st, oldestUnacked, level, reasons)
 	if level == capture.LevelLost {
-		from := st.ConfirmedFlushLSN
-		if from == "" {
+		from := st.ConfirmedFlushLSN.String()
+		if !st.Exists {
 			from = "its last confirmed position (unknown: the slot is gone)"
 		}
 		return fmt.Errorf("%w: %s: events committed after %s may be missing from Kafka: %s",
@@ -81,19 +82,19 @@ func (m *monitor) check(ctx context.Context) error {
 	return nil
 }
 
-func (m *monitor) read(ctx context.Context) (capture.SlotStatus, error) {
+func (m *monitor) read(ctx context.Context) (capture.Slot, error) {
 	if m.conn == nil {
 		conn, err := pgx.Connect(ctx, m.cfg.DatabaseURL)
 		if err != nil {
-			return capture.SlotStatus{}, capture.ClassifyConnectError(err)
+			return capture.Slot{}, capture.ClassifyConnectError(err)
 		}
 		m.conn = conn
 	}
-	return capture.ReadSlotStatus(ctx, m.conn, m.cfg.Slot)
+	return capture.ReadSlot(ctx, m.conn, m.cfg.Slot)
 }
 
 // transition logs a change of alarm level once and updates readiness.
-func (m *monitor) transition(st capture.SlotStatus, level capture.Level, reasons []string) {
+func (m *monitor) transition(st capture.Slot, oldestUnacked time.Duration, level capture.Level, reasons []string) {
 	m.health.setAlarm(level, capture.FormatReasons(reasons))
 	if level == m.level {
 		return
@@ -110,7 +111,7 @@ func (m *monitor) transition(st capture.SlotStatus, level capture.Level, reasons
 	ev = ev.Str("slot", m.cfg.Slot).Stringer("level", level).Stringer("previous", prev).
 		Int64("unconfirmed_bytes", st.UnconfirmedBytes).Int64("retained_bytes", st.RetainedBytes).
 		Int64("safe_wal_bytes", st.SafeWALBytes).Str("wal_status", st.WALStatus).Bool("active", st.Active).
-		Str("confirmed_lsn", st.ConfirmedFlushLSN).Dur("oldest_unacked", st.OldestUnacked)
+		Stringer("confirmed_lsn", st.ConfirmedFlushLSN).Dur("oldest_unacked", oldestUnacked)
 	if level == capture.LevelOK {
 		ev.Msg("slot alarm cleared")
 		return
