@@ -85,15 +85,16 @@ type Stream struct {
 	recv    pglogrepl.LSN // the newest server position received
 	recvPub atomic.Uint64 // recv, for readers on other goroutines (metrics)
 	out     Output
+	policy  statusPolicy
 	lastSSU time.Time     // when the last status update was sent
 	sentPos pglogrepl.LSN // the flush position of the last status update
 
-	// The receive deadline's context, kept across messages: a new one per message cost about
-	// 15% of the relay's CPU on a backlog of small transactions.
-	rctx      context.Context
-	rcancel   context.CancelFunc
-	rdeadline time.Time
-	rlastSSU  time.Time // lastSSU when rdeadline was chosen
+	// The receive deadline's context, kept across messages while the deadline holds (see
+	// receiveDeadline).
+	rctx     context.Context
+	rcancel  context.CancelFunc
+	rdl      receiveDeadline
+	roffered bool // a row was offered since rdl was chosen
 
 	closeOnce sync.Once
 	closeErr  error
@@ -102,7 +103,7 @@ type Stream struct {
 // NewStream returns a Stream; [Stream.Open] connects it.
 func NewStream(cfg StreamConfig, log zerolog.Logger) *Stream {
 	cfg.withDefaults()
-	return &Stream{cfg: cfg, log: log.With().Str("component", "capture").Str("slot", cfg.Slot).Logger()}
+	return &Stream{cfg: cfg, policy: statusPolicy{interval: cfg.StatusInterval, minInterval: cfg.MinStatusInterval}, log: log.With().Str("component", "capture").Str("slot", cfg.Slot).Logger()}
 }
 
 // Open connects with replication=database, checks that the slot can be streamed from, and
@@ -228,21 +229,22 @@ func deadLetter(bad *BadRowError, topic string) Event {
 }
 
 // offer hands a row to the Output, waiting while the window is full. While it waits it does not
-// read from the server — that is the backpressure — but it keeps sending status updates.
+// read from the server — that is the backpressure — but it keeps sending the status updates
+// that the policy asks for: at least every StatusInterval, and the confirmed position's moves.
 func (s *Stream) offer(ctx context.Context, txn uint64, ev Event) error {
 	for {
 		ok, err := s.out.Offer(txn, ev)
 		if err != nil || ok {
+			s.roffered = s.roffered || ok
 			return err
 		}
-		wait := time.NewTimer(time.Until(s.lastSSU.Add(s.cfg.StatusInterval)))
+		if err := s.maybeSendStatus(ctx, false); err != nil {
+			return err
+		}
+		wait := time.NewTimer(time.Until(s.policy.nextCheck(time.Now(), s.statusState(), s.out.Busy())))
 		select {
 		case <-s.out.Room():
 		case <-wait.C:
-			if err := s.sendStatus(ctx); err != nil {
-				wait.Stop()
-				return err
-			}
 		case <-ctx.Done():
 			wait.Stop()
 			return ctx.Err()
@@ -251,32 +253,21 @@ func (s *Stream) offer(ctx context.Context, txn uint64, ev Event) error {
 	}
 }
 
-// receiveContext returns the context that bounds waiting for the next message: until the next
-// status update is due — or, while rows await acknowledgement, until the next check of the
-// confirmed position, so that an acknowledgement is confirmed within MinStatusInterval instead
-// of a whole StatusInterval later.
+// receiveContext returns the context that bounds waiting for the next message: until the
+// policy's next check of the status.
 func (s *Stream) receiveContext(ctx context.Context) context.Context {
 	now := time.Now()
-	if s.rctx != nil && now.Before(s.rdeadline) && s.rlastSSU.Equal(s.lastSSU) {
+	if s.rctx != nil && s.rdl.holds(now, s.lastSSU, s.roffered) {
 		return s.rctx
 	}
 	if s.rcancel != nil {
 		s.rcancel()
 	}
-	deadline := s.lastSSU.Add(s.cfg.StatusInterval)
-	if s.out.Busy() {
-		deadline = minTime(deadline, now.Add(s.cfg.MinStatusInterval))
-	}
-	s.rdeadline, s.rlastSSU = deadline, s.lastSSU
-	s.rctx, s.rcancel = context.WithDeadline(ctx, deadline)
+	busy := s.out.Busy()
+	s.rdl = receiveDeadline{at: s.policy.nextCheck(now, s.statusState(), busy), lastSent: s.lastSSU, busy: busy}
+	s.roffered = false
+	s.rctx, s.rcancel = context.WithDeadline(ctx, s.rdl.at)
 	return s.rctx
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
 
 // receive returns the next message, or nil when the next status update is due first.
@@ -307,25 +298,30 @@ func (s *Stream) received(pos pglogrepl.LSN) {
 	}
 }
 
-// maybeSendStatus sends a status update when the server asked for one, when the interval has
-// passed, or when the confirmed position moved (rate-limited).
+// statusState is the state the status policy decides on.
+func (s *Stream) statusState() statusState {
+	st := statusState{lastSent: s.lastSSU, sentFlush: s.sentPos, flush: s.start}
+	if s.out != nil {
+		_, st.flush = statusPositions(s.start, s.out.Confirmed(), s.recv)
+	}
+	return st
+}
+
+// maybeSendStatus sends a status update when the policy says one is due.
 func (s *Stream) maybeSendStatus(ctx context.Context, replyRequested bool) error {
-	since := time.Since(s.lastSSU)
-	moved := s.out.Confirmed() != s.sentPos
-	if replyRequested || since >= s.cfg.StatusInterval || (moved && since >= s.cfg.MinStatusInterval) {
+	if s.policy.due(time.Now(), s.statusState(), replyRequested) {
 		return s.sendStatus(ctx)
 	}
 	return nil
 }
 
-// sendStatus reports write = received and flush = apply = confirmed. The flush position is never
-// zero (see [Stream.Open]).
+// sendStatus reports write = received and flush = apply = confirmed (see statusPositions).
 func (s *Stream) sendStatus(ctx context.Context) error {
-	flush := s.start
+	var confirmed pglogrepl.LSN
 	if s.out != nil {
-		flush = max(s.out.Confirmed(), s.start)
+		confirmed = s.out.Confirmed()
 	}
-	write := max(s.recv, flush)
+	write, flush := statusPositions(s.start, confirmed, s.recv)
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: write,
 		WALFlushPosition: flush,
