@@ -94,8 +94,8 @@ func parseSize(s string) (int64, error) {
 	return n << 20, nil
 }
 
-// TableColumns returns the outbox table's column names, or an error wrapping [ErrNoTable].
-func TableColumns(ctx context.Context, q Querier, t Table) (map[string]bool, error) {
+// tableColumns returns the outbox table's column names, or an error wrapping [ErrNoTable].
+func tableColumns(ctx context.Context, q Querier, t Table) (map[string]bool, error) {
 	rows, err := q.Query(ctx, `SELECT a.attname FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, t.Schema, t.Name)
@@ -120,7 +120,7 @@ func TableColumns(ctx context.Context, q Querier, t Table) (map[string]bool, err
 // CheckTable verifies that the outbox table exists and has every configured column; all missing
 // columns are reported at once as [*SchemaError]s.
 func CheckTable(ctx context.Context, q Querier, t Table) error {
-	have, err := TableColumns(ctx, q, t)
+	have, err := tableColumns(ctx, q, t)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func CheckTable(ctx context.Context, q Querier, t Table) error {
 
 // EnsureTable creates the outbox table when it does not exist, or verifies the existing one.
 func EnsureTable(ctx context.Context, q Querier, t Table) (created bool, err error) {
-	if _, err := TableColumns(ctx, q, t); errors.Is(err, ErrNoTable) {
+	if _, err := tableColumns(ctx, q, t); errors.Is(err, ErrNoTable) {
 		if _, err := q.Exec(ctx, CreateTableSQL(t)); err != nil {
 			return false, fmt.Errorf("create table %s: %w", t.QualifiedName(), err)
 		}

@@ -79,7 +79,7 @@ func (s Slot) check() error {
 	switch {
 	case !s.Exists:
 		return errSlotMissing(s.Name)
-	case s.Plugin != Plugin:
+	case s.Plugin != outputPlugin:
 		return errSlotPlugin(s.Name, s.Plugin)
 	case s.ConnDatabase != "" && s.Database != s.ConnDatabase:
 		return errSlotDatabase(s.Name, s.Database, s.ConnDatabase)
@@ -364,7 +364,7 @@ func errSlotMissing(slot string) error {
 func errSlotPlugin(slot, plugin string) error {
 	return fmt.Errorf("%w: replication slot %q uses plugin %q, pgoutbox needs %q: it is not pgoutbox's slot "+
 		"(another consumer may use it): set --slot to a name of its own and run `pgoutbox setup`",
-		ErrSlotPlugin, slot, plugin, Plugin)
+		ErrSlotPlugin, slot, plugin, outputPlugin)
 }
 
 // errSlotDatabase: the slot decodes another database.

@@ -133,7 +133,7 @@ func TestSlotQuery(t *testing.T) {
 
 func TestSlot_check(t *testing.T) {
 	t.Parallel()
-	good := Slot{Name: "pgoutbox", Exists: true, Plugin: Plugin, Database: "app", ConnDatabase: "app",
+	good := Slot{Name: "pgoutbox", Exists: true, Plugin: outputPlugin, Database: "app", ConnDatabase: "app",
 		ConfirmedFlushLSN: 0x3000000, WALStatus: "reserved"}
 	with := func(f func(*Slot)) Slot { s := good; f(&s); return s }
 	tests := []struct {

@@ -24,7 +24,7 @@ func (p *Publisher) CreateTopic(ctx context.Context, topic string, partitions, r
 // CreateTopicWithConfig is CreateTopic with topic-level settings for a new topic, such as
 // max.message.bytes. An existing topic's settings are not changed.
 func (p *Publisher) CreateTopicWithConfig(ctx context.Context, topic string, partitions, replicationFactor int, configs map[string]string) (bool, error) {
-	if err := CheckTopicName(topic); err != nil {
+	if err := checkTopicName(topic); err != nil {
 		return false, fmt.Errorf("create topic: %w", err)
 	}
 	if partitions < 1 || replicationFactor < 1 {

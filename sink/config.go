@@ -108,7 +108,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := CheckTopicName(c.Topic); err != nil {
+	if err := checkTopicName(c.Topic); err != nil {
 		errs = append(errs, fmt.Errorf("kafka topic: %w", err))
 	}
 	errs = append(errs, checkPositive("max batch messages", c.MaxBatchMessages)...)
@@ -186,9 +186,9 @@ func checkBroker(addr string) error {
 	return nil
 }
 
-// CheckTopicName reports whether name is a legal Kafka topic name: 1 to 249 characters out of
+// checkTopicName reports whether name is a legal Kafka topic name: 1 to 249 characters out of
 // ASCII letters, digits, '.', '_' and '-', and neither "." nor "..".
-func CheckTopicName(name string) error {
+func checkTopicName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("topic name is empty")

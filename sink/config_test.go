@@ -71,8 +71,8 @@ func TestCheckTopicName(t *testing.T) {
 		"outbox": true, "a.b_c-D9": true, strings.Repeat("x", 249): true,
 		"": false, ".": false, "..": false, "a b": false, "é": false, "a/b": false, strings.Repeat("x", 250): false,
 	} {
-		if err := CheckTopicName(name); (err == nil) != ok {
-			t.Errorf("CheckTopicName(%q) = %v, want ok=%v", name, err, ok)
+		if err := checkTopicName(name); (err == nil) != ok {
+			t.Errorf("checkTopicName(%q) = %v, want ok=%v", name, err, ok)
 		}
 	}
 }
