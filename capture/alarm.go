@@ -43,36 +43,15 @@ type Thresholds struct {
 	AgeCritical  time.Duration // ... that is critical; default 5m
 }
 
-// DefaultThresholds returns the documented defaults.
-func DefaultThresholds() Thresholds {
-	return Thresholds{LagWarnBytes: 1 << 30, LagCriticalBytes: 4 << 30, KeepFraction: 0.5,
-		AgeWarn: time.Minute, AgeCritical: 5 * time.Minute}
-}
-
-// SlotStatus is what the monitor reads of our slot (and the server) at one moment.
-type SlotStatus struct {
-	Exists             bool
-	WALStatus          string // reserved, extended, unreserved, lost
-	Active             bool
-	ActivePID          int32
-	UnconfirmedBytes   int64 // pg_current_wal_lsn() - confirmed_flush_lsn
-	RetainedBytes      int64 // pg_current_wal_lsn() - restart_lsn: what the slot keeps on disk
-	SafeWALBytes       int64 // safe_wal_size: bytes left before invalidation; -1 when unbounded
-	MaxSlotWALKeepSize int64 // bytes; -1 = unbounded
-	ConfirmedFlushLSN  string
-	CurrentLSN         string
-	// OldestUnacked is the age of the oldest commit whose rows Kafka has not acknowledged,
-	// as the relay knows it; 0 when none or unknown (e.g. `pgoutbox status` runs outside).
-	OldestUnacked time.Duration
-}
-
-// Evaluate returns the alarm level of a slot status and the reasons for it, most severe first.
-func (th Thresholds) Evaluate(s SlotStatus) (Level, []string) {
+// Evaluate returns the alarm level of a slot reading and the reasons for it, most severe first.
+// oldestUnacked is the age of the oldest commit whose rows Kafka has not acknowledged, as the
+// relay knows it; 0 when none or unknown (e.g. `pgoutbox status` runs outside the relay).
+func (th Thresholds) Evaluate(s Slot, oldestUnacked time.Duration) (Level, []string) {
 	if !s.Exists {
 		return LevelLost, []string{"the replication slot does not exist"}
 	}
-	if s.WALStatus == "lost" {
-		return LevelLost, []string{"the replication slot was invalidated (wal_status=lost): WAL it needed was removed"}
+	if s.Lost() {
+		return LevelLost, []string{"the replication slot was invalidated (" + s.lostDetail() + ")"}
 	}
 	level := LevelOK
 	var reasons []string
@@ -101,10 +80,10 @@ func (th Thresholds) Evaluate(s SlotStatus) (Level, []string) {
 		raise(LevelCritical, "wal_status=unreserved: the slot will be invalidated at the next checkpoint unless it catches up")
 	}
 	switch {
-	case th.AgeCritical > 0 && s.OldestUnacked >= th.AgeCritical:
-		raise(LevelCritical, "oldest unacknowledged commit is %s old >= critical %s", s.OldestUnacked.Round(time.Second), th.AgeCritical)
-	case th.AgeWarn > 0 && s.OldestUnacked >= th.AgeWarn:
-		raise(LevelWarn, "oldest unacknowledged commit is %s old >= warn %s", s.OldestUnacked.Round(time.Second), th.AgeWarn)
+	case th.AgeCritical > 0 && oldestUnacked >= th.AgeCritical:
+		raise(LevelCritical, "oldest unacknowledged commit is %s old >= critical %s", oldestUnacked.Round(time.Second), th.AgeCritical)
+	case th.AgeWarn > 0 && oldestUnacked >= th.AgeWarn:
+		raise(LevelWarn, "oldest unacknowledged commit is %s old >= warn %s", oldestUnacked.Round(time.Second), th.AgeWarn)
 	}
 	return level, reasons
 }

@@ -9,32 +9,35 @@ import (
 func TestThresholds_Evaluate(t *testing.T) {
 	t.Parallel()
 	th := Thresholds{LagWarnBytes: 100, LagCriticalBytes: 1000, KeepFraction: 0.5, AgeWarn: time.Minute, AgeCritical: 5 * time.Minute}
-	ok := SlotStatus{Exists: true, WALStatus: "reserved", Active: true, MaxSlotWALKeepSize: -1}
-	with := func(f func(*SlotStatus)) SlotStatus { s := ok; f(&s); return s }
+	ok := Slot{Exists: true, WALStatus: "reserved", Active: true, MaxSlotWALKeepSize: -1}
+	with := func(f func(*Slot)) Slot { s := ok; f(&s); return s }
 	tests := []struct {
 		name   string
-		status SlotStatus
+		status Slot
+		age    time.Duration // of the oldest unacknowledged commit
 		want   Level
 		reason string
 	}{
-		{"healthy", ok, LevelOK, ""},
-		{"missing slot", SlotStatus{}, LevelLost, "does not exist"},
-		{"invalidated", with(func(s *SlotStatus) { s.WALStatus = "lost" }), LevelLost, "invalidated"},
-		{"lag below warn", with(func(s *SlotStatus) { s.UnconfirmedBytes = 99 }), LevelOK, ""},
-		{"lag at warn", with(func(s *SlotStatus) { s.UnconfirmedBytes = 100 }), LevelWarn, "unconfirmed WAL"},
-		{"lag at critical", with(func(s *SlotStatus) { s.UnconfirmedBytes = 1000 }), LevelCritical, "critical"},
-		{"retained half of the keep fraction warns", with(func(s *SlotStatus) { s.MaxSlotWALKeepSize, s.RetainedBytes = 4000, 1000 }), LevelWarn, "max_slot_wal_keep_size"},
-		{"retained at the keep fraction is critical", with(func(s *SlotStatus) { s.MaxSlotWALKeepSize, s.RetainedBytes = 4000, 2000 }), LevelCritical, "invalidated"},
-		{"unbounded keep size ignores retained", with(func(s *SlotStatus) { s.RetainedBytes = 1 << 40 }), LevelOK, ""},
-		{"unreserved", with(func(s *SlotStatus) { s.WALStatus = "unreserved" }), LevelCritical, "unreserved"},
-		{"old commit warns", with(func(s *SlotStatus) { s.OldestUnacked = 2 * time.Minute }), LevelWarn, "oldest unacknowledged"},
-		{"very old commit is critical", with(func(s *SlotStatus) { s.OldestUnacked = 10 * time.Minute }), LevelCritical, "oldest unacknowledged"},
-		{"most severe wins", with(func(s *SlotStatus) { s.UnconfirmedBytes, s.OldestUnacked = 100, 10*time.Minute }), LevelCritical, "unconfirmed WAL"},
+		{"healthy", ok, 0, LevelOK, ""},
+		{"missing slot", Slot{}, 0, LevelLost, "does not exist"},
+		{"invalidated", with(func(s *Slot) { s.WALStatus = "lost" }), 0, LevelLost, "invalidated"},
+		{"invalidated, PostgreSQL 17", with(func(s *Slot) { s.InvalidationReason = "wal_removed" }), 0, LevelLost, "invalidation_reason=wal_removed"},
+		{"conflict on a standby, PostgreSQL 16", with(func(s *Slot) { s.Conflicting = true }), 0, LevelLost, "conflicting"},
+		{"lag below warn", with(func(s *Slot) { s.UnconfirmedBytes = 99 }), 0, LevelOK, ""},
+		{"lag at warn", with(func(s *Slot) { s.UnconfirmedBytes = 100 }), 0, LevelWarn, "unconfirmed WAL"},
+		{"lag at critical", with(func(s *Slot) { s.UnconfirmedBytes = 1000 }), 0, LevelCritical, "critical"},
+		{"retained half of the keep fraction warns", with(func(s *Slot) { s.MaxSlotWALKeepSize, s.RetainedBytes = 4000, 1000 }), 0, LevelWarn, "max_slot_wal_keep_size"},
+		{"retained at the keep fraction is critical", with(func(s *Slot) { s.MaxSlotWALKeepSize, s.RetainedBytes = 4000, 2000 }), 0, LevelCritical, "invalidated"},
+		{"unbounded keep size ignores retained", with(func(s *Slot) { s.RetainedBytes = 1 << 40 }), 0, LevelOK, ""},
+		{"unreserved", with(func(s *Slot) { s.WALStatus = "unreserved" }), 0, LevelCritical, "unreserved"},
+		{"old commit warns", ok, 2 * time.Minute, LevelWarn, "oldest unacknowledged"},
+		{"very old commit is critical", ok, 10 * time.Minute, LevelCritical, "oldest unacknowledged"},
+		{"most severe wins", with(func(s *Slot) { s.UnconfirmedBytes = 100 }), 10 * time.Minute, LevelCritical, "unconfirmed WAL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, reasons := th.Evaluate(tt.status)
+			got, reasons := th.Evaluate(tt.status, tt.age)
 			if got != tt.want {
 				t.Errorf("level = %s, want %s (reasons %q)", got, tt.want, reasons)
 			}
@@ -50,7 +53,7 @@ func TestThresholds_Evaluate(t *testing.T) {
 
 func TestThresholds_ZeroIsOff(t *testing.T) {
 	t.Parallel()
-	got, _ := Thresholds{}.Evaluate(SlotStatus{Exists: true, UnconfirmedBytes: 1 << 50, OldestUnacked: time.Hour, MaxSlotWALKeepSize: 10, RetainedBytes: 10})
+	got, _ := Thresholds{}.Evaluate(Slot{Exists: true, UnconfirmedBytes: 1 << 50, MaxSlotWALKeepSize: 10, RetainedBytes: 10}, time.Hour)
 	if got != LevelOK {
 		t.Errorf("zero thresholds gave %s", got)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -95,8 +94,8 @@ func parseSize(s string) (int64, error) {
 	return n << 20, nil
 }
 
-// TableColumns returns the outbox table's column names, or an error wrapping [ErrNoTable].
-func TableColumns(ctx context.Context, q Querier, t Table) (map[string]bool, error) {
+// tableColumns returns the outbox table's column names, or an error wrapping [ErrNoTable].
+func tableColumns(ctx context.Context, q Querier, t Table) (map[string]bool, error) {
 	rows, err := q.Query(ctx, `SELECT a.attname FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, t.Schema, t.Name)
@@ -121,7 +120,7 @@ func TableColumns(ctx context.Context, q Querier, t Table) (map[string]bool, err
 // CheckTable verifies that the outbox table exists and has every configured column; all missing
 // columns are reported at once as [*SchemaError]s.
 func CheckTable(ctx context.Context, q Querier, t Table) error {
-	have, err := TableColumns(ctx, q, t)
+	have, err := tableColumns(ctx, q, t)
 	if err != nil {
 		return err
 	}
@@ -136,7 +135,7 @@ func CheckTable(ctx context.Context, q Querier, t Table) error {
 
 // EnsureTable creates the outbox table when it does not exist, or verifies the existing one.
 func EnsureTable(ctx context.Context, q Querier, t Table) (created bool, err error) {
-	if _, err := TableColumns(ctx, q, t); errors.Is(err, ErrNoTable) {
+	if _, err := tableColumns(ctx, q, t); errors.Is(err, ErrNoTable) {
 		if _, err := q.Exec(ctx, CreateTableSQL(t)); err != nil {
 			return false, fmt.Errorf("create table %s: %w", t.QualifiedName(), err)
 		}
@@ -172,88 +171,6 @@ func EnsurePublication(ctx context.Context, q Querier, publication string, t Tab
 		}
 	}
 	return false, err
-}
-
-// SlotInfo is the row of pg_replication_slots for our slot.
-type SlotInfo struct {
-	Name              string
-	Plugin            string
-	Database          string
-	ConfirmedFlushLSN pglogrepl.LSN
-	RestartLSN        pglogrepl.LSN
-	WALStatus         string // reserved, extended, unreserved, lost ("" before PostgreSQL 13)
-	Active            bool
-	ActivePID         int32 // 0 when not active
-}
-
-// ReadSlot returns our slot, or an error wrapping [ErrNoSlot].
-func ReadSlot(ctx context.Context, q Querier, slot string) (SlotInfo, error) {
-	si := SlotInfo{Name: slot}
-	var confirmed, restart, walStatus, plugin, db *string
-	var pid *int32
-	err := q.QueryRow(ctx, `SELECT plugin, database, confirmed_flush_lsn::text, restart_lsn::text,
-		wal_status, active, active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).
-		Scan(&plugin, &db, &confirmed, &restart, &walStatus, &si.Active, &pid)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return si, fmt.Errorf("%w: replication slot %q does not exist: create it with `pgoutbox setup`", ErrNoSlot, slot)
-	}
-	if err != nil {
-		return si, fmt.Errorf("read slot %q: %w", slot, err)
-	}
-	si.Plugin, si.Database, si.WALStatus = deref(plugin), deref(db), deref(walStatus)
-	if pid != nil {
-		si.ActivePID = *pid
-	}
-	if confirmed != nil {
-		if si.ConfirmedFlushLSN, err = pglogrepl.ParseLSN(*confirmed); err != nil {
-			return si, fmt.Errorf("read slot %q: %w", slot, err)
-		}
-	}
-	if restart != nil {
-		if si.RestartLSN, err = pglogrepl.ParseLSN(*restart); err != nil {
-			return si, fmt.Errorf("read slot %q: %w", slot, err)
-		}
-	}
-	return si, nil
-}
-
-// CheckSlot verifies that the slot is a pgoutput slot of the connected database that still has
-// its WAL.
-func CheckSlot(ctx context.Context, q Querier, slot string) (SlotInfo, error) {
-	si, err := ReadSlot(ctx, q, slot)
-	if err != nil {
-		return si, err
-	}
-	var db string
-	if err := q.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
-		return si, fmt.Errorf("read current database: %w", err)
-	}
-	switch {
-	case si.Plugin != Plugin:
-		return si, fmt.Errorf("%w: replication slot %q uses plugin %q, pgoutbox needs %q: drop it (%s) and run `pgoutbox setup`, or set --slot",
-			ErrSlotPlugin, slot, si.Plugin, Plugin, DropSlotSQL(slot))
-	case si.Database != db:
-		return si, fmt.Errorf("%w: replication slot %q belongs to database %q, not %q: set --slot to another name",
-			ErrSlotPlugin, slot, si.Database, db)
-	case si.WALStatus == "lost":
-		return si, fmt.Errorf("%w: replication slot %q was invalidated (wal_status=lost): PostgreSQL removed WAL it still needed, "+
-			"so events committed after %s may be missing from Kafka; drop it (%s), run `pgoutbox setup`, and re-publish rows still in the outbox table",
-			ErrSlotLost, slot, si.ConfirmedFlushLSN, DropSlotSQL(slot))
-	}
-	return si, nil
-}
-
-// EnsureSlot creates the logical slot when it does not exist, or verifies the existing one.
-// Create the publication first: pgoutput looks publications up as of the WAL it decodes.
-func EnsureSlot(ctx context.Context, q Querier, slot string) (created bool, err error) {
-	_, err = CheckSlot(ctx, q, slot)
-	if !errors.Is(err, ErrNoSlot) {
-		return false, err
-	}
-	if _, err := q.Exec(ctx, CreateSlotSQL(slot)); err != nil {
-		return false, fmt.Errorf("create replication slot %q: %w", slot, err)
-	}
-	return true, nil
 }
 
 func deref(s *string) string {

@@ -7,9 +7,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Plugin is the logical decoding output plugin pgoutbox reads: pgoutput, built into PostgreSQL
+// outputPlugin is the logical decoding output plugin pgoutbox reads: pgoutput, built into PostgreSQL
 // (10 and later), so nothing has to be installed on the server.
-const Plugin = "pgoutput"
+const outputPlugin = "pgoutput"
 
 // CreateTableSQL returns the statement that creates the outbox table with the configured column
 // names, if it does not exist. The id comes from a sequence: it is assigned at INSERT time, so
@@ -41,7 +41,7 @@ func CreatePublicationSQL(publication string, t Table) string {
 
 // CreateSlotSQL returns the statement that creates the logical replication slot.
 func CreateSlotSQL(slot string) string {
-	return fmt.Sprintf("SELECT pg_create_logical_replication_slot(%s, '%s')", literal(slot), Plugin)
+	return fmt.Sprintf("SELECT pg_create_logical_replication_slot(%s, '%s')", literal(slot), outputPlugin)
 }
 
 // DropSlotSQL returns the statement that drops the slot (what an operator runs to stop pinning WAL).

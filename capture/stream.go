@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,15 +86,16 @@ type Stream struct {
 	recv    pglogrepl.LSN // the newest server position received
 	recvPub atomic.Uint64 // recv, for readers on other goroutines (metrics)
 	out     Output
+	policy  statusPolicy
 	lastSSU time.Time     // when the last status update was sent
 	sentPos pglogrepl.LSN // the flush position of the last status update
 
-	// The receive deadline's context, kept across messages: a new one per message cost about
-	// 15% of the relay's CPU on a backlog of small transactions.
-	rctx      context.Context
-	rcancel   context.CancelFunc
-	rdeadline time.Time
-	rlastSSU  time.Time // lastSSU when rdeadline was chosen
+	// The receive deadline's context, kept across messages while the deadline holds (see
+	// receiveDeadline).
+	rctx     context.Context
+	rcancel  context.CancelFunc
+	rdl      receiveDeadline
+	roffered bool // a row was offered since rdl was chosen
 
 	closeOnce sync.Once
 	closeErr  error
@@ -104,7 +104,7 @@ type Stream struct {
 // NewStream returns a Stream; [Stream.Open] connects it.
 func NewStream(cfg StreamConfig, log zerolog.Logger) *Stream {
 	cfg.withDefaults()
-	return &Stream{cfg: cfg, log: log.With().Str("component", "capture").Str("slot", cfg.Slot).Logger()}
+	return &Stream{cfg: cfg, policy: statusPolicy{interval: cfg.StatusInterval, minInterval: cfg.MinStatusInterval}, log: log.With().Str("component", "capture").Str("slot", cfg.Slot).Logger()}
 }
 
 // Open connects with replication=database, checks that the slot can be streamed from, and
@@ -124,18 +124,12 @@ func (s *Stream) Open(ctx context.Context) (pglogrepl.LSN, error) {
 	}
 	s.conn = conn
 
-	slot, err := s.readSlot(ctx)
+	slot, err := readSlot(ctx, connText(conn), s.cfg.Slot)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: %w", ErrConnection, err)
 	}
-	switch {
-	case slot.WALStatus == "lost":
-		return 0, fmt.Errorf("%w: replication slot %q was invalidated (wal_status=lost): events committed after %s may be missing from Kafka; "+
-			"drop it (%s), run `pgoutbox setup`, and re-publish rows still in the outbox table", ErrSlotLost, s.cfg.Slot, slot.ConfirmedFlushLSN, DropSlotSQL(s.cfg.Slot))
-	case slot.Active:
-		return 0, fmt.Errorf("%w: replication slot %q is streamed by process %d; waiting for it to stop", ErrSlotInUse, s.cfg.Slot, slot.ActivePID)
-	case slot.ConfirmedFlushLSN == 0:
-		return 0, fmt.Errorf("%w: replication slot %q has no confirmed position; recreate it with `pgoutbox setup`", ErrSlotPlugin, s.cfg.Slot)
+	if err := slot.checkStreamable(); err != nil {
+		return 0, err
 	}
 	if s.source, err = identify(ctx, conn, s.cfg.Slot, RoutingOf(s.cfg.Publication, s.cfg.Table)); err != nil {
 		return 0, err
@@ -148,34 +142,6 @@ func (s *Stream) Open(ctx context.Context) (pglogrepl.LSN, error) {
 // Source returns the identity of the stream, read by Open (zero before): every event carries
 // it in its [HeaderSource] header.
 func (s *Stream) Source() Source { return s.source }
-
-// readSlot reads our slot through the replication connection, which accepts simple SQL queries.
-func (s *Stream) readSlot(ctx context.Context) (SlotInfo, error) {
-	sql := fmt.Sprintf(`SELECT plugin, coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''),
-		active::text, coalesce(active_pid, 0)::text FROM pg_replication_slots WHERE slot_name = %s`, literal(s.cfg.Slot))
-	res, err := s.conn.Exec(ctx, sql).ReadAll()
-	if err != nil {
-		return SlotInfo{}, fmt.Errorf("%w: read slot %q: %w", ErrConnection, s.cfg.Slot, err)
-	}
-	if len(res) == 0 || len(res[0].Rows) == 0 {
-		return SlotInfo{}, fmt.Errorf("%w: replication slot %q does not exist: create it with `pgoutbox setup`", ErrNoSlot, s.cfg.Slot)
-	}
-	row := res[0].Rows[0]
-	si := SlotInfo{Name: s.cfg.Slot, Plugin: string(row[0]), WALStatus: string(row[2]), Active: string(row[3]) == "true"}
-	if si.Plugin != Plugin {
-		return si, fmt.Errorf("%w: replication slot %q uses plugin %q, pgoutbox needs %q: drop it (%s) and run `pgoutbox setup`, or set --slot",
-			ErrSlotPlugin, s.cfg.Slot, si.Plugin, Plugin, DropSlotSQL(s.cfg.Slot))
-	}
-	var pid int32
-	_, _ = fmt.Sscan(string(row[4]), &pid)
-	si.ActivePID = pid
-	if len(row[1]) > 0 {
-		if si.ConfirmedFlushLSN, err = pglogrepl.ParseLSN(string(row[1])); err != nil {
-			return si, fmt.Errorf("read slot %q: %w", s.cfg.Slot, err)
-		}
-	}
-	return si, nil
-}
 
 // Run streams until ctx is done or an error occurs. It returns ctx.Err() on cancellation;
 // [Stream.Close] then sends the final status update.
@@ -273,21 +239,22 @@ func deadLetter(bad *BadRowError, topic string) Event {
 }
 
 // offer hands a row to the Output, waiting while the window is full. While it waits it does not
-// read from the server — that is the backpressure — but it keeps sending status updates.
+// read from the server — that is the backpressure — but it keeps sending the status updates
+// that the policy asks for: at least every StatusInterval, and the confirmed position's moves.
 func (s *Stream) offer(ctx context.Context, txn uint64, ev Event) error {
 	for {
 		ok, err := s.out.Offer(txn, ev)
 		if err != nil || ok {
+			s.roffered = s.roffered || ok
 			return err
 		}
-		wait := time.NewTimer(time.Until(s.lastSSU.Add(s.cfg.StatusInterval)))
+		if err := s.maybeSendStatus(ctx, false); err != nil {
+			return err
+		}
+		wait := time.NewTimer(time.Until(s.policy.nextCheck(time.Now(), s.statusState(), s.out.Busy())))
 		select {
 		case <-s.out.Room():
 		case <-wait.C:
-			if err := s.sendStatus(ctx); err != nil {
-				wait.Stop()
-				return err
-			}
 		case <-ctx.Done():
 			wait.Stop()
 			return ctx.Err()
@@ -296,32 +263,21 @@ func (s *Stream) offer(ctx context.Context, txn uint64, ev Event) error {
 	}
 }
 
-// receiveContext returns the context that bounds waiting for the next message: until the next
-// status update is due — or, while rows await acknowledgement, until the next check of the
-// confirmed position, so that an acknowledgement is confirmed within MinStatusInterval instead
-// of a whole StatusInterval later.
+// receiveContext returns the context that bounds waiting for the next message: until the
+// policy's next check of the status.
 func (s *Stream) receiveContext(ctx context.Context) context.Context {
 	now := time.Now()
-	if s.rctx != nil && now.Before(s.rdeadline) && s.rlastSSU.Equal(s.lastSSU) {
+	if s.rctx != nil && s.rdl.holds(now, s.lastSSU, s.roffered) {
 		return s.rctx
 	}
 	if s.rcancel != nil {
 		s.rcancel()
 	}
-	deadline := s.lastSSU.Add(s.cfg.StatusInterval)
-	if s.out.Busy() {
-		deadline = minTime(deadline, now.Add(s.cfg.MinStatusInterval))
-	}
-	s.rdeadline, s.rlastSSU = deadline, s.lastSSU
-	s.rctx, s.rcancel = context.WithDeadline(ctx, deadline)
+	busy := s.out.Busy()
+	s.rdl = receiveDeadline{at: s.policy.nextCheck(now, s.statusState(), busy), lastSent: s.lastSSU, busy: busy}
+	s.roffered = false
+	s.rctx, s.rcancel = context.WithDeadline(ctx, s.rdl.at)
 	return s.rctx
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
 
 // receive returns the next message, or nil when the next status update is due first.
@@ -352,25 +308,30 @@ func (s *Stream) received(pos pglogrepl.LSN) {
 	}
 }
 
-// maybeSendStatus sends a status update when the server asked for one, when the interval has
-// passed, or when the confirmed position moved (rate-limited).
+// statusState is the state the status policy decides on.
+func (s *Stream) statusState() statusState {
+	st := statusState{lastSent: s.lastSSU, sentFlush: s.sentPos, flush: s.start}
+	if s.out != nil {
+		_, st.flush = statusPositions(s.start, s.out.Confirmed(), s.recv)
+	}
+	return st
+}
+
+// maybeSendStatus sends a status update when the policy says one is due.
 func (s *Stream) maybeSendStatus(ctx context.Context, replyRequested bool) error {
-	since := time.Since(s.lastSSU)
-	moved := s.out.Confirmed() != s.sentPos
-	if replyRequested || since >= s.cfg.StatusInterval || (moved && since >= s.cfg.MinStatusInterval) {
+	if s.policy.due(time.Now(), s.statusState(), replyRequested) {
 		return s.sendStatus(ctx)
 	}
 	return nil
 }
 
-// sendStatus reports write = received and flush = apply = confirmed. The flush position is never
-// zero (see [Stream.Open]).
+// sendStatus reports write = received and flush = apply = confirmed (see statusPositions).
 func (s *Stream) sendStatus(ctx context.Context) error {
-	flush := s.start
+	var confirmed pglogrepl.LSN
 	if s.out != nil {
-		flush = max(s.out.Confirmed(), s.start)
+		confirmed = s.out.Confirmed()
 	}
-	write := max(s.recv, flush)
+	write, flush := statusPositions(s.start, confirmed, s.recv)
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: write,
 		WALFlushPosition: flush,
@@ -411,62 +372,4 @@ func (s *Stream) Close(ctx context.Context) error {
 		}
 	})
 	return s.closeErr
-}
-
-// ClassifyConnectError turns a connection failure into an error that names the cause and the fix.
-func ClassifyConnectError(err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "28P01":
-			return fmt.Errorf("connect to PostgreSQL: password authentication failed for user %q: check the user and password in --database-url: %w",
-				pgErrField(pgErr.Message, `user "`), err)
-		case "28000":
-			if strings.Contains(pgErr.Message, "replication") {
-				return fmt.Errorf("%w: connect to PostgreSQL: the role may not open a replication connection: ALTER ROLE ... REPLICATION, and allow it in pg_hba.conf: %w",
-					ErrNotReplicationRole, err)
-			}
-			return fmt.Errorf("connect to PostgreSQL: access denied (pg_hba.conf or role): %w", err)
-		case "3D000":
-			return fmt.Errorf("connect to PostgreSQL: the database does not exist: check --database-url: %w", err)
-		case "57P03", "57P01", "57P02":
-			// Starting up, recovering after a crash, or shutting down: a retry will get through.
-			return fmt.Errorf("%w: connect to PostgreSQL: the server is starting up, recovering or shutting down: %w", ErrConnection, err)
-		case "53300":
-			return fmt.Errorf("%w: connect to PostgreSQL: too many connections (max_wal_senders or max_connections reached): %w", ErrConnection, err)
-		}
-		return fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	return fmt.Errorf("%w: connect to PostgreSQL: %w; check the host and port in --database-url and that PostgreSQL is running", ErrConnection, err)
-}
-
-func pgErrField(msg, after string) string {
-	_, rest, ok := strings.Cut(msg, after)
-	if !ok {
-		return "?"
-	}
-	v, _, _ := strings.Cut(rest, `"`)
-	return v
-}
-
-// classifyStreamError maps errors of START_REPLICATION and of the stream to our sentinels.
-func classifyStreamError(err error, cfg StreamConfig) error {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return fmt.Errorf("%w: %w", ErrConnection, err)
-	}
-	switch {
-	case pgErr.Code == "55006": // object_in_use: "replication slot ... is active for PID n"
-		return fmt.Errorf("%w: %s; waiting for it to stop", ErrSlotInUse, pgErr.Message)
-	case pgErr.Code == "42704" && strings.Contains(pgErr.Message, "publication"):
-		return fmt.Errorf("%w: publication %q does not exist: create it with `pgoutbox setup`: %w", ErrNoPublication, cfg.Publication, err)
-	case pgErr.Code == "42704":
-		return fmt.Errorf("%w: replication slot %q does not exist: create it with `pgoutbox setup`: %w", ErrNoSlot, cfg.Slot, err)
-	case pgErr.Code == "58P01" || strings.Contains(pgErr.Message, "invalidated") || strings.Contains(pgErr.Message, "can no longer get changes"):
-		return fmt.Errorf("%w: replication slot %q cannot be streamed any more (%s): events after its confirmed position may be missing from Kafka; "+
-			"drop it (%s), run `pgoutbox setup`, and re-publish rows still in the outbox table", ErrSlotLost, cfg.Slot, pgErr.Message, DropSlotSQL(cfg.Slot))
-	case pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03" || pgErr.Code == "08006":
-		return fmt.Errorf("%w: %w", ErrConnection, err) // admin shutdown, crash, starting up
-	}
-	return fmt.Errorf("replication: %w", err)
 }

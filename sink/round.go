@@ -61,21 +61,6 @@ func (r *round) add(m Message, tp topicPartition) bool {
 // full reports whether the round takes no more messages.
 func (r *round) full() bool { return len(r.msgs) >= r.lim.maxMessages }
 
-// planRound builds a round from the head of msgs and returns the messages left for the next
-// rounds. partitionCount gives a topic's partition count; "" topics are defaultTopic's.
-func planRound(msgs []Message, defaultTopic string, partitionCount func(topic string) int, lim limits) (*round, []Message) {
-	r := newRound(lim)
-	var h murmur2
-	for i, m := range msgs {
-		topic := topicOf(m, defaultTopic)
-		tp := topicPartition{topic: topic, partition: h.partition(m.Key, partitionCount(topic))}
-		if !r.add(m, tp) {
-			return r, msgs[i:]
-		}
-	}
-	return r, nil
-}
-
 func topicOf(m Message, defaultTopic string) string {
 	if m.Topic == "" {
 		return defaultTopic

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -41,7 +42,34 @@ func batchIDs(r *round) string {
 	return strings.Join(parts, " ")
 }
 
-func TestPlanRound(t *testing.T) {
+// planRounds builds rounds from msgs as Run does, with collect: each round starts with the
+// message the previous one held back (or the next one queued) and takes what is queued after it.
+func planRounds(t *testing.T, msgs []Message, partitions int, lim limits) []*round {
+	t.Helper()
+	p := newTestPublisher(t, newFake(partitions), Config{Topic: "main", MaxBatchMessages: lim.maxMessages, MaxRequestBytes: lim.maxBytes})
+	in := make(chan Message, len(msgs))
+	for _, m := range msgs {
+		in <- m
+	}
+	close(in)
+	var rounds []*round
+	next, ok := <-in
+	for ok {
+		r, held, err := p.collect(context.Background(), next, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rounds = append(rounds, r)
+		if held != nil {
+			next = *held
+		} else {
+			next, ok = <-in
+		}
+	}
+	return rounds
+}
+
+func TestPublisher_collect(t *testing.T) {
 	t.Parallel()
 	const n = 3
 	k0, k1, k2 := keyFor(t, 0, n), keyFor(t, 1, n), keyFor(t, 2, n)
@@ -117,26 +145,25 @@ func TestPlanRound(t *testing.T) {
 			want: "main/0:a,c other/0:b",
 		},
 	}
-	counts := func(string) int { return n }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r, rest := planRound(tt.msgs, "main", counts, tt.lim)
+			rounds := planRounds(t, tt.msgs, n, tt.lim)
+			r := rounds[0]
 			if got := batchIDs(r); got != tt.want {
 				t.Errorf("round = %s, want %s", got, tt.want)
 			}
-			if got := ids(rest); len(got) != len(tt.rest) || len(got) > 0 && !slices.Equal(got, tt.rest) {
-				t.Errorf("held back = %v, want %v", got, tt.rest)
-			}
-			if !slices.Equal(ids(r.msgs), ids(tt.msgs[:len(tt.msgs)-len(rest)])) {
+			if !slices.Equal(ids(r.msgs), ids(tt.msgs[:len(r.msgs)])) {
 				t.Errorf("round messages %v are not the head of the input", ids(r.msgs))
+			}
+			if got := ids(tt.msgs[len(r.msgs):]); len(got) != len(tt.rest) || len(got) > 0 && !slices.Equal(got, tt.rest) {
+				t.Errorf("held back = %v, want %v", got, tt.rest)
 			}
 			if tt.rounds == nil {
 				return
 			}
 			var got []string
-			for left := tt.msgs; len(left) > 0; {
-				r, left = planRound(left, "main", counts, tt.lim)
+			for _, r := range rounds {
 				got = append(got, batchIDs(r))
 			}
 			if !slices.Equal(got, tt.rounds) {

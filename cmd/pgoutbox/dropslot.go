@@ -26,7 +26,7 @@ func runDropSlot(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io
 		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), capture.RedactURL(cfg.DatabaseURL))
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	st, err := capture.ReadSlotStatus(cctx, conn, cfg.Slot)
+	st, err := capture.ReadSlot(cctx, conn, cfg.Slot)
 	if err != nil {
 		return err
 	}
@@ -47,6 +47,6 @@ func runDropSlot(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io
 	if _, err := conn.Exec(cctx, `SELECT pg_drop_replication_slot($1)`, cfg.Slot); err != nil {
 		return fmt.Errorf("drop slot %q: %w", cfg.Slot, err)
 	}
-	log.Warn().Str("component", "setup").Str("slot", cfg.Slot).Str("confirmed_lsn", st.ConfirmedFlushLSN).Msg("replication slot dropped")
+	log.Warn().Str("component", "setup").Str("slot", cfg.Slot).Stringer("confirmed_lsn", st.ConfirmedFlushLSN).Msg("replication slot dropped")
 	return nil
 }

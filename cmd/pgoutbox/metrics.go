@@ -153,14 +153,14 @@ func (m *metrics) publishError(kind string, _ error) {
 	m.publishErrors.WithLabelValues(kind).Inc()
 }
 
-// PublicationLost implements relay.Observer: the lost alarm, from the publication guard.
-func (m *metrics) PublicationLost(err error) {
+// Lost implements relay.Observer: the lost alarm, from the publication guard or a dropped slot.
+func (m *metrics) Lost(err error) {
 	m.alarmLevel.Set(float64(capture.LevelLost))
 	m.health.setAlarm(capture.LevelLost, err.Error())
 }
 
 // SlotChecked implements relay.Observer: it exports one reading of the slot monitor.
-func (m *metrics) SlotChecked(st capture.SlotStatus, level capture.Level, reasons []string) {
+func (m *metrics) SlotChecked(st capture.Slot, level capture.Level, reasons []string) {
 	m.health.setAlarm(level, capture.FormatReasons(reasons))
 	m.slotUnconfirmed.Set(float64(st.UnconfirmedBytes))
 	m.slotRetained.Set(float64(st.RetainedBytes))

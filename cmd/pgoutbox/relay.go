@@ -186,12 +186,12 @@ type slotReader struct {
 	slot string
 }
 
-func (s *slotReader) ReadSlotStatus(ctx context.Context) (capture.SlotStatus, error) {
+func (s *slotReader) ReadSlotStatus(ctx context.Context) (capture.Slot, error) {
 	conn, err := s.connect(ctx)
 	if err != nil {
-		return capture.SlotStatus{}, err
+		return capture.Slot{}, err
 	}
-	return capture.ReadSlotStatus(ctx, conn, s.slot)
+	return capture.ReadSlot(ctx, conn, s.slot)
 }
 
 // publicationReader checks the publication for the relay's guard, on a connection of its own.

@@ -44,11 +44,11 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 		return statusExitUnknown, fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), capture.RedactURL(cfg.DatabaseURL))
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	st, err := capture.ReadSlotStatus(cctx, conn, cfg.Slot)
+	st, err := capture.ReadSlot(cctx, conn, cfg.Slot)
 	if err != nil {
 		return statusExitUnknown, err
 	}
-	level, reasons := cfg.thresholds().Evaluate(st)
+	level, reasons := cfg.thresholds().Evaluate(st, 0)
 	// A publication that no longer covers the outbox inserts loses events as surely as a lost
 	// slot: PostgreSQL does not send them.
 	if table, err := cfg.Table(); err == nil {
@@ -65,7 +65,7 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 		Slot: cfg.Slot, Level: level.String(), Reasons: reasons, Action: capture.Advice(level, cfg.Slot),
 		Exists: st.Exists, WALStatus: st.WALStatus, Active: st.Active, ActivePID: st.ActivePID,
 		UnconfirmedBytes: st.UnconfirmedBytes, RetainedBytes: st.RetainedBytes, SafeWALBytes: st.SafeWALBytes,
-		MaxSlotWALKeepSize: st.MaxSlotWALKeepSize, ConfirmedFlushLSN: st.ConfirmedFlushLSN, CurrentLSN: st.CurrentLSN,
+		MaxSlotWALKeepSize: st.MaxSlotWALKeepSize, ConfirmedFlushLSN: lsnText(st.Exists, st.ConfirmedFlushLSN.String()), CurrentLSN: st.CurrentLSN.String(),
 	}
 	if cfg.JSON {
 		enc := json.NewEncoder(stdout)
@@ -99,6 +99,14 @@ func printStatus(w io.Writer, r slotReport) error {
 		row("action", r.Action)
 	}
 	return tw.Flush()
+}
+
+// lsnText is a slot's position for the report: "" when there is no slot.
+func lsnText(exists bool, lsn string) string {
+	if !exists {
+		return ""
+	}
+	return lsn
 }
 
 // human prints a byte count with its exact value; -1 means unbounded.

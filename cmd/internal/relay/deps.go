@@ -32,7 +32,7 @@ type Publisher interface {
 // SlotReader reads the slot's figures for the monitor, over a normal connection that it opens
 // on first use and reopens after a failure.
 type SlotReader interface {
-	ReadSlotStatus(ctx context.Context) (capture.SlotStatus, error)
+	ReadSlotStatus(ctx context.Context) (capture.Slot, error)
 	Close()
 }
 
@@ -74,17 +74,18 @@ type Observer interface {
 	// DeadLettered: a row the stream could not decode went to the dead-letter topic.
 	DeadLettered()
 	// SlotChecked: one reading of the slot monitor and the alarm it raises.
-	SlotChecked(st capture.SlotStatus, level capture.Level, reasons []string)
-	// PublicationLost: the publication stopped covering the outbox inserts (the lost alarm).
-	PublicationLost(err error)
+	SlotChecked(st capture.Slot, level capture.Level, reasons []string)
+	// Lost: events may be missing from Kafka (the lost alarm): the publication stopped
+	// covering the outbox inserts, or the slot was dropped under the relay. It stops next.
+	Lost(err error)
 }
 
 // NopObserver observes nothing.
 type NopObserver struct{}
 
-func (NopObserver) SessionStarted()                                         {}
-func (NopObserver) SessionEnded(error)                                      {}
-func (NopObserver) Published([]sink.Message)                                {}
-func (NopObserver) DeadLettered()                                           {}
-func (NopObserver) SlotChecked(capture.SlotStatus, capture.Level, []string) {}
-func (NopObserver) PublicationLost(error)                                   {}
+func (NopObserver) SessionStarted()                                   {}
+func (NopObserver) SessionEnded(error)                                {}
+func (NopObserver) Published([]sink.Message)                          {}
+func (NopObserver) DeadLettered()                                     {}
+func (NopObserver) SlotChecked(capture.Slot, capture.Level, []string) {}
+func (NopObserver) Lost(error)                                        {}

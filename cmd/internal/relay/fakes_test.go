@@ -171,12 +171,12 @@ func (p *fakePublisher) ackedIDs() []string {
 // fakeSlots returns status (or err) on every read.
 type fakeSlots struct {
 	mu     sync.Mutex
-	status capture.SlotStatus
+	status capture.Slot
 	err    error
 	reads  int
 }
 
-func (f *fakeSlots) ReadSlotStatus(context.Context) (capture.SlotStatus, error) {
+func (f *fakeSlots) ReadSlotStatus(context.Context) (capture.Slot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads++
@@ -186,7 +186,7 @@ func (f *fakeSlots) ReadSlotStatus(context.Context) (capture.SlotStatus, error) 
 func (f *fakeSlots) Close() {}
 
 func healthySlot() *fakeSlots {
-	return &fakeSlots{status: capture.SlotStatus{Exists: true, WALStatus: "reserved", Active: true, SafeWALBytes: -1, MaxSlotWALKeepSize: -1}}
+	return &fakeSlots{status: capture.Slot{Exists: true, WALStatus: "reserved", Active: true, SafeWALBytes: -1, MaxSlotWALKeepSize: -1}}
 }
 
 // fakeDeleter records deleted ids; errs are returned by the first calls, in order.
@@ -268,7 +268,7 @@ type recordingObserver struct {
 	lost     error
 }
 
-func (o *recordingObserver) PublicationLost(err error) { o.mu.Lock(); o.lost = err; o.mu.Unlock() }
+func (o *recordingObserver) Lost(err error) { o.mu.Lock(); o.lost = err; o.mu.Unlock() }
 
 func (o *recordingObserver) SessionStarted() { o.mu.Lock(); o.started++; o.mu.Unlock() }
 func (o *recordingObserver) SessionEnded(err error) {
@@ -281,7 +281,7 @@ func (o *recordingObserver) Published(msgs []sink.Message) {
 	o.messages += len(msgs)
 	o.mu.Unlock()
 }
-func (o *recordingObserver) SlotChecked(_ capture.SlotStatus, l capture.Level, _ []string) {
+func (o *recordingObserver) SlotChecked(_ capture.Slot, l capture.Level, _ []string) {
 	o.mu.Lock()
 	o.levels = append(o.levels, l)
 	o.mu.Unlock()

@@ -41,17 +41,12 @@ func (r *Relay) checkSlot(ctx context.Context, m *slotWatch) error {
 		r.deps.Slots.Close()
 		return nil
 	}
-	st.OldestUnacked = r.Progress().OldestUnacked
-	level, reasons := m.th.Evaluate(st)
+	oldest := r.Progress().OldestUnacked
+	level, reasons := m.th.Evaluate(st, oldest)
 	r.obs.SlotChecked(st, level, reasons)
-	m.transition(st, level, reasons)
+	m.transition(st, oldest, level, reasons)
 	if level == capture.LevelLost {
-		from := st.ConfirmedFlushLSN
-		if from == "" {
-			from = "its last confirmed position (unknown: the slot is gone)"
-		}
-		return fmt.Errorf("%w: %s: events committed after %s may be missing from Kafka: %s",
-			capture.ErrSlotLost, capture.FormatReasons(reasons), from, capture.Advice(level, r.cfg.Slot))
+		return fmt.Errorf("%w (%s)", capture.SlotLostError(st, r.Progress().Confirmed), capture.FormatReasons(reasons))
 	}
 	return nil
 }
@@ -65,7 +60,7 @@ type slotWatch struct {
 }
 
 // transition logs a change of alarm level once.
-func (m *slotWatch) transition(st capture.SlotStatus, level capture.Level, reasons []string) {
+func (m *slotWatch) transition(st capture.Slot, oldestUnacked time.Duration, level capture.Level, reasons []string) {
 	if level == m.level {
 		return
 	}
@@ -81,7 +76,7 @@ func (m *slotWatch) transition(st capture.SlotStatus, level capture.Level, reaso
 	ev = ev.Str("slot", m.slot).Stringer("alarm", level).Stringer("previous_alarm", prev).
 		Int64("unconfirmed_bytes", st.UnconfirmedBytes).Int64("retained_bytes", st.RetainedBytes).
 		Int64("safe_wal_bytes", st.SafeWALBytes).Str("wal_status", st.WALStatus).Bool("active", st.Active).
-		Str("confirmed_lsn", st.ConfirmedFlushLSN).Stringer("oldest_unacked", st.OldestUnacked)
+		Stringer("confirmed_lsn", st.ConfirmedFlushLSN).Stringer("oldest_unacked", oldestUnacked)
 	if level == capture.LevelOK {
 		ev.Msg("slot alarm cleared")
 		return

@@ -125,7 +125,7 @@ func (r *Relay) checkPublication(ctx context.Context, g *pubGuard) error {
 	}
 	ceiling, err := g.observe(wal, st, r.clock.Now(), r.cfg.Publication, r.cfg.Table)
 	if err != nil {
-		r.obs.PublicationLost(err)
+		r.obs.Lost(err)
 		return err
 	}
 	r.ceiling.Store(uint64(ceiling))

@@ -148,6 +148,13 @@ func (r *Relay) sessions(ctx context.Context) error {
 	for {
 		started := r.clock.Now()
 		err := r.session(ctx)
+		if errors.Is(err, capture.ErrNoSlot) && r.current.Load() != nil {
+			// The slot existed when a session opened: it was dropped under the relay, and what
+			// was committed after the last confirmed position may never reach Kafka. That is
+			// the lost alarm, not a first start's "create it with setup".
+			err = capture.SlotLostError(capture.Slot{Name: r.cfg.Slot}, r.Progress().Confirmed)
+			r.obs.Lost(err)
+		}
 		r.obs.SessionEnded(err)
 		if ctx.Err() != nil {
 			return ctx.Err()

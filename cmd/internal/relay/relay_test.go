@@ -149,6 +149,8 @@ func TestRelay_Run_StopsOnErrorsARetryCannotFix(t *testing.T) {
 			&fakePublisher{failAfter: 1, err: errBroker}, errBroker},
 		{"the ledger rejects an acknowledgement", &fakeStream{start: 100, txns: []txn{{ids: []string{"1"}, end: 200}}},
 			&fakePublisher{ackTwice: true}, checkpoint.ErrUnknownTxn},
+		{"the slot is dropped under the relay", &fakeStream{start: 100, runErr: errors.Join(capture.ErrNoSlot, errors.New("42704"))},
+			&fakePublisher{}, capture.ErrSlotLost},
 		{"the slot is gone at start", &fakeStream{openErr: errors.Join(capture.ErrNoSlot, errors.New("no slot"))}, &fakePublisher{}, capture.ErrNoSlot},
 	}
 	for _, tt := range tests {
@@ -233,7 +235,7 @@ func TestRelay_Run_StopsWhenRetentionCannotDelete(t *testing.T) {
 }
 
 func TestRelay_Run_StopsWhenTheSlotIsLost(t *testing.T) {
-	slots := &fakeSlots{status: capture.SlotStatus{Exists: true, WALStatus: "lost", ConfirmedFlushLSN: "0/64"}}
+	slots := &fakeSlots{status: capture.Slot{Exists: true, WALStatus: "lost", ConfirmedFlushLSN: 0x64}}
 	r, _, obs := testRelay(t, &streams{list: []*fakeStream{{start: 100}}}, &fakePublisher{}, slots, nil, false)
 	err := runAsync(context.Background(), r)(t)
 	if !errors.Is(err, capture.ErrSlotLost) {
