@@ -92,7 +92,7 @@ run_tests() {
   export PGOUTBOX_TEST_KAFKA_BROKERS="${PGOUTBOX_TEST_KAFKA_BROKERS:-$KAFKA_BROKERS}"
   go vet -tags integration ./...
   local rc=0
-  go test -race -count=1 -tags integration -timeout 25m ./... || rc=$?
+  go test -race -count=1 -tags integration -timeout 29m ./... || rc=$?
 
   local slots
   slots="$(leftover_slots)"
