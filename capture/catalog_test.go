@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -29,5 +30,16 @@ func TestServerInfo_IdleSlotTimeoutWarning(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCheckFailoverSupport(t *testing.T) {
+	t.Parallel()
+	if err := CheckFailoverSupport(ServerInfo{VersionNum: 170006}); err != nil {
+		t.Errorf("PostgreSQL 17.6: %v", err)
+	}
+	err := CheckFailoverSupport(ServerInfo{VersionNum: 160010})
+	if !errors.Is(err, ErrFailover) || !strings.Contains(err.Error(), "PostgreSQL 16.10; failover slots need PostgreSQL 17 or later") {
+		t.Errorf("PostgreSQL 16.10: %v", err)
 	}
 }

@@ -51,6 +51,21 @@ const defaultPGVersion = "15"
 // cache; a version whose binaries cannot be installed skips the test, and fails it under CI=true.
 func startPrivatePostgresVersion(t *testing.T, version string) *privatePostgres {
 	t.Helper()
+	p := newPrivatePostgres(t, version)
+	if out, err := p.run("start"); err != nil {
+		if strings.Contains(out, "initdb") || strings.Contains(out, "apt-get") || strings.Contains(out, "cannot install") {
+			unavailable(t, "cannot create a private PostgreSQL %s cluster: %v\n%s", p.Version, err, out)
+		}
+		t.Fatalf("postgres.sh start: %v\n%s", err, out)
+	}
+	p.checkVersion(t)
+	return p
+}
+
+// newPrivatePostgres prepares a private cluster's state directory, port and environment, and
+// stops the server at the end of the test; nothing is created or started yet.
+func newPrivatePostgres(t *testing.T, version string) *privatePostgres {
+	t.Helper()
 	if version == "" {
 		version = getenv("PGOUTBOX_PG_VERSION", defaultPGVersion)
 	}
@@ -87,18 +102,11 @@ func startPrivatePostgresVersion(t *testing.T, version string) *privatePostgres 
 		),
 		URL: fmt.Sprintf("postgres://pgoutbox:pgoutbox@127.0.0.1:%d/pgoutbox", port),
 	}
-	if out, err := p.run("start"); err != nil {
-		if strings.Contains(out, "initdb") || strings.Contains(out, "apt-get") || strings.Contains(out, "cannot install") {
-			unavailable(t, "cannot create a private PostgreSQL %s cluster: %v\n%s", version, err, out)
-		}
-		t.Fatalf("postgres.sh start: %v\n%s", err, out)
-	}
 	t.Cleanup(func() {
 		if out, err := p.run("stop"); err != nil {
 			t.Errorf("postgres.sh stop: %v\n%s", err, out)
 		}
 	})
-	p.checkVersion(t)
 	return p
 }
 

