@@ -95,7 +95,7 @@ bindir() {
 
 check_version() {
   if [[ "$VERSION" != 15 && -z "${ZONKY[$VERSION]:-}" ]]; then
-    log "PGOUTBOX_PG_VERSION=$VERSION is not supported; use one of: $(printf "%s\n" 15 "${!ZONKY[@]}" | sort -n | paste -sd " ")"
+    log "cannot install PostgreSQL $VERSION (PGOUTBOX_PG_VERSION): not supported; use one of: $(printf "%s\n" 15 "${!ZONKY[@]}" | sort -n | paste -sd " ")"
     exit 2
   fi
 }
