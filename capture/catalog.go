@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,9 +26,25 @@ type ServerInfo struct {
 	// MaxSlotWALKeepSize is max_slot_wal_keep_size in bytes; -1 means unbounded: a stalled slot
 	// can then fill the disk.
 	MaxSlotWALKeepSize int64
+	// IdleSlotTimeout is idle_replication_slot_timeout (PostgreSQL 18+); 0 means off or not
+	// available. The server invalidates a slot that no connection has streamed from for longer.
+	IdleSlotTimeout time.Duration
 	// Replication reports whether the connected role may open replication connections.
 	Replication bool
 	User        string
+}
+
+// IdleSlotTimeoutWarning explains what a non-zero idle_replication_slot_timeout means for the
+// relay, or returns "" when it is off.
+func (si ServerInfo) IdleSlotTimeoutWarning() string {
+	if si.IdleSlotTimeout <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("idle_replication_slot_timeout is %s: PostgreSQL invalidates the slot at the first checkpoint "+
+		"after no relay has streamed from it for %s (an idle slot: every relay stopped, including a standby relay waiting "+
+		"to take over, which does not stream); the slot is then lost and events from that point can only be re-published "+
+		"from the table. Keep relay outages well below it, or turn it off "+
+		"(ALTER SYSTEM SET idle_replication_slot_timeout = 0; SELECT pg_reload_conf())", si.IdleSlotTimeout, si.IdleSlotTimeout)
 }
 
 // CheckServer reads the server settings the relay depends on. It returns an error wrapping
@@ -35,16 +52,19 @@ type ServerInfo struct {
 // the REPLICATION attribute; both say how to fix it.
 func CheckServer(ctx context.Context, q Querier) (ServerInfo, error) {
 	var si ServerInfo
-	var keepMB int64
+	var keepMB, idleSeconds int64
 	err := q.QueryRow(ctx, `SELECT current_setting('server_version_num')::int,
 		current_setting('wal_level'),
 		current_setting('max_slot_wal_keep_size', true),
+		coalesce((SELECT setting::bigint * CASE unit WHEN 'min' THEN 60 WHEN 'h' THEN 3600 WHEN 'd' THEN 86400 ELSE 1 END
+			FROM pg_settings WHERE name = 'idle_replication_slot_timeout'), 0),
 		r.rolreplication OR r.rolsuper, current_user
-		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&si.VersionNum, &si.WALLevel, &keepSetting{&keepMB}, &si.Replication, &si.User)
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&si.VersionNum, &si.WALLevel, &keepSetting{&keepMB}, &idleSeconds, &si.Replication, &si.User)
 	if err != nil {
 		return si, fmt.Errorf("read server settings: %w", err)
 	}
 	si.MaxSlotWALKeepSize = keepMB
+	si.IdleSlotTimeout = time.Duration(idleSeconds) * time.Second
 	if si.VersionNum < 100000 {
 		return si, fmt.Errorf("%w: server version %d; pgoutput needs PostgreSQL 10 or later", ErrServer, si.VersionNum)
 	}

@@ -15,8 +15,12 @@ import (
 // back every row arrives and the confirmed position passes them.
 func TestRelay_AckGating(t *testing.T) {
 	t.Parallel()
+	testAckGating(t, pgTarget{})
+}
+
+func testAckGating(t *testing.T, pg pgTarget) {
 	kafka := startPrivateKafka(t)
-	e := newOutboxOn(t, services{DatabaseURL: needPostgres(t), Brokers: kafka.Brokers}, 2)
+	e := newOutboxOn(t, services{DatabaseURL: pg.url(t), Brokers: kafka.Brokers}, 2)
 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	relay := e.startRelay(t, "PGOUTBOX_KAFKA_BACKOFF_MAX=500ms", "PGOUTBOX_HTTP_ADDR="+addr)

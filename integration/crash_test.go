@@ -27,8 +27,12 @@ type killPoint struct {
 // not yet confirmed when the relay died, carrying the same id and position as its first copy.
 func TestRelay_CrashMidStream(t *testing.T) {
 	t.Parallel()
+	testCrashMidStream(t, pgTarget{})
+}
+
+func testCrashMidStream(t *testing.T, pg pgTarget) {
 	const partitions = 3
-	e := newOutbox(t, partitions)
+	e := newOutboxOn(t, pg.services(t), partitions)
 	w := workload{Writers: 4, Rows: 20_000, Channels: 50, MaxTxnRows: 10}
 	prepareWorkload(t, e, w.Channels)
 
@@ -117,7 +121,11 @@ func confirmedList(kills []killPoint) string {
 // the server (keepalives), so other tables' writes do not pin WAL.
 func TestRelay_IdleProgress(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 1)
+	testIdleProgress(t, pgTarget{})
+}
+
+func testIdleProgress(t *testing.T, pg pgTarget) {
+	e := newOutboxOn(t, pg.services(t), 1)
 	execSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s_other (id bigserial PRIMARY KEY, v text)`, e.Name))
 	t.Cleanup(func() { exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s_other`, e.Name)) })
 

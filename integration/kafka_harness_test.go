@@ -39,6 +39,9 @@ func startPrivateKafka(t *testing.T) *privateKafka {
 			fmt.Sprintf("PGOUTBOX_KAFKA_PORT=%d", port),
 			fmt.Sprintf("PGOUTBOX_KAFKA_CONTROLLER_PORT=%d", cport),
 			"PGOUTBOX_KAFKA_LIB_DIR="+lib,
+			// Several private brokers start at once in the version matrix; on a busy 2-core
+			// machine a restart has taken more than kafka.sh's default 90 s.
+			"PGOUTBOX_KAFKA_READY_TIMEOUT="+getenv("PGOUTBOX_KAFKA_READY_TIMEOUT", "240"),
 		),
 		Brokers: []string{fmt.Sprintf("127.0.0.1:%d", port)},
 	}

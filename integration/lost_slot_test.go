@@ -17,7 +17,11 @@ import (
 // recover — and exits non-zero instead of streaming on past a gap.
 func TestSlotLost(t *testing.T) {
 	t.Parallel()
-	pg := startPrivatePostgres(t)
+	testSlotLost(t, pgTarget{})
+}
+
+func testSlotLost(t *testing.T, target pgTarget) {
+	pg := target.private(t)
 	pg.setConf(t, "max_slot_wal_keep_size", "32MB")
 	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: needKafka(t)}, 1)
 	execSQL(t, pg.URL, `CREATE TABLE filler (id bigserial PRIMARY KEY, v text)`)

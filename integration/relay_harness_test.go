@@ -69,8 +69,9 @@ func newOutbox(t *testing.T, partitions int) outboxEnv {
 	return newOutboxOn(t, needServices(t), partitions)
 }
 
-// newOutboxOn is newOutbox on the given services (e.g. a private Kafka broker).
-func newOutboxOn(t *testing.T, svc services, partitions int) outboxEnv {
+// newOutboxOn is newOutbox on the given services (e.g. a private Kafka broker); setupArgs are
+// added to `pgoutbox setup` (e.g. --failover).
+func newOutboxOn(t *testing.T, svc services, partitions int, setupArgs ...string) outboxEnv {
 	t.Helper()
 	e := outboxEnv{services: svc, Name: uniqueName(t)}
 	dropSlotAtCleanup(t, e.DatabaseURL, e.Name)
@@ -79,7 +80,7 @@ func newOutboxOn(t *testing.T, svc services, partitions int) outboxEnv {
 		exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, e.Name))
 		deleteTopic(e.Brokers, e.Name)
 	})
-	out, err := e.pgoutbox(t, "setup", "--partitions", fmt.Sprint(partitions))
+	out, err := e.pgoutbox(t, append([]string{"setup", "--partitions", fmt.Sprint(partitions)}, setupArgs...)...)
 	if err != nil {
 		t.Fatalf("pgoutbox setup: %v\n%s", err, out)
 	}

@@ -257,8 +257,12 @@ func checkDelivery(t *testing.T, recs []record, want *committedRows, partitions 
 // rolled-back transaction, each channel in commit order.
 func TestRelay_CompletenessAndOrder(t *testing.T) {
 	t.Parallel()
+	testCompletenessAndOrder(t, pgTarget{})
+}
+
+func testCompletenessAndOrder(t *testing.T, pg pgTarget) {
 	const partitions = 3
-	e := newOutbox(t, partitions)
+	e := newOutboxOn(t, pg.services(t), partitions)
 	w := workload{Writers: 8, Rows: 10_000, Channels: 100, MaxTxnRows: 20}
 	prepareWorkload(t, e, w.Channels)
 

@@ -3,24 +3,44 @@
 package integration
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
 // TestStartupChecks: an unbounded max_slot_wal_keep_size gives a loud warning that says what to
-// set; wal_level below logical stops `setup` and `run` at once with the fix.
+// set; on PostgreSQL 18+ so does a non-zero idle_replication_slot_timeout; wal_level below
+// logical stops `setup` and `run` at once with the fix.
 func TestStartupChecks(t *testing.T) {
 	t.Parallel()
-	pg := startPrivatePostgres(t)
+	testStartupChecks(t, pgTarget{})
+}
+
+func testStartupChecks(t *testing.T, target pgTarget) {
+	pg := target.private(t)
 	pg.setConf(t, "max_slot_wal_keep_size", "-1")
+	major, err := strconv.Atoi(pg.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idleTimeout := major >= 18 // idle_replication_slot_timeout is new in PostgreSQL 18
+	if idleTimeout {
+		pg.setConf(t, "idle_replication_slot_timeout", "1h")
+	}
 	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: needKafka(t)}, 1)
 
 	relay := e.startRelay(t)
 	relay.waitLog("streaming started", 30*time.Second)
 	relay.stop(30 * time.Second)
-	if log := relay.log.String(); !strings.Contains(log, "max_slot_wal_keep_size is -1 (unbounded)") || !strings.Contains(log, "ALTER SYSTEM SET max_slot_wal_keep_size") {
+	log := relay.log.String()
+	if !strings.Contains(log, "max_slot_wal_keep_size is -1 (unbounded)") || !strings.Contains(log, "ALTER SYSTEM SET max_slot_wal_keep_size") {
 		t.Errorf("no warning about the unbounded max_slot_wal_keep_size:\n%s", relay.log.tail(10))
+	}
+	const idleWarning = "idle_replication_slot_timeout is 1h0m0s: PostgreSQL invalidates the slot"
+	if got := strings.Contains(log, idleWarning); got != idleTimeout {
+		t.Errorf("PostgreSQL %s with idle_replication_slot_timeout set: %v; warning %q logged: %v\n%s",
+			pg.Version, idleTimeout, idleWarning, got, relay.log.tail(10))
 	}
 
 	// PostgreSQL refuses to start with wal_level=replica while a logical slot exists.

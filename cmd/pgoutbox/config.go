@@ -85,6 +85,7 @@ type Config struct {
 	Partitions        int  // create the topic with this many partitions; 0 = do not create it
 	ReplicationFactor int  // of a topic setup creates
 	PrintSQL          bool // print the SQL instead of running it
+	Failover          bool // create the slot as a failover slot (PostgreSQL 17+)
 }
 
 // setting binds one Config field to a flag and an environment variable.
@@ -179,6 +180,7 @@ func (c *Config) settings() []setting {
 		{"partitions", "create the topic with this many partitions (0: leave Kafka alone)", (*intValue)(&c.Partitions), scopeSetup},
 		{"replication-factor", "replication factor of a topic created by setup", (*intValue)(&c.ReplicationFactor), scopeSetup},
 		{"print-sql", "print the SQL instead of running it", (*boolValue)(&c.PrintSQL), scopeSetup},
+		{"failover", "create the slot as a failover slot, kept on standbys with sync_replication_slots = on (PostgreSQL 17+)", (*boolValue)(&c.Failover), scopeSetup},
 	}
 }
 

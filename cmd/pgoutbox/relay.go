@@ -135,6 +135,9 @@ func preflight(ctx context.Context, cfg *Config, table capture.Table, pub *sink.
 		log.Warn().Msg("max_slot_wal_keep_size is -1 (unbounded): if this relay stalls, its slot retains WAL until the disk is full; " +
 			"set max_slot_wal_keep_size to a size the disk can spare (e.g. ALTER SYSTEM SET max_slot_wal_keep_size = '10GB'; SELECT pg_reload_conf())")
 	}
+	if w := info.IdleSlotTimeoutWarning(); w != "" {
+		log.Warn().Stringer("idle_replication_slot_timeout", info.IdleSlotTimeout).Msg(w)
+	}
 	if err := errors.Join(
 		capture.CheckTable(cctx, conn, table),
 		capture.CheckPublication(cctx, conn, cfg.Publication, table),

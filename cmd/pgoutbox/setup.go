@@ -21,8 +21,12 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 		return err
 	}
 	if cfg.PrintSQL {
+		slotSQL := capture.CreateSlotSQL(cfg.Slot)
+		if cfg.Failover {
+			slotSQL = capture.CreateFailoverSlotSQL(cfg.Slot)
+		}
 		_, err := fmt.Fprintf(stdout, "%s;\n\n%s;\n\n%s;\n", capture.CreateTableSQL(table),
-			capture.CreatePublicationSQL(cfg.Publication, table), capture.CreateSlotSQL(cfg.Slot))
+			capture.CreatePublicationSQL(cfg.Publication, table), slotSQL)
 		return err
 	}
 
@@ -33,8 +37,17 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), capture.RedactURL(cfg.DatabaseURL))
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	if _, err := capture.CheckServer(cctx, conn); err != nil {
+	info, err := capture.CheckServer(cctx, conn)
+	if err != nil {
 		return err
+	}
+	ensureSlot := func() (bool, error) { return capture.EnsureSlot(cctx, conn, cfg.Slot) }
+	if cfg.Failover {
+		// Checked before anything is created: a refused --failover leaves the database as it was.
+		if err := capture.CheckFailoverSupport(info); err != nil {
+			return err
+		}
+		ensureSlot = func() (bool, error) { return capture.EnsureFailoverSlot(cctx, conn, info, cfg.Slot) }
 	}
 	if err := capture.CheckSetupPrivileges(cctx, conn, table, cfg.Publication); err != nil {
 		return err
@@ -71,7 +84,7 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 	}{
 		{"table " + table.QualifiedName(), func() (bool, error) { return capture.EnsureTable(cctx, conn, table) }},
 		{"publication " + cfg.Publication, func() (bool, error) { return capture.EnsurePublication(cctx, conn, cfg.Publication, table) }},
-		{"replication slot " + cfg.Slot, func() (bool, error) { return capture.EnsureSlot(cctx, conn, cfg.Slot) }},
+		{"replication slot " + cfg.Slot, ensureSlot},
 	}
 	for _, s := range steps {
 		created, err := s.do()

@@ -18,7 +18,9 @@
 #   PGOUTBOX_STATE_DIR              state directory (default $HOME/.cache/pgoutbox); the broker
 #                                   lives in $STATE/kafka
 #   PGOUTBOX_KAFKA_PORT             client (PLAINTEXT) port on 127.0.0.1 (default 59092)
-#   PGOUTBOX_KAFKA_CONTROLLER_PORT  KRaft controller port on 127.0.0.1 (default 59093)
+#   PGOUTBOX_KAFKA_CONTROLLER_PORT  KRaft controller port on 127.0.0.1 (default: the client port
+#                                   + 1, 59093; so a second broker on another client port does not
+#                                   clash with the first)
 #   PGOUTBOX_KAFKA_READY_TIMEOUT    seconds `start` waits for the broker (default 90; a cold
 #                                   start takes 5-10 s, more on a machine busy with other builds)
 #   PGOUTBOX_KAFKA_LIB_DIR          where the resolved jars live (default $STATE/kafka/<version>/lib;
@@ -36,7 +38,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 POM="$HERE/kafka/pom.xml"
 STATE="${PGOUTBOX_STATE_DIR:-$HOME/.cache/pgoutbox}"
 PORT="${PGOUTBOX_KAFKA_PORT:-59092}"
-CPORT="${PGOUTBOX_KAFKA_CONTROLLER_PORT:-59093}"
+CPORT="${PGOUTBOX_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 KDIR="$STATE/kafka"
 DATA="$KDIR/data"
 PIDFILE="$KDIR/kafka.pid"

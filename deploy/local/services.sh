@@ -5,7 +5,9 @@
 #
 # `test` starts only the services that are not already running and stops exactly those at the
 # end (tests must not leave servers behind), then checks that no test left a replication slot:
-# a forgotten slot pins WAL forever.
+# a forgotten slot pins WAL forever. The whole suite runs on the default PostgreSQL version;
+# TestPostgresVersions also runs the core tests on each version of PGOUTBOX_TEST_PG_VERSIONS
+# (default "16 17 18"; set it empty to skip the matrix), each on private clusters.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -51,6 +53,23 @@ install_test_tools() {
   $sudo service prometheus stop >/dev/null 2>&1 || true
 }
 
+# The version matrix's server binaries, installed before the tests so that a cold cache does not
+# count against a test's time. Under CI=true a version that cannot be installed fails the run;
+# elsewhere its tests skip with the reason.
+export PGOUTBOX_TEST_PG_VERSIONS="${PGOUTBOX_TEST_PG_VERSIONS-16 17 18}"
+install_matrix_versions() {
+  local v
+  for v in ${PGOUTBOX_TEST_PG_VERSIONS//,/ }; do
+    if ! PGOUTBOX_PG_VERSION="$v" "$PG" install; then
+      if [[ "${CI:-}" == true ]]; then
+        echo "FAIL: cannot install PostgreSQL $v for the version matrix (CI=true)" >&2
+        return 1
+      fi
+      echo "services.sh: cannot install PostgreSQL $v; its matrix tests will skip" >&2
+    fi
+  done
+}
+
 # STARTED lists the services `test` started, stopped again by the EXIT trap. It is global: the
 # trap runs after run_tests has returned, when its locals are gone.
 STARTED=()
@@ -66,12 +85,14 @@ run_tests() {
   if ! "$PG" status >/dev/null 2>&1; then "$PG" start; STARTED+=("$PG"); fi
   if ! "$KAFKA" status >/dev/null 2>&1; then "$KAFKA" start; STARTED+=("$KAFKA"); fi
 
+  install_matrix_versions
+
   cd "$ROOT"
   export PGOUTBOX_TEST_DATABASE_URL="${PGOUTBOX_TEST_DATABASE_URL:-$PG_URL}"
   export PGOUTBOX_TEST_KAFKA_BROKERS="${PGOUTBOX_TEST_KAFKA_BROKERS:-$KAFKA_BROKERS}"
   go vet -tags integration ./...
   local rc=0
-  go test -race -count=1 -tags integration -timeout 25m ./... || rc=$?
+  go test -race -count=1 -tags integration -timeout 29m ./... || rc=$?
 
   local slots
   slots="$(leftover_slots)"
