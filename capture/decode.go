@@ -19,7 +19,8 @@ type Message interface{ isMessage() }
 
 // Begin starts a transaction. The [Row] messages that follow belong to it until the [Commit].
 type Begin struct {
-	XID        uint32        // transaction id
+	XID        uint32        // transaction id, as pgoutput sends it (32 bits)
+	FullXID    uint64        // XID widened to 64 bits (see [WidenXID] and [Decoder.SetXIDReference])
 	FinalLSN   pglogrepl.LSN // LSN of the commit record: the CommitLSN of the transaction's events
 	CommitTime time.Time     // commit time of the transaction
 }
@@ -57,7 +58,15 @@ type Decoder struct {
 	rows  int // outbox rows of the current transaction so far
 
 	values []value // scratch for tuple
+
+	xidRef uint64 // the newest full transaction id known, for widening Begin's xid
 }
+
+// SetXIDReference gives the decoder a full (64-bit) transaction id near those it will decode:
+// the server's next full id when the session started. Each Begin's 32-bit xid is widened
+// against the newest id known (see [WidenXID]), which keeps it correct across epochs. Without
+// a reference, full ids equal the 32-bit ids (epoch 0).
+func (d *Decoder) SetXIDReference(ref uint64) { d.xidRef = ref }
 
 // relation is the cached Relation message of one relation id.
 type relation struct {
@@ -130,6 +139,8 @@ func (d *Decoder) begin(body []byte) (Message, error) {
 	if d.inTxn {
 		return nil, protocolError("begin of xid %d while xid %d is open", b.XID, d.txn.XID)
 	}
+	b.FullXID = WidenXID(b.XID, d.xidRef)
+	d.xidRef = max(d.xidRef, b.FullXID)
 	d.inTxn, d.txn, d.rows = true, b, 0
 	return b, nil
 }
@@ -302,6 +313,7 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 	a, b := len(values[rel.id]), len(values[rel.id])+len(values[rel.channel])
 	e := Event{
 		XID:        d.txn.XID,
+		FullXID:    d.txn.FullXID,
 		CommitLSN:  d.txn.FinalLSN,
 		Index:      index,
 		CommitTime: d.txn.CommitTime,

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -167,7 +168,7 @@ func positionHeaders(id, name, index string) []capture.Header {
 
 func event(index int, id, channel, name string, payload []byte, headers ...capture.Header) capture.Event {
 	return capture.Event{
-		XID: txnXID, CommitLSN: txnLSN, Index: index, CommitTime: commitTime,
+		XID: txnXID, FullXID: txnXID, CommitLSN: txnLSN, Index: index, CommitTime: commitTime,
 		ID: id, Channel: channel, Name: name, Payload: payload,
 		Headers: append(positionHeaders(id, name, string(rune('0'+index))), headers...),
 	}
@@ -176,7 +177,7 @@ func event(index int, id, channel, name string, payload []byte, headers ...captu
 func row(e capture.Event) capture.Message { return capture.Row{Event: e} }
 
 var (
-	beginWant  = capture.Begin{XID: txnXID, FinalLSN: txnLSN, CommitTime: commitTime}
+	beginWant  = capture.Begin{XID: txnXID, FullXID: txnXID, FinalLSN: txnLSN, CommitTime: commitTime}
 	commitWant = capture.Commit{CommitLSN: txnLSN, EndLSN: endLSN, CommitTime: commitTime}
 )
 
@@ -233,11 +234,11 @@ func TestDecoder_DecodeTransaction(t *testing.T) {
 		},
 		{in: commit(), want: commitWant},
 		// The next transaction numbers its rows from 0 again.
-		{in: beginMsg(txnLSN+0x100, commitTime, txnXID+1), want: capture.Begin{XID: txnXID + 1, FinalLSN: txnLSN + 0x100, CommitTime: commitTime}},
+		{in: beginMsg(txnLSN+0x100, commitTime, txnXID+1), want: capture.Begin{XID: txnXID + 1, FullXID: txnXID + 1, FinalLSN: txnLSN + 0x100, CommitTime: commitTime}},
 		{
 			in: outboxInsert(text("43"), text("room:1"), text("x"), text("{}"), text("{}")),
 			want: row(capture.Event{
-				XID: txnXID + 1, CommitLSN: txnLSN + 0x100, Index: 0, CommitTime: commitTime,
+				XID: txnXID + 1, FullXID: txnXID + 1, CommitLSN: txnLSN + 0x100, Index: 0, CommitTime: commitTime,
 				ID: "43", Channel: "room:1", Name: "x", Payload: []byte("{}"),
 				Headers: []capture.Header{
 					{Key: "pgoutbox-id", Value: []byte("43")},
@@ -808,6 +809,52 @@ func TestTable_QualifiedName(t *testing.T) {
 		table.Schema, table.Name = tt.schema, tt.name
 		if got := table.QualifiedName(); got != tt.want {
 			t.Errorf("QualifiedName() of %q.%q = %s, want %s", tt.schema, tt.name, got, tt.want)
+		}
+	}
+}
+
+// With a reference, Begin's 32-bit xid is widened to the full id, across an epoch boundary, and
+// the pgoutbox-xid header carries the full id.
+func TestDecoder_FullXID(t *testing.T) {
+	t.Parallel()
+	const epoch = uint64(1) << 32
+	d := capture.NewDecoder(capture.DefaultTable())
+	d.SetXIDReference(epoch + 5) // the server's next full id: epoch 1 has just begun
+	if _, err := d.Decode(outboxRelation()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		xid  uint32
+		want uint64
+	}{
+		{0xFFFFFFF0, epoch - 16}, // began before the boundary, committed after the session started
+		{3, epoch + 3},
+		{0xFFFFFFFF, epoch - 1},
+		{7, epoch + 7},
+	} {
+		msg, err := d.Decode(beginMsg(txnLSN, commitTime, tc.xid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := msg.(capture.Begin); b.FullXID != tc.want || b.XID != tc.xid {
+			t.Errorf("Begin of xid %d: %+v, want FullXID %d", tc.xid, b, tc.want)
+		}
+		msg, err = d.Decode(outboxInsert(text("1"), text("c"), text("n"), null, null))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := msg.(capture.Row).Event
+		var header string
+		for _, h := range e.Headers {
+			if h.Key == capture.HeaderXID {
+				header = string(h.Value)
+			}
+		}
+		if e.FullXID != tc.want || header != strconv.FormatUint(tc.want, 10) {
+			t.Errorf("row of xid %d: FullXID %d, header %q; want %d", tc.xid, e.FullXID, header, tc.want)
+		}
+		if _, err := d.Decode(commit()); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

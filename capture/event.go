@@ -29,7 +29,8 @@ const (
 	// HeaderPosition holds the commit position (see [Event.Position]); consumers order and
 	// de-duplicate by it.
 	HeaderPosition = "pgoutbox-position"
-	// HeaderXID holds the transaction id, in decimal.
+	// HeaderXID holds the transaction's full 64-bit id (xid8, the numbering of
+	// pg_current_xact_id() and pg_current_snapshot()), in decimal.
 	HeaderXID = "pgoutbox-xid"
 	// HeaderError holds, on a dead-letter record, why the row could not be published.
 	HeaderError = "pgoutbox-error"
@@ -37,7 +38,8 @@ const (
 
 // Event is one outbox row, ready to publish. It holds no reference to the replication buffer.
 type Event struct {
-	XID        uint32        // transaction id
+	XID        uint32        // transaction id, as pgoutput sends it (32 bits)
+	FullXID    uint64        // the full 64-bit transaction id (xid8): the pgoutbox-xid header
 	CommitLSN  pglogrepl.LSN // commit LSN of the transaction (the Begin message's FinalLSN)
 	Index      int           // 0-based index of this row among the transaction's outbox rows
 	CommitTime time.Time     // commit time of the transaction; the Kafka timestamp
@@ -115,7 +117,7 @@ func positionHeaders(e *Event, extra int) []Header {
 	buf = appendHex(buf, uint64(e.Index), 8)
 	pos := field(s)
 	s = len(buf)
-	buf = strconv.AppendUint(buf, uint64(e.XID), 10)
+	buf = strconv.AppendUint(buf, e.FullXID, 10)
 	xid := field(s)
 	h := make([]Header, 0, 6+extra)
 	return append(h,
