@@ -45,6 +45,9 @@ func (Commit) isMessage() {}
 // type (jsonb, json, text, ...) is published as its text form.
 const oidBytea = 17
 
+// oidBool is the type OID of boolean, whose text form is "t" or "f".
+const oidBool = 16
+
 // Decoder turns pgoutput messages into [Message] values. It caches the Relation messages of one
 // replication connection, so use a new Decoder for each connection (the server sends the Relation
 // messages again on every connection). A Decoder is not safe for concurrent use.
@@ -81,9 +84,11 @@ type relation struct {
 
 	id, channel, eventName, payload int   // indexes of the required columns
 	headers, topic                  int   // indexes of the optional columns; -1 when not configured
+	mutationID, rejected            int   // likewise
 	extras                          []int // indexes of the Table.ExtraHeaders columns
 
 	payloadBytea bool
+	rejectedBool bool // the rejected column is boolean: its t/f text is sent as true/false
 }
 
 // NewDecoder returns a Decoder that publishes the inserts into table t, which should be valid
@@ -197,7 +202,7 @@ func (d *Decoder) relation(body []byte) error {
 
 // resolve finds the configured columns of the outbox relation rel, whose column types are types.
 func (d *Decoder) resolve(rel *relation, types []uint32) {
-	rel.headers, rel.topic = -1, -1 // unless configured
+	rel.headers, rel.topic, rel.mutationID, rel.rejected = -1, -1, -1, -1 // unless configured
 	var missing []error
 	for _, c := range d.table.columns() {
 		i := indexOf(rel.columns, c.name)
@@ -218,6 +223,11 @@ func (d *Decoder) resolve(rel *relation, types []uint32) {
 			rel.headers = i
 		case roleTopic:
 			rel.topic = i
+		case roleMutationID:
+			rel.mutationID = i
+		case roleRejected:
+			rel.rejected = i
+			rel.rejectedBool = i >= 0 && types[i] == oidBool
 		case roleExtraHeader:
 			rel.extras = append(rel.extras, i)
 		}
@@ -328,6 +338,10 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 	if e.Channel == "" {
 		problems = append(problems, "channel is NULL or empty")
 	}
+	if strings.ContainsRune(e.Channel, ',') {
+		problems = append(problems, fmt.Sprintf("channel %q contains a comma: fan-out servers (Centrifugo) read the "+
+			"pgoutbox-channel header as a comma-separated list of channels; use another separator", e.Channel))
+	}
 	if rel.topic >= 0 {
 		e.Topic = string(values[rel.topic])
 	}
@@ -343,7 +357,8 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 		}
 		e.Payload = raw
 	}
-	e.Headers = positionHeaders(&e, len(rel.extras))
+	e.Headers = positionHeaders(&e, len(rel.extras)+2)
+	e.Headers = appendOptimistic(e.Headers, rel, values)
 	if rel.headers >= 0 && values[rel.headers] != nil {
 		headers, err := objectHeaders(values[rel.headers])
 		if err != nil {
@@ -362,6 +377,27 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 		return nil, &BadRowError{ID: e.ID, CommitLSN: e.CommitLSN, Index: index, Reason: strings.Join(problems, "; "), Event: e}
 	}
 	return Row{Event: e}, nil
+}
+
+// appendOptimistic appends the mutation id and rejected headers of a row, for the configured
+// columns whose value is not NULL.
+func appendOptimistic(h []Header, rel *relation, values []value) []Header {
+	if rel.mutationID >= 0 && values[rel.mutationID] != nil {
+		h = append(h, Header{Key: HeaderMutationID, Value: append([]byte{}, values[rel.mutationID]...)})
+	}
+	if rel.rejected >= 0 && values[rel.rejected] != nil {
+		v := values[rel.rejected]
+		switch {
+		case rel.rejectedBool && string(v) == "t":
+			v = []byte("true")
+		case rel.rejectedBool && string(v) == "f":
+			v = []byte("false")
+		default:
+			v = append([]byte{}, v...)
+		}
+		h = append(h, Header{Key: HeaderRejected, Value: v})
+	}
+	return h
 }
 
 // decodeBytea decodes the text form of a bytea value: hex ("\x0a1b") or, when the server sets

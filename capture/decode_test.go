@@ -155,7 +155,7 @@ func outboxInsert(id, channel, name, data, headers val) []byte {
 }
 
 // positionHeaders are the pgoutbox-* headers of a row of the test transaction.
-func positionHeaders(id, name, index string) []capture.Header {
+func positionHeaders(id, name, channel, index string) []capture.Header {
 	return []capture.Header{
 		{Key: "pgoutbox-id", Value: []byte(id)},
 		{Key: "pgoutbox-name", Value: []byte(name)},
@@ -163,6 +163,7 @@ func positionHeaders(id, name, index string) []capture.Header {
 		{Key: "pgoutbox-commit-index", Value: []byte(index)},
 		{Key: "pgoutbox-position", Value: []byte("00000016B374D848-0000000" + index)},
 		{Key: "pgoutbox-xid", Value: []byte("7781")},
+		{Key: "pgoutbox-channel", Value: []byte(channel)},
 	}
 }
 
@@ -170,7 +171,7 @@ func event(index int, id, channel, name string, payload []byte, headers ...captu
 	return capture.Event{
 		XID: txnXID, FullXID: txnXID, CommitLSN: txnLSN, Index: index, CommitTime: commitTime,
 		ID: id, Channel: channel, Name: name, Payload: payload,
-		Headers: append(positionHeaders(id, name, string(rune('0'+index))), headers...),
+		Headers: append(positionHeaders(id, name, channel, string(rune('0'+index))), headers...),
 	}
 }
 
@@ -247,6 +248,7 @@ func TestDecoder_DecodeTransaction(t *testing.T) {
 					{Key: "pgoutbox-commit-index", Value: []byte("0")},
 					{Key: "pgoutbox-position", Value: []byte("00000016B374D948-00000000")},
 					{Key: "pgoutbox-xid", Value: []byte("7782")},
+					{Key: "pgoutbox-channel", Value: []byte("room:1")},
 				},
 			}),
 		},
@@ -856,5 +858,48 @@ func TestDecoder_FullXID(t *testing.T) {
 		if _, err := d.Decode(commit()); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Optimistic updates: the mutation id and rejected columns become headers after the channel,
+// boolean t/f as true/false, NULL as no header; a channel with a comma is a bad row.
+func TestDecoder_OptimisticAndChannel(t *testing.T) {
+	t.Parallel()
+	table := capture.DefaultTable()
+	table.MutationID, table.Rejected = "mutation_id", "rejected"
+	d := capture.NewDecoder(table)
+	cols := append(append([]col(nil), outboxCols...), col{"mutation_id", oidText}, col{"rejected", 16})
+	if _, err := d.Decode(relationMsg(outboxID, "public", "outbox", cols...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Decode(begin()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mutation, rejected val
+		want               []capture.Header
+	}{
+		{text("m-1"), text("t"), []capture.Header{{Key: "pgoutbox-mutation-id", Value: []byte("m-1")}, {Key: "pgoutbox-rejected", Value: []byte("true")}}},
+		{text("m-2"), text("f"), []capture.Header{{Key: "pgoutbox-mutation-id", Value: []byte("m-2")}, {Key: "pgoutbox-rejected", Value: []byte("false")}}},
+		{null, null, nil},
+		{null, text("t"), []capture.Header{{Key: "pgoutbox-rejected", Value: []byte("true")}}},
+	} {
+		msg, err := d.Decode(insertMsg(outboxID, text("1"), text("room:1"), text("n"), null, text(`{"a": "b"}`), null, tc.mutation, tc.rejected))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := msg.(capture.Row).Event.Headers
+		if h[6].Key != capture.HeaderChannel || string(h[6].Value) != "room:1" {
+			t.Errorf("header 6 is %q=%q, want the channel", h[6].Key, h[6].Value)
+		}
+		want := append(tc.want, capture.Header{Key: "a", Value: []byte("b")})
+		if got := h[7:]; !reflect.DeepEqual(got, want) {
+			t.Errorf("mutation %v, rejected %v: headers after the channel %q, want %q", tc.mutation, tc.rejected, got, want)
+		}
+	}
+	_, err := d.Decode(insertMsg(outboxID, text("2"), text("room:1,room:2"), text("n"), null, null, null, null, null))
+	var bad *capture.BadRowError
+	if !errors.As(err, &bad) || !strings.Contains(bad.Reason, "comma") {
+		t.Errorf("channel with a comma: %v, want a bad row naming the comma", err)
 	}
 }

@@ -32,6 +32,16 @@ const (
 	// HeaderXID holds the transaction's full 64-bit id (xid8, the numbering of
 	// pg_current_xact_id() and pg_current_snapshot()), in decimal.
 	HeaderXID = "pgoutbox-xid"
+	// HeaderChannel holds the channel, equal to the key, for fan-out servers that read the
+	// channel from a header (Centrifugo's Kafka consumer in publication data mode).
+	HeaderChannel = "pgoutbox-channel"
+	// HeaderMutationID holds the row's mutation id column (see [Table.MutationID]), when
+	// configured and not NULL: the id a client gave its optimistic update.
+	HeaderMutationID = "pgoutbox-mutation-id"
+	// HeaderRejected holds the row's rejected column (see [Table.Rejected]), when configured and
+	// not NULL: "true" when the server rejected the client's optimistic update, else "false"
+	// (a boolean column; any other type gives its text).
+	HeaderRejected = "pgoutbox-rejected"
 	// HeaderError holds, on a dead-letter record, why the row could not be published.
 	HeaderError = "pgoutbox-error"
 )
@@ -92,10 +102,10 @@ func position(lsn pglogrepl.LSN, index int) string {
 	return fmt.Sprintf("%016X-%08X", uint64(lsn), index)
 }
 
-// positionHeaders returns the pgoutbox-* headers of e, with room for extra more headers.
-// The six values share one allocation, formatted without fmt.
+// positionHeaders returns the pgoutbox-* headers of e, from the id to the channel, with room for
+// extra more headers. The seven values share one allocation, formatted without fmt.
 func positionHeaders(e *Event, extra int) []Header {
-	buf := make([]byte, 0, len(e.ID)+len(e.Name)+17+20+34+10)
+	buf := make([]byte, 0, len(e.ID)+len(e.Name)+len(e.Channel)+17+20+34+20)
 	field := func(start int) []byte { return buf[start:len(buf):len(buf)] }
 	s := len(buf)
 	buf = append(buf, e.ID...)
@@ -119,10 +129,14 @@ func positionHeaders(e *Event, extra int) []Header {
 	s = len(buf)
 	buf = strconv.AppendUint(buf, e.FullXID, 10)
 	xid := field(s)
-	h := make([]Header, 0, 6+extra)
+	s = len(buf)
+	buf = append(buf, e.Channel...)
+	channel := field(s)
+	h := make([]Header, 0, 7+extra)
 	return append(h,
 		Header{HeaderID, id}, Header{HeaderName, name}, Header{HeaderCommitLSN, lsn},
-		Header{HeaderCommitIndex, index}, Header{HeaderPosition, pos}, Header{HeaderXID, xid})
+		Header{HeaderCommitIndex, index}, Header{HeaderPosition, pos}, Header{HeaderXID, xid},
+		Header{HeaderChannel, channel})
 }
 
 // appendHex appends v in upper-case hex, zero-padded to width digits.

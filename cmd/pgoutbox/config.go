@@ -31,6 +31,8 @@ type Config struct {
 	PayloadColumn      string // default "data"
 	HeadersColumn      string // default "headers"; "" = none
 	TopicColumn        string // default "" (no per-row routing)
+	MutationIDColumn   string // default "" (no pgoutbox-mutation-id header)
+	RejectedColumn     string // default "" (no pgoutbox-rejected header)
 	ExtraHeaderColumns string // comma-separated; default none
 
 	HTTPAddr  string // metrics and health; default "127.0.0.1:9187"; "" disables
@@ -133,6 +135,8 @@ func (c *Config) settings() []setting {
 		{"payload-column", "outbox column with the payload (the Kafka value)", (*stringValue)(&c.PayloadColumn), scopeAll},
 		{"headers-column", "outbox jsonb column copied into Kafka headers; empty = none", (*stringValue)(&c.HeadersColumn), scopeAll},
 		{"topic-column", "outbox column naming each row's topic; empty = every row goes to --topic", (*stringValue)(&c.TopicColumn), scopeAll},
+		{"mutation-id-column", "outbox column with the client's optimistic-update id, sent as pgoutbox-mutation-id; empty = none", (*stringValue)(&c.MutationIDColumn), scopeAll},
+		{"rejected-column", "outbox column (boolean) saying the optimistic update was rejected, sent as pgoutbox-rejected; empty = none", (*stringValue)(&c.RejectedColumn), scopeAll},
 		{"extra-header-columns", "comma-separated outbox columns copied into Kafka headers", (*stringValue)(&c.ExtraHeaderColumns), scopeAll},
 		{"log-level", "trace, debug, info, warn or error", (*stringValue)(&c.LogLevel), scopeAll},
 		{"log-format", "json or console", (*stringValue)(&c.LogFormat), scopeAll},
@@ -215,6 +219,7 @@ func (c *Config) Table() (capture.Table, error) {
 	t.Schema, t.Name = schema, name
 	t.ID, t.Channel, t.EventName, t.Payload = c.IDColumn, c.ChannelColumn, c.NameColumn, c.PayloadColumn
 	t.Headers, t.Topic = c.HeadersColumn, c.TopicColumn
+	t.MutationID, t.Rejected = c.MutationIDColumn, c.RejectedColumn
 	t.ExtraHeaders = splitList(c.ExtraHeaderColumns)
 	return t, t.Validate()
 }
