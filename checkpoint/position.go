@@ -40,12 +40,15 @@ func ParsePosition(s string) (Position, error) {
 // parseHex parses digits that are all hex (strconv alone would also take a sign or "0x").
 func parseHex(s string) (uint64, error) {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F' || 'a' <= c && c <= 'f') {
+		if !isHexDigit(s[i]) {
 			return 0, ErrBadPosition
 		}
 	}
 	return strconv.ParseUint(s, 16, 64)
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' || 'a' <= c && c <= 'f'
 }
 
 // String returns the position in the header's form.

@@ -119,7 +119,7 @@ func (c *centrifugoProc) start() {
 	go func() { _ = cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(c.url() + "/health") //nolint:noctx // a loopback probe with a deadline loop
+		resp, err := http.Get(c.url() + "/health")
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
