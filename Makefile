@@ -16,10 +16,10 @@ BIN := bin/pgoutbox
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
 
-up: ## install what is missing, start PostgreSQL and Kafka, print the connection strings
+up: ## install what is missing, start PostgreSQL, Kafka and Centrifugo, print the connection strings
 	@deploy/local/services.sh up
 
-down: ## stop PostgreSQL and Kafka, leaving no process behind
+down: ## stop PostgreSQL, Kafka and Centrifugo, leaving no process behind
 	@deploy/local/services.sh down
 
 build: ## build bin/pgoutbox

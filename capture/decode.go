@@ -19,7 +19,8 @@ type Message interface{ isMessage() }
 
 // Begin starts a transaction. The [Row] messages that follow belong to it until the [Commit].
 type Begin struct {
-	XID        uint32        // transaction id
+	XID        uint32        // transaction id, as pgoutput sends it (32 bits)
+	FullXID    uint64        // XID widened to 64 bits (see [WidenXID] and [Decoder.SetXIDReference])
 	FinalLSN   pglogrepl.LSN // LSN of the commit record: the CommitLSN of the transaction's events
 	CommitTime time.Time     // commit time of the transaction
 }
@@ -44,6 +45,9 @@ func (Commit) isMessage() {}
 // type (jsonb, json, text, ...) is published as its text form.
 const oidBytea = 17
 
+// oidBool is the type OID of boolean, whose text form is "t" or "f".
+const oidBool = 16
+
 // Decoder turns pgoutput messages into [Message] values. It caches the Relation messages of one
 // replication connection, so use a new Decoder for each connection (the server sends the Relation
 // messages again on every connection). A Decoder is not safe for concurrent use.
@@ -59,10 +63,17 @@ type Decoder struct {
 	values []value // scratch for tuple
 
 	source []byte // the HeaderSource value; nil = no such header
+	xidRef uint64 // the newest full transaction id known, for widening Begin's xid
 }
 
 // SetSource makes every event carry the [HeaderSource] header with value s ([Source.Header]).
 func (d *Decoder) SetSource(s string) { d.source = []byte(s) }
+
+// SetXIDReference gives the decoder a full (64-bit) transaction id near those it will decode:
+// the server's next full id when the session started. Each Begin's 32-bit xid is widened
+// against the newest id known (see [WidenXID]), which keeps it correct across epochs. Without
+// a reference, full ids equal the 32-bit ids (epoch 0).
+func (d *Decoder) SetXIDReference(ref uint64) { d.xidRef = ref }
 
 // relation is the cached Relation message of one relation id.
 type relation struct {
@@ -77,9 +88,11 @@ type relation struct {
 
 	id, channel, eventName, payload int   // indexes of the required columns
 	headers, topic                  int   // indexes of the optional columns; -1 when not configured
+	mutationID, rejected            int   // likewise
 	extras                          []int // indexes of the Table.ExtraHeaders columns
 
 	payloadBytea bool
+	rejectedBool bool // the rejected column is boolean: its t/f text is sent as true/false
 }
 
 // NewDecoder returns a Decoder that publishes the inserts into table t, which should be valid
@@ -135,6 +148,8 @@ func (d *Decoder) begin(body []byte) (Message, error) {
 	if d.inTxn {
 		return nil, protocolError("begin of xid %d while xid %d is open", b.XID, d.txn.XID)
 	}
+	b.FullXID = WidenXID(b.XID, d.xidRef)
+	d.xidRef = max(d.xidRef, b.FullXID)
 	d.inTxn, d.txn, d.rows = true, b, 0
 	return b, nil
 }
@@ -191,7 +206,7 @@ func (d *Decoder) relation(body []byte) error {
 
 // resolve finds the configured columns of the outbox relation rel, whose column types are types.
 func (d *Decoder) resolve(rel *relation, types []uint32) {
-	rel.headers, rel.topic = -1, -1 // unless configured
+	rel.headers, rel.topic, rel.mutationID, rel.rejected = -1, -1, -1, -1 // unless configured
 	var missing []error
 	for _, c := range d.table.columns() {
 		i := indexOf(rel.columns, c.name)
@@ -212,6 +227,11 @@ func (d *Decoder) resolve(rel *relation, types []uint32) {
 			rel.headers = i
 		case roleTopic:
 			rel.topic = i
+		case roleMutationID:
+			rel.mutationID = i
+		case roleRejected:
+			rel.rejected = i
+			rel.rejectedBool = i >= 0 && types[i] == oidBool
 		case roleExtraHeader:
 			rel.extras = append(rel.extras, i)
 		}
@@ -307,6 +327,7 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 	a, b := len(values[rel.id]), len(values[rel.id])+len(values[rel.channel])
 	e := Event{
 		XID:        d.txn.XID,
+		FullXID:    d.txn.FullXID,
 		CommitLSN:  d.txn.FinalLSN,
 		Index:      index,
 		CommitTime: d.txn.CommitTime,
@@ -320,6 +341,10 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 	}
 	if e.Channel == "" {
 		problems = append(problems, "channel is NULL or empty")
+	}
+	if strings.ContainsRune(e.Channel, ',') {
+		problems = append(problems, fmt.Sprintf("channel %q contains a comma: fan-out servers (Centrifugo) read the "+
+			"pgoutbox-channel header as a comma-separated list of channels; use another separator", e.Channel))
 	}
 	if rel.topic >= 0 {
 		e.Topic = string(values[rel.topic])
@@ -336,7 +361,8 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 		}
 		e.Payload = raw
 	}
-	e.Headers = positionHeaders(&e, d.source, len(rel.extras))
+	e.Headers = positionHeaders(&e, d.source, len(rel.extras)+2)
+	e.Headers = appendOptimistic(e.Headers, rel, values)
 	if rel.headers >= 0 && values[rel.headers] != nil {
 		headers, err := objectHeaders(values[rel.headers])
 		if err != nil {
@@ -355,6 +381,27 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 		return nil, &BadRowError{ID: e.ID, CommitLSN: e.CommitLSN, Index: index, Reason: strings.Join(problems, "; "), Event: e}
 	}
 	return Row{Event: e}, nil
+}
+
+// appendOptimistic appends the mutation id and rejected headers of a row, for the configured
+// columns whose value is not NULL.
+func appendOptimistic(h []Header, rel *relation, values []value) []Header {
+	if rel.mutationID >= 0 && values[rel.mutationID] != nil {
+		h = append(h, Header{Key: HeaderMutationID, Value: append([]byte{}, values[rel.mutationID]...)})
+	}
+	if rel.rejected >= 0 && values[rel.rejected] != nil {
+		v := values[rel.rejected]
+		switch {
+		case rel.rejectedBool && string(v) == "t":
+			v = []byte("true")
+		case rel.rejectedBool && string(v) == "f":
+			v = []byte("false")
+		default:
+			v = append([]byte{}, v...)
+		}
+		h = append(h, Header{Key: HeaderRejected, Value: v})
+	}
+	return h
 }
 
 // decodeBytea decodes the text form of a bytea value: hex ("\x0a1b") or, when the server sets

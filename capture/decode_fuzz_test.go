@@ -119,7 +119,7 @@ func FuzzDecoder(f *testing.F) {
 // fields.
 func checkEvent(t *testing.T, e capture.Event) {
 	t.Helper()
-	keys := []string{capture.HeaderID, capture.HeaderName, capture.HeaderCommitLSN, capture.HeaderCommitIndex, capture.HeaderPosition, capture.HeaderXID}
+	keys := []string{capture.HeaderID, capture.HeaderName, capture.HeaderCommitLSN, capture.HeaderCommitIndex, capture.HeaderPosition, capture.HeaderXID, capture.HeaderChannel}
 	if len(e.Headers) < len(keys) {
 		t.Fatalf("event has %d headers", len(e.Headers))
 	}

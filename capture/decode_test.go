@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,7 +155,7 @@ func outboxInsert(id, channel, name, data, headers val) []byte {
 }
 
 // positionHeaders are the pgoutbox-* headers of a row of the test transaction.
-func positionHeaders(id, name, index string) []capture.Header {
+func positionHeaders(id, name, channel, index string) []capture.Header {
 	return []capture.Header{
 		{Key: "pgoutbox-id", Value: []byte(id)},
 		{Key: "pgoutbox-name", Value: []byte(name)},
@@ -162,21 +163,22 @@ func positionHeaders(id, name, index string) []capture.Header {
 		{Key: "pgoutbox-commit-index", Value: []byte(index)},
 		{Key: "pgoutbox-position", Value: []byte("00000016B374D848-0000000" + index)},
 		{Key: "pgoutbox-xid", Value: []byte("7781")},
+		{Key: "pgoutbox-channel", Value: []byte(channel)},
 	}
 }
 
 func event(index int, id, channel, name string, payload []byte, headers ...capture.Header) capture.Event {
 	return capture.Event{
-		XID: txnXID, CommitLSN: txnLSN, Index: index, CommitTime: commitTime,
+		XID: txnXID, FullXID: txnXID, CommitLSN: txnLSN, Index: index, CommitTime: commitTime,
 		ID: id, Channel: channel, Name: name, Payload: payload,
-		Headers: append(positionHeaders(id, name, string(rune('0'+index))), headers...),
+		Headers: append(positionHeaders(id, name, channel, string(rune('0'+index))), headers...),
 	}
 }
 
 func row(e capture.Event) capture.Message { return capture.Row{Event: e} }
 
 var (
-	beginWant  = capture.Begin{XID: txnXID, FinalLSN: txnLSN, CommitTime: commitTime}
+	beginWant  = capture.Begin{XID: txnXID, FullXID: txnXID, FinalLSN: txnLSN, CommitTime: commitTime}
 	commitWant = capture.Commit{CommitLSN: txnLSN, EndLSN: endLSN, CommitTime: commitTime}
 )
 
@@ -233,11 +235,11 @@ func TestDecoder_DecodeTransaction(t *testing.T) {
 		},
 		{in: commit(), want: commitWant},
 		// The next transaction numbers its rows from 0 again.
-		{in: beginMsg(txnLSN+0x100, commitTime, txnXID+1), want: capture.Begin{XID: txnXID + 1, FinalLSN: txnLSN + 0x100, CommitTime: commitTime}},
+		{in: beginMsg(txnLSN+0x100, commitTime, txnXID+1), want: capture.Begin{XID: txnXID + 1, FullXID: txnXID + 1, FinalLSN: txnLSN + 0x100, CommitTime: commitTime}},
 		{
 			in: outboxInsert(text("43"), text("room:1"), text("x"), text("{}"), text("{}")),
 			want: row(capture.Event{
-				XID: txnXID + 1, CommitLSN: txnLSN + 0x100, Index: 0, CommitTime: commitTime,
+				XID: txnXID + 1, FullXID: txnXID + 1, CommitLSN: txnLSN + 0x100, Index: 0, CommitTime: commitTime,
 				ID: "43", Channel: "room:1", Name: "x", Payload: []byte("{}"),
 				Headers: []capture.Header{
 					{Key: "pgoutbox-id", Value: []byte("43")},
@@ -246,6 +248,7 @@ func TestDecoder_DecodeTransaction(t *testing.T) {
 					{Key: "pgoutbox-commit-index", Value: []byte("0")},
 					{Key: "pgoutbox-position", Value: []byte("00000016B374D948-00000000")},
 					{Key: "pgoutbox-xid", Value: []byte("7782")},
+					{Key: "pgoutbox-channel", Value: []byte("room:1")},
 				},
 			}),
 		},
@@ -809,5 +812,94 @@ func TestTable_QualifiedName(t *testing.T) {
 		if got := table.QualifiedName(); got != tt.want {
 			t.Errorf("QualifiedName() of %q.%q = %s, want %s", tt.schema, tt.name, got, tt.want)
 		}
+	}
+}
+
+// With a reference, Begin's 32-bit xid is widened to the full id, across an epoch boundary, and
+// the pgoutbox-xid header carries the full id.
+func TestDecoder_FullXID(t *testing.T) {
+	t.Parallel()
+	const epoch = uint64(1) << 32
+	d := capture.NewDecoder(capture.DefaultTable())
+	d.SetXIDReference(epoch + 5) // the server's next full id: epoch 1 has just begun
+	if _, err := d.Decode(outboxRelation()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		xid  uint32
+		want uint64
+	}{
+		{0xFFFFFFF0, epoch - 16}, // began before the boundary, committed after the session started
+		{3, epoch + 3},
+		{0xFFFFFFFF, epoch - 1},
+		{7, epoch + 7},
+	} {
+		msg, err := d.Decode(beginMsg(txnLSN, commitTime, tc.xid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := msg.(capture.Begin); b.FullXID != tc.want || b.XID != tc.xid {
+			t.Errorf("Begin of xid %d: %+v, want FullXID %d", tc.xid, b, tc.want)
+		}
+		msg, err = d.Decode(outboxInsert(text("1"), text("c"), text("n"), null, null))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := msg.(capture.Row).Event
+		var header string
+		for _, h := range e.Headers {
+			if h.Key == capture.HeaderXID {
+				header = string(h.Value)
+			}
+		}
+		if e.FullXID != tc.want || header != strconv.FormatUint(tc.want, 10) {
+			t.Errorf("row of xid %d: FullXID %d, header %q; want %d", tc.xid, e.FullXID, header, tc.want)
+		}
+		if _, err := d.Decode(commit()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Optimistic updates: the mutation id and rejected columns become headers after the channel,
+// boolean t/f as true/false, NULL as no header; a channel with a comma is a bad row.
+func TestDecoder_OptimisticAndChannel(t *testing.T) {
+	t.Parallel()
+	table := capture.DefaultTable()
+	table.MutationID, table.Rejected = "mutation_id", "rejected"
+	d := capture.NewDecoder(table)
+	cols := append(append([]col(nil), outboxCols...), col{"mutation_id", oidText}, col{"rejected", 16})
+	if _, err := d.Decode(relationMsg(outboxID, "public", "outbox", cols...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Decode(begin()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mutation, rejected val
+		want               []capture.Header
+	}{
+		{text("m-1"), text("t"), []capture.Header{{Key: "pgoutbox-mutation-id", Value: []byte("m-1")}, {Key: "pgoutbox-rejected", Value: []byte("true")}}},
+		{text("m-2"), text("f"), []capture.Header{{Key: "pgoutbox-mutation-id", Value: []byte("m-2")}, {Key: "pgoutbox-rejected", Value: []byte("false")}}},
+		{null, null, nil},
+		{null, text("t"), []capture.Header{{Key: "pgoutbox-rejected", Value: []byte("true")}}},
+	} {
+		msg, err := d.Decode(insertMsg(outboxID, text("1"), text("room:1"), text("n"), null, text(`{"a": "b"}`), null, tc.mutation, tc.rejected))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := msg.(capture.Row).Event.Headers
+		if h[6].Key != capture.HeaderChannel || string(h[6].Value) != "room:1" {
+			t.Errorf("header 6 is %q=%q, want the channel", h[6].Key, h[6].Value)
+		}
+		want := append(tc.want, capture.Header{Key: "a", Value: []byte("b")})
+		if got := h[7:]; !reflect.DeepEqual(got, want) {
+			t.Errorf("mutation %v, rejected %v: headers after the channel %q, want %q", tc.mutation, tc.rejected, got, want)
+		}
+	}
+	_, err := d.Decode(insertMsg(outboxID, text("2"), text("room:1,room:2"), text("n"), null, null, null, null, null))
+	var bad *capture.BadRowError
+	if !errors.As(err, &bad) || !strings.Contains(bad.Reason, "comma") {
+		t.Errorf("channel with a comma: %v, want a bad row naming the comma", err)
 	}
 }

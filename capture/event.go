@@ -29,19 +29,31 @@ const (
 	// HeaderPosition holds the commit position (see [Event.Position]); consumers order and
 	// de-duplicate by it.
 	HeaderPosition = "pgoutbox-position"
-	// HeaderXID holds the transaction id, in decimal.
+	// HeaderXID holds the transaction's full 64-bit id (xid8, the numbering of
+	// pg_current_xact_id() and pg_current_snapshot()), in decimal.
 	HeaderXID = "pgoutbox-xid"
 	// HeaderSource identifies the stream the record comes from (see [Source.Header]): a later
 	// session trusts a partition's last record to say how far the partition got only when it
 	// names the same system, timeline lineage and slot. Absent when the Decoder has no source.
 	HeaderSource = "pgoutbox-source"
+	// HeaderChannel holds the channel, equal to the key, for fan-out servers that read the
+	// channel from a header (Centrifugo's Kafka consumer in publication data mode).
+	HeaderChannel = "pgoutbox-channel"
+	// HeaderMutationID holds the row's mutation id column (see [Table.MutationID]), when
+	// configured and not NULL: the id a client gave its optimistic update.
+	HeaderMutationID = "pgoutbox-mutation-id"
+	// HeaderRejected holds the row's rejected column (see [Table.Rejected]), when configured and
+	// not NULL: "true" when the server rejected the client's optimistic update, else "false"
+	// (a boolean column; any other type gives its text).
+	HeaderRejected = "pgoutbox-rejected"
 	// HeaderError holds, on a dead-letter record, why the row could not be published.
 	HeaderError = "pgoutbox-error"
 )
 
 // Event is one outbox row, ready to publish. It holds no reference to the replication buffer.
 type Event struct {
-	XID        uint32        // transaction id
+	XID        uint32        // transaction id, as pgoutput sends it (32 bits)
+	FullXID    uint64        // the full 64-bit transaction id (xid8): the pgoutbox-xid header
 	CommitLSN  pglogrepl.LSN // commit LSN of the transaction (the Begin message's FinalLSN)
 	Index      int           // 0-based index of this row among the transaction's outbox rows
 	CommitTime time.Time     // commit time of the transaction; the Kafka timestamp
@@ -94,11 +106,12 @@ func position(lsn pglogrepl.LSN, index int) string {
 	return fmt.Sprintf("%016X-%08X", uint64(lsn), index)
 }
 
-// positionHeaders returns the pgoutbox-* headers of e, with room for extra more headers, and
-// the source header when source is not nil (its value is shared by all events: never modify
-// it). The six other values share one allocation, formatted without fmt.
+// positionHeaders returns the pgoutbox-* headers of e, from the id to the channel, with room
+// for extra more headers, and the source header when source is not nil (its value is shared by
+// all events: never modify it). The seven other values share one allocation, formatted without
+// fmt.
 func positionHeaders(e *Event, source []byte, extra int) []Header {
-	buf := make([]byte, 0, len(e.ID)+len(e.Name)+17+20+34+10)
+	buf := make([]byte, 0, len(e.ID)+len(e.Name)+len(e.Channel)+17+20+34+20)
 	field := func(start int) []byte { return buf[start:len(buf):len(buf)] }
 	s := len(buf)
 	buf = append(buf, e.ID...)
@@ -120,12 +133,16 @@ func positionHeaders(e *Event, source []byte, extra int) []Header {
 	buf = appendHex(buf, uint64(e.Index), 8)
 	pos := field(s)
 	s = len(buf)
-	buf = strconv.AppendUint(buf, uint64(e.XID), 10)
+	buf = strconv.AppendUint(buf, e.FullXID, 10)
 	xid := field(s)
-	h := make([]Header, 0, 7+extra)
+	s = len(buf)
+	buf = append(buf, e.Channel...)
+	channel := field(s)
+	h := make([]Header, 0, 8+extra)
 	h = append(h,
 		Header{HeaderID, id}, Header{HeaderName, name}, Header{HeaderCommitLSN, lsn},
-		Header{HeaderCommitIndex, index}, Header{HeaderPosition, pos}, Header{HeaderXID, xid})
+		Header{HeaderCommitIndex, index}, Header{HeaderPosition, pos}, Header{HeaderXID, xid},
+		Header{HeaderChannel, channel})
 	if source != nil {
 		h = append(h, Header{HeaderSource, source})
 	}

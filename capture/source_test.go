@@ -73,7 +73,7 @@ func TestDecoder_SetSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := append(positionHeaders("42", "", "0"),
+	want := append(positionHeaders("42", "", "room:2", "0"),
 		capture.Header{Key: capture.HeaderSource, Value: []byte("7401286427335794708/1/pgoutbox")},
 		capture.Header{Key: "trace", Value: []byte("abc")})
 	if got := m.(capture.Row).Event.Headers; !reflect.DeepEqual(got, want) {

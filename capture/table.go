@@ -28,6 +28,15 @@ type Table struct {
 	// configured topic. Default "" = every row goes to the configured topic.
 	Topic string
 
+	// MutationID is a column holding the id of the client's optimistic update that the row
+	// answers, sent as the pgoutbox-mutation-id header when not NULL. Default "" = none.
+	MutationID string
+
+	// Rejected is a column (usually boolean) saying that the server rejected that optimistic
+	// update, sent as the pgoutbox-rejected header ("true"/"false") when not NULL. Default "" =
+	// none.
+	Rejected string
+
 	// ExtraHeaders are columns copied into Kafka headers, each under its column name, as text.
 	// Default none.
 	ExtraHeaders []string
@@ -100,6 +109,8 @@ const (
 	rolePayload     = "payload"
 	roleHeaders     = "headers"
 	roleTopic       = "topic"
+	roleMutationID  = "mutation id"
+	roleRejected    = "rejected"
 	roleExtraHeader = "extra header"
 )
 
@@ -122,6 +133,12 @@ func (t Table) columns() []column {
 	}
 	if t.Topic != "" {
 		cols = append(cols, column{roleTopic, t.Topic, "--topic-column"})
+	}
+	if t.MutationID != "" {
+		cols = append(cols, column{roleMutationID, t.MutationID, "--mutation-id-column"})
+	}
+	if t.Rejected != "" {
+		cols = append(cols, column{roleRejected, t.Rejected, "--rejected-column"})
 	}
 	for _, name := range t.ExtraHeaders {
 		cols = append(cols, column{roleExtraHeader, name, "--extra-header-columns"})

@@ -34,3 +34,14 @@ var (
 	// Ack whose bytes differ from the bytes still in flight (the window would leak them).
 	ErrInvalidCount = errors.New("checkpoint: invalid row or byte count")
 )
+
+// Errors of the consumer-side types: text that is not what the relay or PostgreSQL writes.
+var (
+	// ErrBadPosition means a pgoutbox-position header is not in the relay's form
+	// (16 hex digits, '-', 8 hex digits).
+	ErrBadPosition = errors.New("checkpoint: malformed position")
+
+	// ErrBadSnapshot means a text is not pg_current_snapshot()'s "xmin:xmax:xip,..." form,
+	// or breaks its rules (xmin <= xmax, every in-progress id in [xmin, xmax)).
+	ErrBadSnapshot = errors.New("checkpoint: malformed snapshot")
+)

@@ -33,6 +33,8 @@ type Config struct {
 	PayloadColumn      string
 	HeadersColumn      string // "" = none
 	TopicColumn        string // "" = no per-row routing
+	MutationIDColumn   string // "" = no pgoutbox-mutation-id header
+	RejectedColumn     string // "" = no pgoutbox-rejected header
 	ExtraHeaderColumns string // comma-separated
 
 	HTTPAddr  string // metrics and health
@@ -141,6 +143,8 @@ func (c *Config) settings() []setting {
 		{"payload-column", "outbox column with the payload (the Kafka value)", (*stringValue)(&c.PayloadColumn), scopeAll},
 		{"headers-column", "outbox jsonb column copied into Kafka headers; empty = none", (*stringValue)(&c.HeadersColumn), scopeAll},
 		{"topic-column", "outbox column naming each row's topic; empty = every row goes to --topic", (*stringValue)(&c.TopicColumn), scopeAll},
+		{"mutation-id-column", "outbox column with the client's optimistic-update id, sent as pgoutbox-mutation-id; empty = none", (*stringValue)(&c.MutationIDColumn), scopeAll},
+		{"rejected-column", "outbox column (boolean) saying the optimistic update was rejected, sent as pgoutbox-rejected; empty = none", (*stringValue)(&c.RejectedColumn), scopeAll},
 		{"extra-header-columns", "comma-separated outbox columns copied into Kafka headers", (*stringValue)(&c.ExtraHeaderColumns), scopeAll},
 		{"log-level", "trace, debug, info, warn or error", (*stringValue)(&c.LogLevel), scopeAll},
 		{"log-format", "json or console", (*stringValue)(&c.LogFormat), scopeAll},
@@ -225,6 +229,7 @@ func (c *Config) Table() (capture.Table, error) {
 	t.Schema, t.Name = schema, name
 	t.ID, t.Channel, t.EventName, t.Payload = c.IDColumn, c.ChannelColumn, c.NameColumn, c.PayloadColumn
 	t.Headers, t.Topic = c.HeadersColumn, c.TopicColumn
+	t.MutationID, t.Rejected = c.MutationIDColumn, c.RejectedColumn
 	t.ExtraHeaders = splitList(c.ExtraHeaderColumns)
 	return t, t.Validate()
 }

@@ -21,6 +21,8 @@ export PGOUTBOX_LOG_FORMAT="${PGOUTBOX_LOG_FORMAT:-console}"
 started=()
 if ! "$HERE/postgres.sh" status >/dev/null 2>&1; then "$HERE/postgres.sh" start; started+=("$HERE/postgres.sh"); fi
 if ! "$HERE/kafka.sh" status >/dev/null 2>&1; then "$HERE/kafka.sh" start; started+=("$HERE/kafka.sh"); fi
+# Centrifugo fans the demo's topic out to WebSocket clients (README "Fan-out to browsers").
+if ! "$HERE/centrifugo.sh" status >/dev/null 2>&1; then "$HERE/centrifugo.sh" start; started+=("$HERE/centrifugo.sh"); fi
 
 go build -o bin/pgoutbox ./cmd/pgoutbox
 go build -o bin/demo ./cmd/demo

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Brings the local PostgreSQL and Apache Kafka up and down, and runs the test suite against them.
+# Brings the local PostgreSQL, Apache Kafka and Centrifugo up and down, and runs the test suite against them.
 #
 #   deploy/local/services.sh up|down|test
 #
@@ -14,6 +14,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 PG="$HERE/postgres.sh"
 KAFKA="$HERE/kafka.sh"
+CENTRIFUGO="$HERE/centrifugo.sh"
 
 export PGOUTBOX_STATE_DIR="${PGOUTBOX_STATE_DIR:-$HOME/.cache/pgoutbox}"
 PG_URL="$("$PG" url)"
@@ -22,16 +23,19 @@ KAFKA_BROKERS="127.0.0.1:${PGOUTBOX_KAFKA_PORT:-59092}"
 up() {
   "$PG" start
   "$KAFKA" start
+  "$CENTRIFUGO" start
   cat <<EOM
 
   PostgreSQL  $PG_URL
   Kafka       $KAFKA_BROKERS
+  Centrifugo  $("$CENTRIFUGO" url)
   state       $PGOUTBOX_STATE_DIR
 
 EOM
 }
 
 down() {
+  "$CENTRIFUGO" stop
   "$KAFKA" stop
   "$PG" stop
 }
@@ -90,6 +94,8 @@ run_tests() {
   cd "$ROOT"
   export PGOUTBOX_TEST_DATABASE_URL="${PGOUTBOX_TEST_DATABASE_URL:-$PG_URL}"
   export PGOUTBOX_TEST_KAFKA_BROKERS="${PGOUTBOX_TEST_KAFKA_BROKERS:-$KAFKA_BROKERS}"
+  # The fan-out tests start their own Centrifugo servers (own port, topic, restarts) from this binary.
+  export PGOUTBOX_TEST_CENTRIFUGO_BIN="${PGOUTBOX_TEST_CENTRIFUGO_BIN:-$("$CENTRIFUGO" bin)}"
   go vet -tags integration ./...
   local rc=0
   go test -race -count=1 -tags integration -timeout 29m ./... || rc=$?

@@ -1,0 +1,222 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// centrifugoVersion is the version deploy/local/centrifugo.sh builds (a test checks they agree).
+const centrifugoVersion = "v6.9.1"
+
+// centrifugoConfigPath is the configuration the tests run, the one shipped for users.
+var centrifugoConfigPath = filepath.Join(repoRoot, "deploy", "centrifugo", "config.yaml")
+
+// centrifugoConfig is the part of deploy/centrifugo/config.yaml the tests need to talk to it.
+type centrifugoConfig struct {
+	Client struct {
+		Token struct {
+			HMACSecretKey string `yaml:"hmac_secret_key"`
+		} `yaml:"token"`
+	} `yaml:"client"`
+	HTTPAPI struct {
+		Key string `yaml:"key"`
+	} `yaml:"http_api"`
+}
+
+func readCentrifugoConfig(t testing.TB) centrifugoConfig {
+	t.Helper()
+	b, err := os.ReadFile(centrifugoConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c centrifugoConfig
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatalf("%s: %v", centrifugoConfigPath, err)
+	}
+	if c.Client.Token.HMACSecretKey == "" || c.HTTPAPI.Key == "" {
+		t.Fatalf("%s: want client.token.hmac_secret_key and http_api.key", centrifugoConfigPath)
+	}
+	return c
+}
+
+// needCentrifugo returns the Centrifugo binary: PGOUTBOX_TEST_CENTRIFUGO_BIN (set by `make
+// test`), else the one deploy/local/centrifugo.sh caches in the state directory.
+func needCentrifugo(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("PGOUTBOX_TEST_CENTRIFUGO_BIN")
+	if bin == "" {
+		state := getenv("PGOUTBOX_STATE_DIR", filepath.Join(os.Getenv("HOME"), ".cache", "pgoutbox"))
+		bin = filepath.Join(state, "centrifugo", centrifugoVersion, "centrifugo")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		unavailable(t, "no Centrifugo binary at %s (%v); build it with `deploy/local/centrifugo.sh install`", bin, err)
+	}
+	return bin
+}
+
+// centrifugoProc is a private Centrifugo server (memory engine) on a free loopback port,
+// consuming one topic with its own consumer group, run with the shipped configuration.
+type centrifugoProc struct {
+	t      *testing.T
+	bin    string
+	cfg    centrifugoConfig
+	port   int
+	env    []string
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	done   chan struct{}
+	starts int
+}
+
+// startCentrifugo starts Centrifugo consuming topic from brokers; the test's end stops it.
+func startCentrifugo(t *testing.T, brokers []string, topic string) *centrifugoProc {
+	t.Helper()
+	c := &centrifugoProc{t: t, bin: needCentrifugo(t), cfg: readCentrifugoConfig(t), port: freePort(t), log: &syncBuffer{}}
+	c.env = append(os.Environ(),
+		fmt.Sprintf("CENTRIFUGO_HTTP_SERVER_PORT=%d", c.port),
+		"CENTRIFUGO_CONSUMERS_PGOUTBOX_KAFKA_BROKERS="+strings.Join(brokers, " "), // lists are space-separated
+		"CENTRIFUGO_CONSUMERS_PGOUTBOX_KAFKA_TOPICS="+topic,
+		"CENTRIFUGO_CONSUMERS_PGOUTBOX_KAFKA_CONSUMER_GROUP="+topic,
+	)
+	t.Cleanup(func() {
+		c.stop()
+		if t.Failed() {
+			t.Logf("centrifugo log:\n%s", c.log.tail(60))
+		}
+	})
+	c.start()
+	return c
+}
+
+func (c *centrifugoProc) start() {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, "--config", centrifugoConfigPath)
+	cmd.Env = c.env
+	cmd.Stdout, cmd.Stderr = c.log, c.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start centrifugo: %v", err)
+	}
+	c.cmd, c.done, c.starts = cmd, make(chan struct{}), c.starts+1
+	done := c.done
+	go func() { _ = cmd.Wait(); close(done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(c.url() + "/health")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-done:
+			c.t.Fatalf("centrifugo exited at start-up:\n%s", c.log.tail(30))
+		default:
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("centrifugo did not answer /health within 30s:\n%s", c.log.tail(30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop ends the server (SIGTERM, then SIGKILL after 10 s); safe to call twice.
+func (c *centrifugoProc) stop() {
+	if c.cmd == nil {
+		return
+	}
+	select {
+	case <-c.done:
+	default:
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.done
+		}
+	}
+	c.cmd = nil
+}
+
+// restart stops and starts the server on the same port: the memory engine forgets every
+// channel's history, so each channel gets a new epoch.
+func (c *centrifugoProc) restart() {
+	c.t.Helper()
+	c.stop()
+	c.start()
+}
+
+func (c *centrifugoProc) url() string { return fmt.Sprintf("http://127.0.0.1:%d", c.port) }
+
+func (c *centrifugoProc) wsURL() string {
+	return fmt.Sprintf("ws://127.0.0.1:%d/connection/websocket", c.port)
+}
+
+// streamPosition is a channel's position in Centrifugo's history: the offset of its newest
+// publication and the history's epoch.
+type streamPosition struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+// streamTop calls the server API's history with limit 0, which returns no publications and the
+// channel's current stream position: step 1 of the bootstrap recipe.
+func (c *centrifugoProc) streamTop(ctx context.Context, channel string) (streamPosition, error) {
+	body, _ := json.Marshal(map[string]any{"channel": channel, "limit": 0})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url()+"/api/history", bytes.NewReader(body))
+	if err != nil {
+		return streamPosition{}, err
+	}
+	req.Header.Set("X-API-Key", c.cfg.HTTPAPI.Key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return streamPosition{}, fmt.Errorf("history of %s: %w", channel, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out struct {
+		Error *struct {
+			Code    int
+			Message string
+		} `json:"error"`
+		Result streamPosition `json:"result"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return streamPosition{}, fmt.Errorf("history of %s: status %s: %w", channel, resp.Status, err)
+	}
+	if out.Error != nil {
+		return streamPosition{}, fmt.Errorf("history of %s: error %d %s", channel, out.Error.Code, out.Error.Message)
+	}
+	return out.Result, nil
+}
+
+// token returns a connection token for user: an HS256 JWT signed with the configured key, as an
+// app's backend would issue it.
+func (c *centrifugoProc) token(user string) string {
+	enc := base64.RawURLEncoding
+	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	claims, _ := json.Marshal(map[string]any{"sub": user, "exp": time.Now().Add(time.Hour).Unix()})
+	signing := header + "." + enc.EncodeToString(claims)
+	mac := hmac.New(sha256.New, []byte(c.cfg.Client.Token.HMACSecretKey))
+	mac.Write([]byte(signing))
+	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+}
