@@ -42,8 +42,8 @@ func TestClassifyConnectError(t *testing.T) {
 				t.Errorf("%v does not wrap the cause", got)
 			}
 			for _, class := range []error{ErrConnection, ErrNotReplicationRole} {
-				if errors.Is(got, class) != (class == tt.is) {
-					t.Errorf("errors.Is(%v, %v) = %v", got, class, !(class == tt.is))
+				if want := errors.Is(class, tt.is); errors.Is(got, class) != want {
+					t.Errorf("errors.Is(%v, %v) = %v", got, class, !want)
 				}
 			}
 			for _, w := range tt.says {
@@ -95,8 +95,8 @@ func TestClassifyStreamError(t *testing.T) {
 			t.Parallel()
 			got := classifyStreamError(tt.err, cfg)
 			for _, class := range classes {
-				if errors.Is(got, class) != (class == tt.is) {
-					t.Errorf("errors.Is(%v, %v) = %v", got, class, !(class == tt.is))
+				if want := errors.Is(class, tt.is); errors.Is(got, class) != want {
+					t.Errorf("errors.Is(%v, %v) = %v", got, class, !want)
 				}
 			}
 			for _, w := range tt.says {

@@ -95,7 +95,10 @@ run_tests() {
   export PGOUTBOX_TEST_DATABASE_URL="${PGOUTBOX_TEST_DATABASE_URL:-$PG_URL}"
   export PGOUTBOX_TEST_KAFKA_BROKERS="${PGOUTBOX_TEST_KAFKA_BROKERS:-$KAFKA_BROKERS}"
   # The fan-out tests start their own Centrifugo servers (own port, topic, restarts) from this binary.
-  export PGOUTBOX_TEST_CENTRIFUGO_BIN="${PGOUTBOX_TEST_CENTRIFUGO_BIN:-$("$CENTRIFUGO" bin)}"
+  if [[ -z "${PGOUTBOX_TEST_CENTRIFUGO_BIN:-}" ]]; then
+    PGOUTBOX_TEST_CENTRIFUGO_BIN="$("$CENTRIFUGO" bin)" # builds it once (a failed build stops here)
+  fi
+  export PGOUTBOX_TEST_CENTRIFUGO_BIN
   go vet -tags integration ./...
   local rc=0
   go test -race -count=1 -tags integration -timeout 29m ./... || rc=$?
