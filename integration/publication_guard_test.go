@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,8 +26,9 @@ func TestPublicationGuard(t *testing.T) {
 	}{
 		{"drop table for 3s", `ALTER PUBLICATION %[1]s DROP TABLE %[2]s`, `ALTER PUBLICATION %[1]s ADD TABLE %[2]s`, 3 * time.Second, "does not include"},
 		{"publish update and delete for 2s", `ALTER PUBLICATION %[1]s SET (publish = 'update, delete')`, `ALTER PUBLICATION %[1]s SET (publish = 'insert')`, 2 * time.Second, "does not publish inserts"},
-		// Undone at once, between two checks: only the catalog rows' versions show it.
-		{"drop and re-add at once", `ALTER PUBLICATION %[1]s DROP TABLE %[2]s`, `ALTER PUBLICATION %[1]s ADD TABLE %[2]s`, 0, "changed since the relay started"},
+		// Undone at once, usually between two checks: then only the catalog rows' versions show
+		// it (on a slow machine a check can still fall in between and see the table missing).
+		{"drop and re-add at once", `ALTER PUBLICATION %[1]s DROP TABLE %[2]s`, `ALTER PUBLICATION %[1]s ADD TABLE %[2]s`, 0, "changed since the relay started|does not include"},
 		{"left broken", `ALTER PUBLICATION %[1]s DROP TABLE %[2]s`, "", 0, "does not include"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,7 +78,8 @@ func TestPublicationGuard(t *testing.T) {
 			}
 			log := relay.log.String()
 			for _, want := range []string{"the publication stopped covering the outbox inserts", tt.want, "may be missing from Kafka", "re-publish"} {
-				if !strings.Contains(log, want) {
+				// want may list alternatives, separated by '|'.
+				if !slices.ContainsFunc(strings.Split(want, "|"), func(w string) bool { return strings.Contains(log, w) }) {
 					t.Errorf("the relay's log lacks %q:\n%s", want, relay.infoTail(5))
 				}
 			}

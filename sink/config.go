@@ -22,6 +22,7 @@ const (
 	DefaultDialTimeout      = 5 * time.Second
 	DefaultCompression      = "none"
 	DefaultMetadataTTL      = 5 * time.Second
+	DefaultMissingTopicWait = time.Minute
 )
 
 // Config configures a Publisher. Call Validate (New does) to fill the defaults in.
@@ -73,6 +74,18 @@ type Config struct {
 	// MetadataTTL is how long cluster metadata (partition leaders, partition counts) is
 	// cached before it is read again. Default 5s.
 	MetadataTTL time.Duration
+
+	// MissingTopicWait bounds how long a message whose own Topic (a row's topic column) names
+	// a topic that does not exist waits for it to be created; then the message is unroutable,
+	// like one with an illegal topic name (refused at once): it goes to DeadLetterTopic, or Run
+	// stops with a *RejectedError. Config.Topic and DeadLetterTopic are waited for without end
+	// (they were checked at start-up: a deletion is an outage, not a bad row). Default 1m.
+	MissingTopicWait time.Duration
+
+	// OnTopicWait, when set, is called with waiting=true when publishing starts waiting for a
+	// topic's metadata (the topic is missing or its leader unknown) and with waiting=false when
+	// the wait ends: every partition waits meanwhile, so it is worth an alarm. Default none.
+	OnTopicWait func(topic string, waiting bool)
 
 	// DeadLetterTopic, when set, receives each message that Kafka rejects for good (too large,
 	// invalid), with headers pgoutbox-error (the broker's reason) and pgoutbox-original-topic
@@ -169,6 +182,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.MetadataTTL == 0 {
 		c.MetadataTTL = DefaultMetadataTTL
+	}
+	if c.MissingTopicWait == 0 {
+		c.MissingTopicWait = DefaultMissingTopicWait
 	}
 }
 

@@ -38,9 +38,11 @@ type RejectedError struct {
 	// Topic and Partition received the refused request.
 	Topic     string
 	Partition int
-	// ID and Token are those of the first message of the refused request.
-	ID    string
-	Token uint64
+	// ID, Position and Token are those of the first message of the refused request: its row
+	// id, its pgoutbox-position header (empty when it has none) and the caller's token.
+	ID       string
+	Position string
+	Token    uint64
 	// Messages is the number of messages in the refused request.
 	Messages int
 	// Detail lists the broker's per-record messages, with each record's ID, when it sent any.
@@ -52,8 +54,12 @@ type RejectedError struct {
 // Error names the topic, partition and message, the broker's answer and what to do about it.
 func (e *RejectedError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "kafka rejected %s to topic %q partition %d (first message: id %s, token %d): %v",
-		plural(e.Messages, "message"), e.Topic, e.Partition, e.ID, e.Token, e.Err)
+	where := fmt.Sprintf("partition %d", e.Partition)
+	if e.Partition < 0 {
+		where = "(no partition: the topic cannot be used)"
+	}
+	fmt.Fprintf(&b, "kafka rejected %s to topic %q %s (first message: id %s, position %s): %v",
+		plural(e.Messages, "message"), e.Topic, where, e.ID, e.Position, e.Err)
 	if e.Detail != "" {
 		fmt.Fprintf(&b, " (%s)", e.Detail)
 	}
@@ -61,6 +67,7 @@ func (e *RejectedError) Error() string {
 		b.WriteString("; ")
 		b.WriteString(hint)
 	}
+	b.WriteString("; or set such a row aside on a dead-letter topic and go on (pgoutbox run --on-bad-row=dead-letter)")
 	return b.String()
 }
 
@@ -209,6 +216,7 @@ func newRejected(tp topicPartition, msgs []Message, err error) *RejectedError {
 	e := &RejectedError{Topic: tp.topic, Partition: tp.partition, Messages: len(msgs), Err: err}
 	if len(msgs) > 0 {
 		e.ID, e.Token = msgs[0].ID, msgs[0].Token
+		e.Position, _ = headerOf(msgs[0].Headers, HeaderPosition)
 	}
 	var perr *produceError
 	if errors.As(err, &perr) && len(perr.records) > 0 {

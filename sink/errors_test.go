@@ -86,7 +86,8 @@ func TestStaleMetadata(t *testing.T) {
 
 func TestRejectedError(t *testing.T) {
 	t.Parallel()
-	msgs := []Message{{ID: "41", Token: 7}, {ID: "42", Token: 7}, {ID: "43", Token: 8}}
+	msgs := []Message{{ID: "41", Token: 7, Headers: []Header{{Key: HeaderPosition, Value: []byte("0000001600B374D8-00000003")}}},
+		{ID: "42", Token: 7}, {ID: "43", Token: 8}}
 	perr := &produceError{
 		err:     fmt.Errorf("%w: one or more records have been rejected", kafka.InvalidRecord),
 		records: map[int]error{2: errors.New("compacted topic cannot accept message without key"), 1: errors.New("bad")},
@@ -102,7 +103,7 @@ func TestRejectedError(t *testing.T) {
 	if !errors.As(err, &rerr) || rerr.ID != "41" || rerr.Token != 7 || rerr.Partition != 3 || rerr.Messages != 3 {
 		t.Fatalf("RejectedError = %+v", rerr)
 	}
-	for _, want := range []string{`topic "outbox" partition 3`, "id 41", "token 7", "3 messages",
+	for _, want := range []string{`topic "outbox" partition 3`, "id 41", "position 0000001600B374D8-00000003", "3 messages",
 		"record 1 id 42: bad; record 2 id 43: compacted topic", "Invalid Record", "a compacted topic needs keys"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
@@ -110,7 +111,8 @@ func TestRejectedError(t *testing.T) {
 	}
 
 	big := newRejected(topicPartition{topic: "outbox"}, msgs[:1], &produceError{err: kafka.MessageSizeTooLarge})
-	if !strings.Contains(big.Error(), "1 message ") || !strings.Contains(big.Error(), "max.message.bytes") {
+	if !strings.Contains(big.Error(), "1 message ") || !strings.Contains(big.Error(), "max.message.bytes") ||
+		!strings.Contains(big.Error(), "--on-bad-row=dead-letter") || strings.Contains(big.Error(), "token") {
 		t.Errorf("error %q does not say what to do", big)
 	}
 }

@@ -15,6 +15,7 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -110,6 +111,16 @@ func (p *Publisher) Run(ctx context.Context, in <-chan Message, acked func([]Mes
 			}
 		}
 		r, held, err := p.collect(ctx, *next, in)
+		var unroutable *unroutableError
+		if errors.As(err, &unroutable) {
+			// Its topic cannot be used: set the message aside (dead-letter topic) or stop.
+			if err := p.setAside(ctx, *next, unroutable); err != nil {
+				return err
+			}
+			acked([]Message{*next})
+			next = nil
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -132,7 +143,7 @@ func (p *Publisher) Run(ctx context.Context, in <-chan Message, acked func([]Mes
 func (p *Publisher) collect(ctx context.Context, first Message, in <-chan Message) (*round, *Message, error) {
 	r := newRound(limits{maxMessages: p.cfg.MaxBatchMessages, maxBytes: p.cfg.MaxRequestBytes})
 	var h murmur2
-	n, err := p.waitPartitionCount(ctx, topicOf(first, p.cfg.Topic))
+	n, err := p.partitionsFor(ctx, first)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -149,6 +160,9 @@ func (p *Publisher) collect(ctx context.Context, first Message, in <-chan Messag
 			return r, nil, nil // nothing queued: send what we have now
 		}
 		topic := topicOf(m, p.cfg.Topic)
+		if CheckTopicName(topic) != nil {
+			return r, &m, nil // the next round starts with it, and sets it aside
+		}
 		n, err := p.cachedPartitionCount(ctx, topic)
 		if err != nil {
 			// Send what we have; the next round waits for this topic's metadata.
@@ -192,21 +206,31 @@ func (p *Publisher) forgetPartitionCount(topic string) {
 }
 
 // waitPartitionCount retries cachedPartitionCount until it succeeds, ctx is done or the
-// error is fatal.
-func (p *Publisher) waitPartitionCount(ctx context.Context, topic string) (int, error) {
+// error is fatal. With missingLimit > 0, a topic that still does not exist after that long is
+// an *unroutableError.
+func (p *Publisher) waitPartitionCount(ctx context.Context, topic string, missingLimit time.Duration) (int, error) {
 	rl := newRetryLog(p.log.With().Str("topic", topic).Logger(), "read topic metadata", p.now)
+	start := p.now()
 	for attempt := 1; ; attempt++ {
 		n, err := p.cachedPartitionCount(ctx, topic)
 		if err == nil {
 			rl.recovered(attempt)
+			p.topicWait(topic, attempt, false)
 			return n, nil
 		}
 		if ctx.Err() != nil {
+			p.topicWait(topic, attempt, false)
 			return 0, ctx.Err()
 		}
 		if classify(err) != retriable {
+			p.topicWait(topic, attempt, false)
 			return 0, fmt.Errorf("read metadata of topic %q: %w: %w; %s", topic, ErrFatal, err, fatalHint(err))
 		}
+		if missingLimit > 0 && (errors.Is(err, ErrTopicNotFound) || staleMetadata(err)) && p.now().Sub(start) >= missingLimit {
+			p.topicWait(topic, attempt, false)
+			return 0, &unroutableError{topic: topic, err: fmt.Errorf("topic does not exist after waiting %s for it: %w", missingLimit, err)}
+		}
+		p.topicWait(topic, attempt, true)
 		wait := backoff(attempt, p.cfg.BackoffMin, p.cfg.BackoffMax)
 		rl.failed(err, attempt, wait)
 		if err := sleep(ctx, wait); err != nil {

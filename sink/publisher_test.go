@@ -531,3 +531,54 @@ func TestRetryLog(t *testing.T) {
 		t.Fatalf("success without failure logged: %s", buf.String())
 	}
 }
+
+// One row naming an illegal topic, or a topic that stays missing, must not stall every channel:
+// it is set aside on the dead-letter topic (or stops Run, naming it) and the rest go on.
+func TestPublisher_Run_unroutableTopics(t *testing.T) {
+	t.Parallel()
+	missing := func(topic string, _ int) error {
+		if topic == "no_such_topic" {
+			return fmt.Errorf("%w: %q", ErrTopicNotFound, topic)
+		}
+		return nil
+	}
+	msgs := []Message{{ID: "a"}, {ID: "bad", Topic: "bad topic!"}, {ID: "b"}, {ID: "gone", Topic: "no_such_topic"}, {ID: "c"}}
+
+	t.Run("dead-letter", func(t *testing.T) {
+		t.Parallel()
+		fake := newFake(1)
+		fake.countErr = missing
+		var waits []string
+		var mu sync.Mutex
+		p := newTestPublisher(t, fake, Config{DeadLetterTopic: "outbox.dlq", MissingTopicWait: 20 * time.Millisecond,
+			OnTopicWait: func(topic string, waiting bool) { mu.Lock(); waits = append(waits, fmt.Sprintf("%s %v", topic, waiting)); mu.Unlock() }})
+		acks := newAckLog(t, fake)
+		if err := p.Run(context.Background(), feed(msgs, true), acks.acked); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		acks.ackedOnce(t, ids(msgs))
+		_, written := fake.snapshot()
+		var dlq []string
+		for _, m := range written[topicPartition{topic: "outbox.dlq"}] {
+			reason, _ := headerOf(m.Headers, HeaderError)
+			dlq = append(dlq, m.ID+": "+reason)
+		}
+		if len(dlq) != 2 || !strings.Contains(dlq[0], "bad topic!") || !strings.Contains(dlq[1], "does not exist after waiting") {
+			t.Errorf("dead-letter topic holds %q, want the two unroutable rows with their reasons", dlq)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(waits, []string{"no_such_topic true", "no_such_topic false"}) {
+			t.Errorf("OnTopicWait calls %v, want the wait for no_such_topic to start and end", waits)
+		}
+	})
+	t.Run("stop", func(t *testing.T) {
+		t.Parallel()
+		p := newTestPublisher(t, newFake(1), Config{})
+		err := p.Run(context.Background(), feed(msgs[:2], true), func([]Message) {})
+		var rerr *RejectedError
+		if !errors.As(err, &rerr) || rerr.ID != "bad" || !strings.Contains(err.Error(), `"bad topic!"`) {
+			t.Fatalf("Run = %v, want a RejectedError naming row bad and its topic", err)
+		}
+	})
+}

@@ -125,7 +125,7 @@ func (p *Publisher) deadLetter(ctx context.Context, tp topicPartition, m Message
 	dl.Headers = append(m.Headers[:len(m.Headers):len(m.Headers)],
 		Header{Key: HeaderError, Value: []byte(reason.Error() + "; " + rejectHint(reason))},
 		Header{Key: HeaderOriginalTopic, Value: []byte(tp.topic)})
-	n, err := p.waitPartitionCount(ctx, dl.Topic)
+	n, err := p.waitPartitionCount(ctx, dl.Topic, 0)
 	if err != nil {
 		return err
 	}

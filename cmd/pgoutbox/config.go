@@ -52,6 +52,7 @@ type Config struct {
 	KafkaRequestTimeout time.Duration // timeout of one produce request
 	KafkaBackoffMax     time.Duration // longest wait between retries of a failed write
 	KafkaCompression    string        // none|gzip|snappy|lz4|zstd
+	MissingTopicTimeout time.Duration // how long a row's own missing topic is waited for
 
 	ExactlyOnce     bool   // skip rows an earlier session already wrote to Kafka (tail reads)
 	OnBadRow        string // stop|dead-letter: what a row that cannot be published does
@@ -124,7 +125,7 @@ func (c *Config) settings() []setting {
 		ShutdownTimeout: relay.DefaultShutdownTimeout, ReconnectMax: relay.DefaultReconnectMax,
 		KafkaBatchMessages: sink.DefaultMaxBatchMessages, KafkaRequestBytes: sink.DefaultMaxRequestBytes,
 		KafkaRequestTimeout: sink.DefaultRequestTimeout, KafkaBackoffMax: sink.DefaultMaxBackoff,
-		KafkaCompression: sink.DefaultCompression, ReplicationFactor: 1,
+		KafkaCompression: sink.DefaultCompression, MissingTopicTimeout: sink.DefaultMissingTopicWait, ReplicationFactor: 1,
 		ExactlyOnce: true, OnBadRow: "stop", Retention: "none", JanitorBatch: relay.DefaultJanitorBatch,
 		MonitorInterval: relay.DefaultMonitorInterval,
 		LagWarnBytes:    capture.DefaultLagWarnBytes, LagCriticalBytes: capture.DefaultLagCriticalBytes,
@@ -159,6 +160,7 @@ func (c *Config) settings() []setting {
 		{"kafka-request-timeout", "timeout of one produce request", (*durationValue)(&c.KafkaRequestTimeout), scopeRun},
 		{"kafka-backoff-max", "longest wait between retries of a failed Kafka write (retries never stop)", (*durationValue)(&c.KafkaBackoffMax), scopeRun},
 		{"kafka-compression", "none, gzip, snappy, lz4 or zstd", (*stringValue)(&c.KafkaCompression), scopeRun},
+		{"missing-topic-timeout", "how long a row whose --topic-column names a missing topic waits for it; then it is a bad row (--on-bad-row). An illegal topic name is a bad row at once", (*durationValue)(&c.MissingTopicTimeout), scopeRun},
 		{"database-url-file", "file holding the PostgreSQL URL (e.g. a container secret), instead of --database-url", &secretFile{path: &c.DatabaseURLFile, secret: &c.DatabaseURL, of: "database-url"}, scopeAll},
 		{"kafka-tls", "encrypt the Kafka connections with TLS, verifying the brokers' certificates and host names", (*boolValue)(&c.KafkaTLS), scopeRun | scopeSetup},
 		{"kafka-tls-ca-file", "PEM file of the CAs that signed the brokers' certificates; empty = the system's roots (needs --kafka-tls)", (*stringValue)(&c.KafkaTLSCAFile), scopeRun | scopeSetup},
@@ -313,6 +315,7 @@ func (c *Config) Validate(sc scope) error {
 	}{
 		{"shutdown-timeout", c.ShutdownTimeout, true}, {"reconnect-max", c.ReconnectMax, false},
 		{"kafka-request-timeout", c.KafkaRequestTimeout, false}, {"kafka-backoff-max", c.KafkaBackoffMax, false},
+		{"missing-topic-timeout", c.MissingTopicTimeout, false},
 		{"monitor-interval", c.MonitorInterval, false},
 		{"lag-warn-age", c.LagWarnAge, true}, {"lag-critical-age", c.LagCriticalAge, true},
 	} {

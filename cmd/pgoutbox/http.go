@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +25,23 @@ type health struct {
 	reason      string // why not streaming
 	alarm       capture.Level
 	alarmReason string
+	waits       map[string]bool // topics publishing waits for
+}
+
+// setTopicWait records that publishing waits for topic's metadata (or no longer does) and
+// returns waiting.
+func (h *health) setTopicWait(topic string, waiting bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.waits == nil {
+		h.waits = map[string]bool{}
+	}
+	if waiting {
+		h.waits[topic] = true
+	} else {
+		delete(h.waits, topic)
+	}
+	return waiting
 }
 
 func (h *health) set(streaming bool, reason string) {
@@ -46,6 +66,9 @@ func (h *health) ready() (bool, map[string]any) {
 	}
 	if h.alarm >= capture.LevelCritical {
 		why = append(why, "slot alarm "+h.alarm.String()+": "+h.alarmReason)
+	}
+	for _, topic := range slices.Sorted(maps.Keys(h.waits)) {
+		why = append(why, fmt.Sprintf("publishing waits for the metadata of topic %q (missing, or no leader): every channel is stalled", topic))
 	}
 	ok := len(why) == 0
 	body["ready"] = ok

@@ -33,6 +33,8 @@ type metrics struct {
 	slotWALStatus   *prometheus.GaugeVec
 	alarmLevel      prometheus.Gauge
 
+	topicWaits prometheus.Gauge
+
 	health   *health
 	progress func() relay.Progress // the relay's; set before the first scrape
 	lastAck  atomic.Int64          // unix nanoseconds of the last acknowledgement
@@ -66,6 +68,7 @@ func newMetrics() *metrics {
 	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pgoutbox_events_skipped_total", Help: "Rows acknowledged without being sent, by reason: already_in_kafka (a partition's last record proves an earlier session wrote them). They count in pgoutbox_events_published_total too.",
 	}, []string{"reason"})
+	m.topicWaits = gauge("pgoutbox_topic_waits", "Topics whose metadata publishing waits for (missing, or no leader): every partition waits meanwhile, and /readyz fails.")
 	m.sessions = counter("pgoutbox_replication_connects_total", "Replication sessions started (1 + reconnections).")
 	m.commitToAck = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "pgoutbox_commit_to_ack_seconds",
@@ -85,7 +88,7 @@ func newMetrics() *metrics {
 	progress := func(f func(relay.Progress) float64) func() float64 {
 		return func() float64 { return f(m.progress()) }
 	}
-	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.deadLettered, m.skipped, m.sessions, m.commitToAck,
+	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.deadLettered, m.skipped, m.topicWaits, m.sessions, m.commitToAck,
 		m.slotUnconfirmed, m.slotRetained, m.slotSafeWAL, m.slotKeepSize, m.slotActive, m.slotWALStatus, m.alarmLevel,
 		gaugeFunc("pgoutbox_inflight_events", "Rows read from PostgreSQL and not yet acknowledged by Kafka.",
 			progress(func(p relay.Progress) float64 { return float64(p.InFlightRows) })),
@@ -115,6 +118,15 @@ func newMetrics() *metrics {
 	}
 	m.skipped.WithLabelValues(sink.SkipAlreadyInKafka)
 	return m
+}
+
+// topicWait is the sink's OnTopicWait: publishing waits for a topic's metadata.
+func (m *metrics) topicWait(topic string, waiting bool) {
+	if m.health.setTopicWait(topic, waiting) {
+		m.topicWaits.Inc()
+	} else {
+		m.topicWaits.Dec()
+	}
 }
 
 // SessionStarted implements relay.Observer.

@@ -89,6 +89,8 @@ func (c *Config) sinkConfig(m *metrics) sink.Config {
 		DeadLetterTopic:  c.DeadLetter(),
 		OnDeadLetter:     func(sink.Message, error) { m.deadLettered.WithLabelValues("kafka").Inc() },
 		OnSkipped:        func(reason string, msgs []sink.Message) { m.skipped.WithLabelValues(reason).Add(float64(len(msgs))) },
+		OnTopicWait:      m.topicWait,
+		MissingTopicWait: c.MissingTopicTimeout,
 		Brokers:          c.Brokers(),
 		Topic:            c.Topic,
 		MaxBatchMessages: c.KafkaBatchMessages,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/capture"
@@ -97,10 +98,10 @@ func (r *Relay) guardPublication(ctx context.Context) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	defer r.deps.Publication.Close()
-	g := &pubGuard{proven: r.clock.Now()}
+	defer r.closePublication()
+	r.guard.g = &pubGuard{proven: r.clock.Now()}
 	for {
-		if err := r.checkPublication(ctx, g); err != nil {
+		if err := r.checkPublication(ctx); err != nil {
 			return err
 		}
 		select {
@@ -111,7 +112,55 @@ func (r *Relay) guardPublication(ctx context.Context) error {
 	}
 }
 
-func (r *Relay) checkPublication(ctx context.Context, g *pubGuard) error {
+// guardState is the guard's state, shared by its loop and the shutdown's settle: one check at
+// a time, on the reader's one connection.
+type guardState struct {
+	mu     sync.Mutex
+	g      *pubGuard
+	failed bool // a gap was found: nothing more may be proven
+}
+
+func (r *Relay) closePublication() {
+	r.guard.mu.Lock()
+	defer r.guard.mu.Unlock()
+	r.deps.Publication.Close()
+}
+
+// settlePublication runs at a clean shutdown, after the drain and before the final status
+// update: two more checks, one interval apart, so that the final confirmed position reaches
+// what Kafka acknowledged instead of trailing it by the guard's one to two intervals (rows
+// between them would be decoded again, and bad rows judged again, at the next start).
+func (r *Relay) settlePublication() {
+	if r.deps.Publication == nil {
+		return
+	}
+	r.guard.mu.Lock()
+	ready := r.guard.g != nil && !r.guard.failed
+	r.guard.mu.Unlock()
+	if !ready {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second+r.cfg.PublicationInterval)
+	defer cancel()
+	if r.checkPublication(ctx) != nil {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-r.clock.After(r.cfg.PublicationInterval):
+	}
+	_ = r.checkPublication(ctx)
+	r.closePublication()
+}
+
+func (r *Relay) checkPublication(ctx context.Context) error {
+	r.guard.mu.Lock()
+	defer r.guard.mu.Unlock()
+	if r.guard.failed {
+		return nil
+	}
+	g := r.guard.g
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	wal, st, err := r.deps.Publication.ReadPublication(cctx)
@@ -125,6 +174,7 @@ func (r *Relay) checkPublication(ctx context.Context, g *pubGuard) error {
 	}
 	ceiling, err := g.observe(wal, st, r.clock.Now(), r.cfg.Publication, r.cfg.Table)
 	if err != nil {
+		r.guard.failed = true
 		r.obs.Lost(err)
 		return err
 	}

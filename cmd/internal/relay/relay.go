@@ -106,6 +106,7 @@ type Relay struct {
 
 	current atomic.Pointer[session] // the streaming session, for Progress and the monitor
 	ceiling atomic.Uint64           // the publication guard's proven position: confirm no further
+	guard   guardState
 }
 
 // New returns a relay with cfg's defaults filled in.

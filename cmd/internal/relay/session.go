@@ -44,7 +44,14 @@ func (s *session) failure() error {
 // returns nil only when ctx was cancelled and nothing failed.
 func (r *Relay) session(ctx context.Context) error {
 	stream := r.deps.NewStream()
+	var result error // what session returns, for the final status update
 	defer func() {
+		// Let the final status reach what Kafka acknowledged — also when the session stops on
+		// an error a restart must start right after (a bad row, a schema change) — unless the
+		// connection is gone (no status can be sent).
+		if !errors.Is(result, capture.ErrConnection) {
+			r.settlePublication()
+		}
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := stream.Close(cctx); err != nil {
@@ -53,6 +60,7 @@ func (r *Relay) session(ctx context.Context) error {
 	}()
 	start, err := stream.Open(ctx)
 	if err != nil {
+		result = capture.ErrConnection // nothing to confirm
 		return err
 	}
 	if r.cfg.AtLeastOnce {
@@ -92,9 +100,16 @@ func (r *Relay) session(ctx context.Context) error {
 	if !sinkFinished {
 		sinkErr = r.drain(sinkDone, stopSink)
 	}
+	result = sessionResult(ctx, s.failure(), sinkErr, streamErr)
+	return result
+}
+
+// sessionResult is what a session returns: a failure first, then the sink's error, then the
+// stream's; nil when the stream was cancelled by a shutdown.
+func sessionResult(ctx context.Context, failure, sinkErr, streamErr error) error {
 	switch {
-	case s.failure() != nil:
-		return s.failure()
+	case failure != nil:
+		return failure
 	case sinkErr != nil && !errors.Is(sinkErr, context.Canceled):
 		return sinkErr
 	case errors.Is(streamErr, context.Canceled) && ctx.Err() != nil:
