@@ -551,7 +551,11 @@ func TestPublisher_Run_unroutableTopics(t *testing.T) {
 		var waits []string
 		var mu sync.Mutex
 		p := newTestPublisher(t, fake, Config{DeadLetterTopic: "outbox.dlq", MissingTopicWait: 20 * time.Millisecond,
-			OnTopicWait: func(topic string, waiting bool) { mu.Lock(); waits = append(waits, fmt.Sprintf("%s %v", topic, waiting)); mu.Unlock() }})
+			OnTopicWait: func(topic string, waiting bool) {
+				mu.Lock()
+				waits = append(waits, fmt.Sprintf("%s %v", topic, waiting))
+				mu.Unlock()
+			}})
 		acks := newAckLog(t, fake)
 		if err := p.Run(context.Background(), feed(msgs, true), acks.acked); err != nil {
 			t.Fatalf("Run = %v", err)
