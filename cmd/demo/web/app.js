@@ -55,16 +55,21 @@ async function mutate(m) {
   const body = { mutation_id: mutation.mutation_id, op: m.op, task_id: m.task_id, user };
   if (m.op === 'add') body.title = m.title;
   if (m.op === 'toggle') body.done = m.done;
-  try {
-    const out = await fetchJSON('/api/mutations', {
-      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(15000),
-    });
-    notify(model.answered(mutation.mutation_id, out));
-  } catch (err) {
-    notify(model.failed(mutation.mutation_id, err.message));
-  }
-  render();
+  // One request at a time, in the order made: a page's own changes must not overtake each other
+  // (a toggle sent before the add of its task would be refused).
+  sending = sending.then(async () => {
+    try {
+      const out = await fetchJSON('/api/mutations', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(15000),
+      });
+      notify(model.answered(mutation.mutation_id, out));
+    } catch (err) {
+      notify(model.failed(mutation.mutation_id, err.message));
+    }
+    render();
+  });
 }
+let sending = Promise.resolve();
 
 function notify(notices) {
   for (const n of notices) {
