@@ -87,8 +87,9 @@ func TestDemo_PageRules(t *testing.T) {
 }
 
 // TestDemo_Browser: two Chromium pages on the demo: a change on one appears on the other, a
-// rejected change rolls back and never shows elsewhere, a relay SIGKILL and a page reload in a
-// burst both end with the pages equal to the database, the commit→screen latency over 300
+// rejected change rolls back and never shows elsewhere, a relay SIGKILL, a Centrifugo restart
+// (new epoch: the pages bootstrap again) and a page reload in a burst all end with the pages
+// equal to the database, the commit→screen latency over 300
 // changes, no console errors. PGOUTBOX_DEMO_SCREENSHOT=path also writes the README's picture.
 func TestDemo_Browser(t *testing.T) {
 	t.Parallel()
@@ -152,6 +153,10 @@ func TestDemo_Browser(t *testing.T) {
 		defer mu.Unlock()
 		relay = e.startRelay(t, relayEnv...)
 		t.Log("relay restarted")
+	})
+	ctl.HandleFunc("POST /centrifugo/restart", func(w http.ResponseWriter, _ *http.Request) {
+		cf.restart() // same port; the memory engine's history is gone: a new epoch
+		t.Log("Centrifugo restarted")
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
