@@ -142,19 +142,19 @@ func TestDemo_Browser(t *testing.T) {
 
 	// The browser test asks for the relay's crash and restart here.
 	ctl := http.NewServeMux()
-	ctl.HandleFunc("POST /relay/kill", func(w http.ResponseWriter, _ *http.Request) {
+	ctl.HandleFunc("POST /relay/kill", func(http.ResponseWriter, *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		relay.kill()
 		t.Log("relay SIGKILLed")
 	})
-	ctl.HandleFunc("POST /relay/start", func(w http.ResponseWriter, _ *http.Request) {
+	ctl.HandleFunc("POST /relay/start", func(http.ResponseWriter, *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		relay = e.startRelay(t, relayEnv...)
 		t.Log("relay restarted")
 	})
-	ctl.HandleFunc("POST /centrifugo/restart", func(w http.ResponseWriter, _ *http.Request) {
+	ctl.HandleFunc("POST /centrifugo/restart", func(http.ResponseWriter, *http.Request) {
 		cf.restart() // same port; the memory engine's history is gone: a new epoch
 		t.Log("Centrifugo restarted")
 	})

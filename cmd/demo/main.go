@@ -112,7 +112,7 @@ func runApp(ctx context.Context, cmd string, args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", c.addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (another demo running? set PGOUTBOX_DEMO_ADDR): %w", c.addr, err)
 	}
