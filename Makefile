@@ -40,7 +40,7 @@ lint: ## gofmt, go vet and a pinned golangci-lint
 clean: ## remove build output (not the services' state)
 	rm -rf bin
 
-demo: ## the whole pipeline here: services, setup, relay, a writer, and events arriving from Kafka (Ctrl-C stops)
+demo: ## the whole pipeline live in a browser: services, setup, relay and a shared task board at http://127.0.0.1:8080/ (PGOUTBOX_DEMO_PORT; Ctrl-C stops)
 	@deploy/local/demo.sh
 
 bench: ## throughput, latency and memory of the relay next to pg_recvlogical and a bare Kafka producer (QUICK=1: under 5 minutes)

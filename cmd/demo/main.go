@@ -1,42 +1,32 @@
-// Command demo shows the pipeline at work, for `make demo`: it writes outbox events across a
-// few channels (each in a transaction, as an application would) and prints them as they arrive
-// from Kafka, with the commit-to-arrival latency. It runs until interrupted.
+// Command demo is the web app of `make demo`: a shared task board that several browsers edit
+// together, live. Its state spans two tables (the board, its tasks); each change writes the
+// business rows and one outbox event in the same transaction; pgoutbox relays the event to
+// Kafka, Centrifugo fans it out to every page, and each page applies it with the bootstrap rules
+// of the README's "Fan-out to browsers" (cmd/demo/web/rules.js mirrors the checkpoint package).
+//
+//	demo init    create the tables and the board, add the outbox's mutation_id/rejected columns
+//	demo serve   serve the page and its API (the default)
+//	demo watch   the terminal view: print the records arriving from Kafka, with their latency
 //
 // It reads the same PGOUTBOX_DATABASE_URL, PGOUTBOX_KAFKA_BROKERS, PGOUTBOX_TOPIC and
-// PGOUTBOX_TABLE variables as pgoutbox.
+// PGOUTBOX_TABLE variables as pgoutbox, and PGOUTBOX_DEMO_* for its own settings.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
-	"slices"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/segmentio/kafka-go"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
 )
-
-func main() {
-	events := flag.Int("events", 300, "events to write")
-	channels := flag.Int("channels", 8, "channels to spread them over")
-	rate := flag.Int("rate", 100, "events per second")
-	flag.Parse()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *events, *channels, *rate); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		os.Exit(1)
-	}
-}
 
 func env(key, def string) string {
 	if v := os.Getenv(key); v != "" {
@@ -45,124 +35,97 @@ func env(key, def string) string {
 	return def
 }
 
-func run(ctx context.Context, events, channels, rate int) error {
-	dbURL := env("PGOUTBOX_DATABASE_URL", "postgres://pgoutbox:pgoutbox@127.0.0.1:55432/pgoutbox")
-	brokers := strings.Split(env("PGOUTBOX_KAFKA_BROKERS", "127.0.0.1:59092"), ",")
-	topic := env("PGOUTBOX_TOPIC", "outbox")
-	table := env("PGOUTBOX_TABLE", "public.outbox")
+// config is the app's settings; every one is a flag and a PGOUTBOX_* variable.
+type config struct {
+	databaseURL      string // PGOUTBOX_DATABASE_URL
+	outboxTable      string // PGOUTBOX_TABLE, default public.demo_outbox
+	prefix           string // PGOUTBOX_DEMO_TABLE_PREFIX, default demo_: the app's tables are <prefix>boards, <prefix>tasks
+	addr             string // PGOUTBOX_DEMO_ADDR, default 127.0.0.1:8080
+	centrifugoURL    string // PGOUTBOX_DEMO_CENTRIFUGO_URL, default http://127.0.0.1:58000 (server API; the page connects to its /connection/websocket)
+	centrifugoConfig string // PGOUTBOX_DEMO_CENTRIFUGO_CONFIG, default deploy/centrifugo/config.yaml: where the keys are, unless CENTRIFUGO_* say them
+	board            Board
+}
 
-	arrivals := make(chan arrival, 1024)
-	readers, err := startReaders(ctx, brokers, topic, arrivals)
-	if err != nil {
-		return err
+func main() {
+	cmd := "serve"
+	args := os.Args[1:]
+	if len(args) > 0 && (args[0] == "init" || args[0] == "serve" || args[0] == "watch") {
+		cmd, args = args[0], args[1:]
 	}
-	defer readers.Wait()
-
-	go func() {
-		if err := write(ctx, dbURL, table, events, channels, rate); err != nil && ctx.Err() == nil {
-			fmt.Fprintln(os.Stderr, "demo: writer:", err)
-		} else if err == nil {
-			fmt.Printf("-- wrote %d events over %d channels; waiting for arrivals (Ctrl-C to stop)\n", events, channels)
-		}
-	}()
-
-	var latencies []time.Duration
-	for {
-		select {
-		case <-ctx.Done():
-			summarize(latencies)
-			return ctx.Err()
-		case a := <-arrivals:
-			latencies = append(latencies, a.latency)
-			fmt.Printf("%-8s id=%-8s partition=%d offset=%-6d latency=%s\n", a.channel, a.id, a.partition, a.offset, a.latency.Round(time.Millisecond))
-		}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if cmd == "watch" {
+		err = runWatch(ctx, args)
+	} else {
+		err = runApp(ctx, cmd, args)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
 	}
 }
 
-// write commits one outbox row per transaction, in the same transaction as a business row would be.
-func write(ctx context.Context, dbURL, table string, events, channels, rate int) error {
-	conn, err := pgx.Connect(ctx, dbURL)
+func runApp(ctx context.Context, cmd string, args []string) error {
+	var c config
+	fs := flag.NewFlagSet("demo "+cmd, flag.ExitOnError)
+	fs.StringVar(&c.databaseURL, "database-url", env("PGOUTBOX_DATABASE_URL", "postgres://pgoutbox:pgoutbox@127.0.0.1:55432/pgoutbox"), "PostgreSQL (PGOUTBOX_DATABASE_URL)")
+	fs.StringVar(&c.outboxTable, "table", env("PGOUTBOX_TABLE", "public.demo_outbox"), "the outbox table the relay reads (PGOUTBOX_TABLE)")
+	fs.StringVar(&c.prefix, "table-prefix", env("PGOUTBOX_DEMO_TABLE_PREFIX", "demo_"), "prefix of the app's tables (PGOUTBOX_DEMO_TABLE_PREFIX)")
+	fs.StringVar(&c.addr, "addr", env("PGOUTBOX_DEMO_ADDR", "127.0.0.1:8080"), "listen address of the page and its API (PGOUTBOX_DEMO_ADDR)")
+	fs.StringVar(&c.centrifugoURL, "centrifugo-url", env("PGOUTBOX_DEMO_CENTRIFUGO_URL", "http://127.0.0.1:58000"), "Centrifugo's HTTP address (PGOUTBOX_DEMO_CENTRIFUGO_URL)")
+	fs.StringVar(&c.centrifugoConfig, "centrifugo-config", env("PGOUTBOX_DEMO_CENTRIFUGO_CONFIG", "deploy/centrifugo/config.yaml"), "Centrifugo's config file, for its API and token keys (PGOUTBOX_DEMO_CENTRIFUGO_CONFIG)")
+	fs.IntVar(&c.board.OpenLimit, "open-limit", 8, "open tasks a board allows: the business rule that rejects some changes")
+	fs.IntVar(&c.board.TaskLimit, "task-limit", 40, "tasks a board holds")
+	_ = fs.Parse(args)
+	c.board.ID, c.board.Title = "launch", "Launch checklist"
+
+	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}).With().Timestamp().Str("component", "demo").Logger()
+	pool, err := pgxpool.New(ctx, c.databaseURL)
 	if err != nil {
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	schema, name, _ := strings.Cut(table, ".")
-	if name == "" {
-		schema, name = "public", schema
-	}
-	insert := fmt.Sprintf(`INSERT INTO %s (channel, name, data) VALUES ($1, 'demo.event', $2)`, pgx.Identifier{schema, name}.Sanitize())
-	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
-	defer tick.Stop()
-	for i := range events {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-		data, _ := json.Marshal(map[string]any{"n": i, "text": "hello from the outbox"})
-		if _, err := conn.Exec(ctx, insert, fmt.Sprintf("user-%d", i%channels), data); err != nil {
-			return fmt.Errorf("insert: %w", err)
-		}
-	}
-	return nil
-}
-
-type arrival struct {
-	channel, id string
-	partition   int
-	offset      int64
-	latency     time.Duration
-}
-
-// startReaders reads every partition of the topic from its current end.
-func startReaders(ctx context.Context, brokers []string, topic string, out chan<- arrival) (*sync.WaitGroup, error) {
-	conn, err := kafka.DialContext(ctx, "tcp", brokers[0])
+	defer pool.Close()
+	st, err := newStore(pool, c.prefix, c.outboxTable)
 	if err != nil {
-		return nil, fmt.Errorf("connect to Kafka: %w", err)
+		return err
 	}
-	parts, err := conn.ReadPartitions(topic)
-	_ = conn.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read partitions of %s (did `pgoutbox setup --partitions N` run?): %w", topic, err)
+	if err := st.migrate(ctx, c.board); err != nil {
+		return err
 	}
-	var wg sync.WaitGroup
-	for _, p := range parts {
-		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: brokers, Topic: topic, Partition: p.ID,
-			StartOffset: kafka.LastOffset, MaxWait: 50 * time.Millisecond,
-		})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { _ = r.Close() }()
-			for {
-				m, err := r.ReadMessage(ctx)
-				if err != nil {
-					return
-				}
-				a := arrival{channel: string(m.Key), partition: m.Partition, offset: m.Offset, latency: time.Since(m.Time)}
-				for _, h := range m.Headers {
-					if h.Key == "pgoutbox-id" {
-						a.id = string(h.Value)
-					}
-				}
-				select {
-				case out <- a:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
+	if cmd == "init" {
+		return nil
 	}
-	return &wg, nil
-}
 
-func summarize(l []time.Duration) {
-	if len(l) == 0 {
-		fmt.Println("-- no events arrived")
-		return
+	apiKey, hmacKey, err := centrifugoSecrets(c.centrifugoConfig)
+	if err != nil {
+		return err
 	}
-	slices.Sort(l)
-	q := func(f float64) time.Duration { return l[int(f*float64(len(l)-1))].Round(time.Millisecond) }
-	fmt.Printf("-- %d events arrived; commit-to-arrival latency p50 %s, p99 %s, max %s\n", len(l), q(0.5), q(0.99), l[len(l)-1].Round(time.Millisecond))
+	srv := &server{
+		store: st, boardID: c.board.ID, channel: "outbox:board-" + c.board.ID, log: log,
+		cf: &centrifugo{
+			url: c.centrifugoURL, apiKey: apiKey, hmacKey: []byte(hmacKey), tokenTTL: time.Hour,
+			http: &http.Client{Timeout: 5 * time.Second}, publicURL: wsURL(c.centrifugoURL),
+		},
+	}
+	h, err := srv.routes()
+	if err != nil {
+		return err
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (another demo running? set PGOUTBOX_DEMO_ADDR): %w", c.addr, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	log.Info().Str("addr", ln.Addr().String()).Str("channel", srv.channel).Msg("serving the board")
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return hs.Shutdown(sctx)
 }

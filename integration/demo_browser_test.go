@@ -1,0 +1,197 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The demo's tests run node: the page's rules and model unit tests (node's test runner), and the
+// browser tests (playwright-core driving Debian's Chromium) against the demo's real parts,
+// started here as `make demo` starts them — the relay, Centrifugo with the shipped configuration,
+// the app — on this test's own outbox, topic and ports. A Go test rather than a step of
+// services.sh: it reuses the harness (private names, free ports, the relay's SIGKILL, the slot
+// dropped at the end), and under CI=true a missing node or chromium fails it like any other
+// missing service.
+
+// needNode installs the demo's pinned npm packages (deploy/demo/npm.sh: npm ci, the page's
+// Centrifugo client copied for go:embed) and returns the node binary.
+func needNode(t *testing.T, chromium bool) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		unavailable(t, "node is not installed (Debian: apt-get install nodejs npm)")
+	}
+	args := []string{}
+	if chromium {
+		args = append(args, "chromium")
+	}
+	cmd := exec.Command(filepath.Join(repoRoot, "deploy", "demo", "npm.sh"), args...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		unavailable(t, "deploy/demo/npm.sh: %v\n%s", err, out)
+	}
+	if chromium {
+		if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+			unavailable(t, "no /usr/bin/chromium (Debian's chromium package): %v", err)
+		}
+	}
+	return node
+}
+
+// runNode runs node with args in the repository, logging its output line by line.
+func runNode(t *testing.T, node string, env []string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), env...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			t.Log(sc.Text())
+		}
+	}()
+	err := cmd.Run()
+	_ = pw.Close()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("node %s: %v", strings.Join(args, " "), err)
+	}
+}
+
+// TestDemo_PageRules: the page's bootstrap/apply rules (the checkpoint package's cases) and its
+// optimistic-update model.
+func TestDemo_PageRules(t *testing.T) {
+	t.Parallel()
+	node := needNode(t, false)
+	runNode(t, node, nil, "--test", "--test-reporter=tap", "deploy/demo/test/")
+}
+
+// TestDemo_Browser: two Chromium pages on the demo: a change on one appears on the other, a
+// rejected change rolls back and never shows elsewhere, a relay SIGKILL, a Centrifugo restart
+// (new epoch: the pages bootstrap again) and a page reload in a burst all end with the pages
+// equal to the database, the commit→screen latency over 300
+// changes, no console errors. PGOUTBOX_DEMO_SCREENSHOT=path also writes the README's picture.
+func TestDemo_Browser(t *testing.T) {
+	t.Parallel()
+	node := needNode(t, true)
+	e := newOutbox(t, 3)
+	prefix := e.Name + "_"
+	t.Cleanup(func() {
+		exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %stasks, %sboards`, prefix, prefix))
+	})
+
+	bin := filepath.Join(t.TempDir(), "demo")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/demo").CombinedOutput(); err != nil {
+		t.Fatalf("build cmd/demo: %v\n%s", err, out)
+	}
+	cf := startCentrifugo(t, e.Brokers, e.Name)
+	port := freePort(t)
+	appEnv := append(e.env(),
+		"PGOUTBOX_DEMO_TABLE_PREFIX="+prefix,
+		fmt.Sprintf("PGOUTBOX_DEMO_ADDR=127.0.0.1:%d", port),
+		"PGOUTBOX_DEMO_CENTRIFUGO_URL="+cf.url(),
+		"PGOUTBOX_DEMO_CENTRIFUGO_CONFIG="+centrifugoConfigPath,
+	)
+	// demo init adds the outbox's mutation_id and rejected columns, which the relay checks at start.
+	initCmd := exec.Command(bin, "init")
+	initCmd.Env = appEnv
+	if out, err := initCmd.CombinedOutput(); err != nil {
+		t.Fatalf("demo init: %v\n%s", err, out)
+	}
+	relayEnv := []string{"PGOUTBOX_MUTATION_ID_COLUMN=mutation_id", "PGOUTBOX_REJECTED_COLUMN=rejected"}
+	var mu sync.Mutex
+	relay := e.startRelay(t, relayEnv...)
+
+	app := exec.Command(bin, "serve")
+	app.Env = appEnv
+	appLog := &syncBuffer{}
+	app.Stdout, app.Stderr = appLog, appLog
+	app.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := app.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = app.Process.Signal(syscall.SIGTERM)
+		_ = app.Wait()
+		if t.Failed() {
+			t.Logf("demo app log:\n%s", appLog.tail(40))
+		}
+	})
+	appURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitHTTP(t, appURL+"/healthz", 30*time.Second)
+
+	// The browser test asks for the relay's crash and restart here.
+	ctl := http.NewServeMux()
+	ctl.HandleFunc("POST /relay/kill", func(http.ResponseWriter, *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		relay.kill()
+		t.Log("relay SIGKILLed")
+	})
+	ctl.HandleFunc("POST /relay/start", func(http.ResponseWriter, *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		relay = e.startRelay(t, relayEnv...)
+		t.Log("relay restarted")
+	})
+	ctl.HandleFunc("POST /centrifugo/restart", func(http.ResponseWriter, *http.Request) {
+		cf.restart() // same port; the memory engine's history is gone: a new epoch
+		t.Log("Centrifugo restarted")
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctlSrv := &http.Server{Handler: ctl, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = ctlSrv.Serve(ln) }()
+	t.Cleanup(func() { _ = ctlSrv.Close() })
+
+	artifacts, err := filepath.Abs(filepath.Join(repoRoot, "deploy", "demo", "test-results"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runNode(t, node, []string{
+		"DEMO_URL=" + appURL,
+		"DEMO_CONTROL=http://" + ln.Addr().String(),
+		"DEMO_ARTIFACTS=" + artifacts,
+		"DEMO_SCREENSHOT=" + os.Getenv("PGOUTBOX_DEMO_SCREENSHOT"),
+	}, "--test", "--test-reporter=spec", "--test-concurrency=1", "deploy/demo/e2e/browser.test.mjs")
+}
+
+func waitHTTP(t *testing.T, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer within %s (%v)", url, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
