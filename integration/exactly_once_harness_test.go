@@ -75,7 +75,7 @@ func commitBigTxn(t *testing.T, e outboxEnv, got *committedRows, first int64, ro
 }
 
 // commitRows commits one transaction of rows outbox rows on channels <prefix>0 .. <prefix>9
-// with counters first, first+1... (the counter of a channel grows in commit order as long as
+// with counters first, first+1... (first >= 1; the counter of a channel grows in commit order as long as
 // each call starts above the last) and adds them to got.
 func commitRows(t *testing.T, e outboxEnv, got *committedRows, prefix string, first int64, rows int) {
 	t.Helper()

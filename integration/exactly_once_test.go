@@ -102,10 +102,10 @@ func TestExactlyOnce_TopicSharedWithAnotherSlot(t *testing.T) {
 	// Few enough rows that each stream's records of a round stay within the tail window (100
 	// records) however the channels fall on the partitions.
 	for i := range 3 {
-		commitRows(t, a, gotA, "a-", int64(i*30), 30)
+		commitRows(t, a, gotA, "a-", int64(1+i*30), 30)
 	}
 	for i := range 3 {
-		commitRows(t, b, gotB, "b-", int64(i*20), 20)
+		commitRows(t, b, gotB, "b-", int64(1+i*20), 20)
 	}
 	relayB := deliverOnce(t, b, toA)
 	relayA := deliverOnce(t, a)
@@ -131,8 +131,8 @@ func TestExactlyOnce_TopicSharedWithAnotherSlot(t *testing.T) {
 	}
 
 	for i := range 3 {
-		commitRows(t, a, gotA, "a-", int64(90+i*30), 30)
-		commitRows(t, b, gotB, "b-", int64(60+i*20), 20)
+		commitRows(t, a, gotA, "a-", int64(1+90+i*30), 30)
+		commitRows(t, b, gotB, "b-", int64(1+60+i*20), 20)
 	}
 	relayB2 := deliverOnce(t, b, toA)
 	relayA2 := deliverOnce(t, a)
@@ -167,7 +167,7 @@ func TestExactlyOnce_ForeignTail(t *testing.T) {
 	e := newOutbox(t, partitions)
 	got := &committedRows{rows: map[string][]int64{}}
 
-	commitRows(t, e, got, "ch-", 0, 150)
+	commitRows(t, e, got, "ch-", 1, 150)
 	deliverOnce(t, e)
 	recs := waitRecords(t, e.Brokers, e.Name, got.n, time.Minute)
 	source := recs[0].Headers["pgoutbox-source"]
@@ -186,7 +186,7 @@ func TestExactlyOnce_ForeignTail(t *testing.T) {
 				{Key: "pgoutbox-partitions", Value: []byte(fmt.Sprint(partitions))},
 			}})
 	}
-	commitRows(t, e, got, "ch-", 150, 150)
+	commitRows(t, e, got, "ch-", 1+150, 150)
 	stepped := dedupeOf(deliverOnce(t, e))
 	if stepped.warnings() != 0 || stepped.skipped != 0 {
 		t.Errorf("behind foreign records: %d skipped, warnings %v; want the stream's own last record trusted and nothing skipped", stepped.skipped, stepped.distrusted)
@@ -199,7 +199,7 @@ func TestExactlyOnce_ForeignTail(t *testing.T) {
 			{Key: "pgoutbox-partitions", Value: []byte(fmt.Sprint(partitions))},
 		}})
 	}
-	commitRows(t, e, got, "ch-", 300, 150)
+	commitRows(t, e, got, "ch-", 1+300, 150)
 	beyond := dedupeOf(deliverOnce(t, e))
 	used := partitionsOf("ch-", partitions) // a tail is read on the partition's first use
 	for p := range partitions {
@@ -243,19 +243,19 @@ func TestExactlyOnce_RecreatedSlot(t *testing.T) {
 	const partitions = 3
 	e := newOutbox(t, partitions)
 	got := &committedRows{rows: map[string][]int64{}}
-	commitRows(t, e, got, "ch-", 0, 150)
+	commitRows(t, e, got, "ch-", 1, 150)
 	deliverOnce(t, e)
 
 	// Rows that only the old slot would have streamed: not expected in Kafka.
 	lostWithSlot := &committedRows{rows: map[string][]int64{}}
-	commitRows(t, e, lostWithSlot, "ch-", 150, 90)
+	commitRows(t, e, lostWithSlot, "ch-", 1+150, 90)
 	if out, err := e.pgoutbox(t, "drop-slot", "--yes"); err != nil {
 		t.Fatalf("pgoutbox drop-slot: %v\n%s", err, out)
 	}
 	if out, err := e.pgoutbox(t, "setup", "--partitions", fmt.Sprint(partitions)); err != nil {
 		t.Fatalf("pgoutbox setup (the slot again): %v\n%s", err, out)
 	}
-	commitRows(t, e, got, "ch-", 240, 150)
+	commitRows(t, e, got, "ch-", 1+240, 150)
 	d := dedupeOf(deliverOnce(t, e))
 	if d.skipped != 0 {
 		t.Errorf("%d messages of the re-created slot skipped", d.skipped)
