@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -325,4 +326,70 @@ func produceRecords(t *testing.T, e outboxEnv, partition int, recs ...kafka.Reco
 	if err != nil {
 		t.Fatalf("produce to %s/%d: %v", e.Name, partition, err)
 	}
+}
+
+// TestFault_KafkaAmbiguousProduce: the relay's (private) broker is frozen with SIGSTOP while
+// the relay streams — a produce request sent just before sits unread in the broker's socket
+// — for longer than the relay's request timeout (2s), then thawed with SIGCONT, three times.
+// The relay's request times out: its outcome is unknown, and the broker does write it once
+// thawed. The relay reads the partition's tail again before it retries, and sends only what is
+// missing: every committed row arrives, in order, exactly once.
+func TestFault_KafkaAmbiguousProduce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about a minute; skipped with -short")
+	}
+	t.Parallel()
+	const partitions, freezes = 3, 3
+	k := startPrivateKafka(t)
+	e := newOutboxOn(t, services{DatabaseURL: needPostgres(t), Brokers: k.Brokers}, partitions)
+	w := faultWorkload{workload: workload{Writers: 4, Rows: 10_000, Channels: 50, MaxTxnRows: 10}, Pause: 2 * time.Millisecond}
+	prepareWorkload(t, e, w.Channels)
+
+	relay := e.startRelay(t, "PGOUTBOX_KAFKA_REQUEST_TIMEOUT=2s")
+	relay.waitLog("streaming started", time.Minute)
+	run := startWorkload(t, e, w)
+	waitTopicEnd(t, e, partitions, 1_000, 2*time.Minute)
+	pid := k.pid()
+	thawed := false
+	t.Cleanup(func() {
+		if !thawed {
+			_ = syscall.Kill(pid, syscall.SIGCONT) // never leave a frozen broker behind
+		}
+	})
+	for i := range freezes {
+		before := topicEnd(t, e, partitions)
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatalf("SIGSTOP the broker %d: %v", pid, err)
+		}
+		time.Sleep(5 * time.Second) // well past the 2s request timeout
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			t.Fatalf("SIGCONT the broker %d: %v", pid, err)
+		}
+		t.Logf("freeze %d: broker stopped for 5s with %d records in the topic", i+1, before)
+		waitTopicEnd(t, e, partitions, before+500, 2*time.Minute) // streaming again
+	}
+	thawed = true
+	committed := run.wait(t)
+	recs := finishDelivery(t, e, committed, 3*time.Minute)
+	if !relay.running() {
+		t.Fatalf("the relay exited: %v", relay.err)
+	}
+	failed := relay.logEntries("kafka write failed")
+	relay.stop(30 * time.Second)
+	if len(failed) == 0 {
+		t.Errorf("no Kafka write failed while the broker was frozen: the test proves nothing")
+	}
+	dups := checkDelivery(t, recs, committed, partitions)
+	checkNoDuplicates(t, dups, len(recs))
+	d := dedupeOf(relay)
+	if d.warnings() > 0 {
+		t.Errorf("the relay did not trust its own partitions' tails: %v", d.distrusted)
+	}
+	var errs []string
+	for _, m := range failed {
+		s, _ := m["error"].(string)
+		errs = append(errs, s)
+	}
+	t.Logf("broker frozen %d times for 5s (request timeout 2s): %d failed-write log lines (%s); rows committed %d, records %d, duplicates %d, skipped as already in Kafka %d",
+		freezes, len(failed), strings.Join(errs, " | "), committed.n, len(recs), dups, d.skipped)
 }
