@@ -86,7 +86,8 @@ func (p *Publisher) unsent(ctx context.Context, tp topicPartition, msgs []Messag
 		// A session's messages come in commit order, so the known ones are a prefix; but stop at
 		// the first message that is not provably in Kafka, never skip past it.
 		i := 0
-		for ; i < len(msgs) && st.known(&msgs[i]); i++ {
+		for i < len(msgs) && st.known(&msgs[i]) {
+			i++
 		}
 		keep = msgs[i:]
 		if i > 0 {
