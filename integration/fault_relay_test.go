@@ -10,18 +10,18 @@ import (
 
 // TestFault_RelayKilledRepeatedly: six writers commit at least 50,000 outbox rows while the
 // relay is killed with SIGKILL at random moments — mostly while streaming, sometimes during its
-// start-up — and restarted each time, all along the run (at least ten kills of a streaming
-// relay). After
+// start-up, and every fourth time in the middle of delivering a transaction of 20,000 rows —
+// and restarted each time, all along the run (at least ten kills of a streaming relay). After
 // each kill the slot's confirmed position is read once its walsender has gone (it cannot move
 // any more), and the next relay must start streaming exactly there. In the end every committed
-// row is in Kafka, in commit order per channel, and every duplicate is a row that was not
-// confirmed when the relay that first sent it died.
+// row is in Kafka, in commit order per channel, exactly once: what a dead relay had sent but not
+// confirmed, the next one finds at its partitions' tails and does not send again.
 func TestFault_RelayKilledRepeatedly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 2 minutes; skipped with -short")
 	}
 	t.Parallel()
-	const partitions, minKills = 3, 10
+	const partitions, minKills, bigRows = 3, 10, 20_000
 	e := newOutbox(t, partitions)
 	w := faultWorkload{workload: workload{Writers: 6, Rows: 50_000, Channels: 100, MaxTxnRows: 20}}
 	prepareWorkload(t, e, w.Channels)
@@ -29,15 +29,27 @@ func TestFault_RelayKilledRepeatedly(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
 	run := startWorkload(t, e, w)
 	relay := e.startRelay(t)
+	relays := []*relayProc{relay}
 	var kills []killPoint
+	var big []bigTxn
 	streamingKills, startupKills, restarts := 0, 0, 0
 	// Kills go on for the whole run: at least minKills of a streaming relay, and until the
 	// writers have committed their rows.
-	for streamingKills < minKills || run.committed() < w.Rows {
-		if rng.IntN(5) == 0 {
+	for i := 0; streamingKills < minKills || run.committed() < w.Rows; i++ {
+		switch {
+		case i%4 == 3:
+			// A kill in the middle of a large transaction's delivery: some of its rows are in
+			// Kafka, the slot cannot have confirmed it (checkKilledMidTxn verifies both).
+			relay.waitLog("streaming started", time.Minute)
+			before := topicEnd(t, e, partitions)
+			b := bigTxn{first: int64(len(big)+1) * 1_000_000, rows: bigRows, kill: len(kills)}
+			commitBigTxn(t, e, run.got, b.first, b.rows)
+			big = append(big, b)
+			waitTopicEnd(t, e, partitions, before+bigRows/3, 2*time.Minute)
+		case rng.IntN(5) == 0:
 			// A kill during start-up: preflight, slot checks, START_REPLICATION.
 			time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
-		} else {
+		default:
 			relay.waitLog("streaming started", time.Minute)
 			time.Sleep(time.Duration(200+rng.IntN(2500)) * time.Millisecond)
 		}
@@ -58,6 +70,7 @@ func TestFault_RelayKilledRepeatedly(t *testing.T) {
 			len(kills), map[bool]string{true: "streaming", false: "start-up"}[len(starts) > 0],
 			run.committed(), kills[len(kills)-1].confirmed, topicEnd(t, e, partitions))
 		relay = e.startRelay(t)
+		relays = append(relays, relay)
 		restarts++
 	}
 	committed := run.wait(t)
@@ -70,16 +83,23 @@ func TestFault_RelayKilledRepeatedly(t *testing.T) {
 
 	dups := checkDelivery(t, recs, committed, partitions)
 	checkDuplicatesUnconfirmed(t, recs, kills)
+	checkNoDuplicates(t, dups, len(recs))
+	midTxn := checkKilledMidTxn(t, recs, big, kills)
 	if committed.n < w.Rows {
 		t.Errorf("only %d rows committed, want at least %d", committed.n, w.Rows)
 	}
-	t.Logf("SIGKILLs %d (%d while streaming, %d during start-up); rows committed %d over %d channels; records in Kafka %d; duplicates %d (confirmed at kills: %s)",
-		len(kills), streamingKills, startupKills, committed.n, len(committed.rows), len(recs), dups, confirmedList(kills))
+	d := dedupeOf(relays...)
+	if d.warnings() > 0 {
+		t.Errorf("the relays did not trust their own partitions' tails: %v", d.distrusted)
+	}
+	t.Logf("SIGKILLs %d (%d while streaming, %d during start-up, %d of them mid-way through a %d-row transaction, with %v of its rows in Kafka); rows committed %d over %d channels; records in Kafka %d; duplicates %d; skipped as already in Kafka %d (confirmed at kills: %s)",
+		len(kills), streamingKills, startupKills, len(big), bigRows, midTxn, committed.n, len(committed.rows), len(recs), dups, d.skipped, confirmedList(kills))
 }
 
 // TestFault_TwoInstances: a second relay on the same slot stands by while the first streams —
 // its log says so, and it streams nothing — and takes over within seconds when the first is
-// killed, starting at the slot's confirmed position; nothing committed is lost.
+// killed, starting at the slot's confirmed position; nothing committed is lost, nothing is sent
+// twice.
 //
 // The standby retries with the reconnection backoff, so its takeover time is bounded by
 // --reconnect-max (plus up to half of it in jitter): a standby meant to take over quickly runs
@@ -132,6 +152,7 @@ func TestFault_TwoInstances(t *testing.T) {
 	second.stop(30 * time.Second)
 	dups := checkDelivery(t, recs, committed, partitions)
 	checkDuplicatesUnconfirmed(t, recs, []killPoint{{confirmed: start, ends: ends}})
-	t.Logf("standby retried %d times while the first relay streamed %d records; took over %s after SIGKILL at %s; rows committed %d, records %d, duplicates %d",
-		standbys, streamedFirst, takeover.Round(time.Millisecond), start, committed.n, len(recs), dups)
+	checkNoDuplicates(t, dups, len(recs))
+	t.Logf("standby retried %d times while the first relay streamed %d records; took over %s after SIGKILL at %s; rows committed %d, records %d, duplicates %d, skipped as already in Kafka %d",
+		standbys, streamedFirst, takeover.Round(time.Millisecond), start, committed.n, len(recs), dups, dedupeOf(second).skipped)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +17,9 @@ import (
 // state directory on free ports: a test that stops Kafka must not stop the broker that the
 // other (parallel) tests use.
 type privateKafka struct {
-	t   *testing.T
-	env []string
+	t     *testing.T
+	env   []string
+	state string
 	// Brokers is the broker's bootstrap address.
 	Brokers []string
 }
@@ -32,10 +34,12 @@ func startPrivateKafka(t *testing.T) *privateKafka {
 	}
 	lib := kafkaLibDir(t)
 	port, cport := freePort(t), freePort(t)
+	state := t.TempDir()
 	k := &privateKafka{
-		t: t,
+		t:     t,
+		state: state,
 		env: append(os.Environ(),
-			"PGOUTBOX_STATE_DIR="+t.TempDir(),
+			"PGOUTBOX_STATE_DIR="+state,
 			fmt.Sprintf("PGOUTBOX_KAFKA_PORT=%d", port),
 			fmt.Sprintf("PGOUTBOX_KAFKA_CONTROLLER_PORT=%d", cport),
 			"PGOUTBOX_KAFKA_LIB_DIR="+lib,
@@ -76,3 +80,17 @@ func (k *privateKafka) start() { k.script("start") }
 
 // stop stops the broker; its data stays for a restart.
 func (k *privateKafka) stop() { k.script("stop") }
+
+// pid is the broker's process id (the JVM), from kafka.sh's pid file.
+func (k *privateKafka) pid() int {
+	k.t.Helper()
+	b, err := os.ReadFile(filepath.Join(k.state, "kafka", "kafka.pid"))
+	if err != nil {
+		k.t.Fatalf("read the broker's pid file: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		k.t.Fatalf("the broker's pid file: %v", err)
+	}
+	return pid
+}

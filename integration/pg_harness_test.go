@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,6 +161,42 @@ func (p *privatePostgres) script(arg string) {
 // stop shuts the server down with pg_ctl's fast mode: sessions are ended, a shutdown checkpoint
 // is written. Its data stays for start.
 func (p *privatePostgres) stop() { p.script("stop") }
+
+// stopImmediate shuts the server down the way pg_ctl's immediate mode does — SIGQUIT to the
+// postmaster: every process exits at once, without a shutdown checkpoint, so the next start
+// runs crash recovery and the slots come back with the positions of the last checkpoint.
+func (p *privatePostgres) stopImmediate() {
+	p.t.Helper()
+	pidFile := filepath.Join(p.state, "pg", "data", "postmaster.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		p.t.Fatalf("read %s: %v", pidFile, err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		p.t.Fatalf("%s: no pid on its first line: %v", pidFile, err)
+	}
+	start := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
+		p.t.Fatalf("SIGQUIT the postmaster %d: %v", pid, err)
+	}
+	// Like pg_ctl, wait until the postmaster has removed its pid file (it does on every exit)
+	// and is gone — or a zombie, if nothing reaps it here.
+	for {
+		_, statErr := os.Stat(pidFile)
+		stat, procErr := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		_, state, _ := strings.Cut(string(stat), ") ")
+		if os.IsNotExist(statErr) && (procErr != nil || strings.HasPrefix(state, "Z")) {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			p.t.Fatalf("the postmaster %d still runs a minute after SIGQUIT", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.t.Logf("private PostgreSQL 127.0.0.1:%d stopped (immediate) in %s", p.port, time.Since(start).Round(time.Millisecond))
+}
 
 // start starts the server again (or the first time) and waits until it answers over TCP.
 func (p *privatePostgres) start() { p.script("start") }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
@@ -33,6 +34,7 @@ type tails struct {
 type tailState struct {
 	mu      sync.Mutex // held while the tail is read: one read per partition at a time
 	read    bool       // the tail was read in this session and nothing made it stale since
+	settle  bool       // a request's outcome is unknown: the next read must settle (readTail)
 	upTo    string     // messages at or below this position are in Kafka; "" = none known
 	routed  int        // the partition count they were routed with
 	sentMax uint64     // the highest commit LSN handed to a produce request in this session
@@ -84,7 +86,8 @@ func (p *Publisher) unsent(ctx context.Context, tp topicPartition, msgs []Messag
 		// A session's messages come in commit order, so the known ones are a prefix; but stop at
 		// the first message that is not provably in Kafka, never skip past it.
 		i := 0
-		for ; i < len(msgs) && st.known(&msgs[i]); i++ {
+		for i < len(msgs) && st.known(&msgs[i]) {
+			i++
 		}
 		keep = msgs[i:]
 		if i > 0 {
@@ -116,41 +119,92 @@ func (st *tailState) known(m *Message) bool {
 	return m.routed == st.routed && pos <= st.upTo
 }
 
+// DefaultTailSettle is how long the tail must stay unchanged, after a produce request whose
+// outcome is unknown, before the sink trusts it (see readTail).
+const DefaultTailSettle = time.Second
+
+// maxSettleReads bounds the reads of a tail that keeps moving (another stream writing the
+// topic): the last one is used then. A tail read too early can only cause duplicates, never a
+// wrong skip: every request was sent after all of the partition's earlier messages were in
+// Kafka, so whichever of our records a read finds, everything below it is there.
+const maxSettleReads = 5
+
 // readTail reads and judges the partition's tail, retrying while Kafka is unavailable. When the
 // tail cannot be read for good (no READ permission on the topic...), the partition is sent
 // at-least-once.
+//
+// After a request whose outcome is unknown, the tail is read until it stays the same for
+// tailSettle. A request that timed out may still sit, received but not yet handled, in the
+// broker (one that paused: a long GC, a frozen VM or process), and Kafka orders requests only
+// within one connection: the tail read goes over another one, and the broker may answer it
+// before it appends the old request. Without the wait, the retry and the old request would both
+// be written (measured: a broker frozen past the request timeout and thawed wrote 2,264
+// duplicates of 16,456 rows). The first read that succeeds shows the broker answering again;
+// what it had received before is handled within moments of that, so an end offset that does
+// not move for tailSettle is taken as final.
 func (p *Publisher) readTail(ctx context.Context, tp topicPartition, src Source, st *tailState, routed int, log zerolog.Logger) error {
+	r, ok, err := p.readTailRetrying(ctx, tp, log)
+	for n := 1; err == nil && ok && st.settle && n <= maxSettleReads; n++ {
+		if err := sleep(ctx, p.tailSettle); err != nil {
+			return context.Cause(ctx)
+		}
+		var again tailRead
+		again, ok, err = p.readTailRetrying(ctx, tp, log)
+		if ok && err == nil {
+			settled := again.end == r.end
+			log.Debug().Int64("end_offset", again.end).Int64("was", r.end).Bool("settled", settled).
+				Stringer("after", p.tailSettle).Msg("partition tail read again after a request whose outcome is unknown")
+			r = again
+			if settled {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	st.settle = false
+	if !ok {
+		st.read, st.upTo = true, ""
+		return nil
+	}
+	v := judgeTail(src, max(src.WALEnd, st.sentMax), routed, r)
+	st.read, st.upTo, st.routed = true, v.upTo, routed
+	switch {
+	case v.distrust != "":
+		log.Warn().Str("reason", v.distrust).Int64("end_offset", r.end).
+			Msg("not trusting the partition's last record: its messages since the slot's confirmed position are sent again (at-least-once; consumers de-duplicate by pgoutbox-position)")
+	case v.upTo != "":
+		log.Debug().Str("up_to", v.upTo).Int64("offset", v.offset).Msg("partition tail read: messages up to this position are in kafka")
+	default:
+		log.Debug().Int64("end_offset", r.end).Msg("partition tail read: nothing of this stream there")
+	}
+	return nil
+}
+
+// readTailRetrying reads the partition's tail, retrying while Kafka is unavailable. ok is false
+// when the tail cannot be read for good (no READ permission on the topic...): the partition is
+// then sent at-least-once. The error is ctx's.
+func (p *Publisher) readTailRetrying(ctx context.Context, tp topicPartition, log zerolog.Logger) (r tailRead, ok bool, err error) {
 	rl := newRetryLog(log, "kafka tail read", p.now)
 	for attempt := 1; ; attempt++ {
 		r, err := p.reader.readTail(ctx, tp.topic, tp.partition)
 		if err == nil {
 			rl.recovered(attempt)
-			v := judgeTail(src, max(src.WALEnd, st.sentMax), routed, r)
-			st.read, st.upTo, st.routed = true, v.upTo, routed
-			switch {
-			case v.distrust != "":
-				log.Warn().Str("reason", v.distrust).Int64("end_offset", r.end).
-					Msg("not trusting the partition's last record: its messages since the slot's confirmed position are sent again (at-least-once; consumers de-duplicate by pgoutbox-position)")
-			case v.upTo != "":
-				log.Debug().Str("up_to", v.upTo).Int64("offset", v.offset).Msg("partition tail read: messages up to this position are in kafka")
-			default:
-				log.Debug().Int64("end_offset", r.end).Msg("partition tail read: nothing of this stream there")
-			}
-			return nil
+			return r, true, nil
 		}
 		if ctx.Err() != nil {
-			return context.Cause(ctx)
+			return tailRead{}, false, context.Cause(ctx)
 		}
 		if classify(err) != retriable {
-			st.read, st.upTo = true, ""
 			log.Warn().Err(err).Msg("cannot read the partition's last record: its messages are sent at-least-once; " +
 				"for exactly-once grant this client READ on the topic")
-			return nil
+			return tailRead{}, false, nil
 		}
 		wait := backoff(attempt, p.cfg.BackoffMin, p.cfg.BackoffMax)
 		rl.failed(err, attempt, wait)
 		if err := sleep(ctx, wait); err != nil {
-			return context.Cause(ctx)
+			return tailRead{}, false, context.Cause(ctx)
 		}
 	}
 }
@@ -164,7 +218,7 @@ func (p *Publisher) produceFailed(tp topicPartition, err error) {
 	}
 	_, st := p.tails.state(tp)
 	st.mu.Lock()
-	st.read = false
+	st.read, st.settle = false, true
 	st.mu.Unlock()
 }
 

@@ -213,10 +213,11 @@ func TestPublisher_Run_ambiguousFailureSendsOnlyWhatIsMissing(t *testing.T) {
 		err       error
 		wantReads int
 	}{
-		"timeout":                   {timeout, 2},
-		"connection reset":          {fmt.Errorf("kafka.(*Client).Produce: %w", syscall.ECONNRESET), 2},
-		"broker timed out":          {&produceError{err: kafka.RequestTimedOut}, 2},
-		"not enough replicas after": {&produceError{err: kafka.NotEnoughReplicasAfterAppend}, 2},
+		// The first read, then two after the failure: one, and one to see it settled.
+		"timeout":                   {timeout, 3},
+		"connection reset":          {fmt.Errorf("kafka.(*Client).Produce: %w", syscall.ECONNRESET), 3},
+		"broker timed out":          {&produceError{err: kafka.RequestTimedOut}, 3},
+		"not enough replicas after": {&produceError{err: kafka.NotEnoughReplicasAfterAppend}, 3},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -239,6 +240,74 @@ func TestPublisher_Run_ambiguousFailureSendsOnlyWhatIsMissing(t *testing.T) {
 				t.Errorf("%d tail reads, want %d", n, tc.wantReads)
 			}
 		})
+	}
+}
+
+// lateKafka fails the first request to a partition with err without writing it, and writes it
+// later — as a paused broker that had received it would — once the partition's tail has been
+// read again after the failure, or at the next request, whichever comes first.
+type lateKafka struct {
+	*fakeKafka
+	err error
+
+	mu      sync.Mutex
+	pending []Message // the request that timed out, not yet written
+	failed  bool
+}
+
+func (l *lateKafka) produce(ctx context.Context, topic string, partition int, msgs []Message) error {
+	l.mu.Lock()
+	if !l.failed {
+		l.failed, l.pending = true, msgs
+		l.mu.Unlock()
+		return l.err
+	}
+	l.mu.Unlock()
+	l.land(ctx)
+	return l.fakeKafka.produce(ctx, topic, partition, msgs)
+}
+
+// land writes the pending request.
+func (l *lateKafka) land(ctx context.Context) {
+	l.mu.Lock()
+	late := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	if late != nil {
+		_ = l.fakeKafka.produce(ctx, "outbox", 0, late)
+	}
+}
+
+func TestPublisher_Run_ambiguousRequestWrittenAfterTheTailRead(t *testing.T) {
+	t.Parallel()
+	fake := newFake(1)
+	var late *lateKafka
+	// Read 0 is the session's first, read 1 the first after the failure: the broker answers it
+	// before it appends the request it received earlier.
+	tf := &tailFake{fakeKafka: fake, fail: func(n int) error {
+		if n == 2 {
+			late.land(context.Background())
+		}
+		return nil
+	}}
+	p, logs := dedupePublisher(t, fake, tf, Config{})
+	late = &lateKafka{fakeKafka: fake, err: fmt.Errorf("kafka.(*Client).Produce: read tcp: %w", context.DeadlineExceeded)}
+	p.prod = late
+	p.BeginSession(sessionSource)
+	acks := newAckLog(t, fake)
+	if err := p.Run(context.Background(), feed([]Message{ours("a", 0x100), ours("b", 0x200)}, true), acks.acked); err != nil {
+		t.Fatal(err)
+	}
+	acks.ackedOnce(t, []string{"a", "b"})
+	_, written := fake.snapshot()
+	if got := strings.Join(ids(written[topicPartition{topic: "outbox"}]), ","); got != "a,b" {
+		t.Errorf("partition holds %s, want a,b: the request written late and its retry were both written", got)
+	}
+	if n := tf.readCount(); n != 4 {
+		t.Errorf("%d tail reads, want 4 (first, after the failure, moved, settled)", n)
+	}
+	if !strings.Contains(logs.String(), `"settled":true`) {
+		t.Errorf("no settled tail read logged:\n%s", logs)
 	}
 }
 

@@ -44,8 +44,9 @@ type Publisher struct {
 	meta  metadata
 	now   func() time.Time
 
-	tails  tails // this session's partition tails (dedupe.go)
-	reader tailReader
+	tails      tails // this session's partition tails (dedupe.go)
+	reader     tailReader
+	tailSettle time.Duration // DefaultTailSettle; tests shorten it
 
 	mu     sync.Mutex
 	counts map[string]partitionCount // topic -> cached partition count
@@ -75,7 +76,9 @@ func New(cfg Config, log zerolog.Logger) (*Publisher, error) {
 		meta:   kc,
 		reader: kc,
 		now:    time.Now,
-		counts: make(map[string]partitionCount),
+
+		tailSettle: DefaultTailSettle,
+		counts:     make(map[string]partitionCount),
 	}, nil
 }
 

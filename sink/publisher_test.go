@@ -115,6 +115,7 @@ func newTestPublisher(t *testing.T, fake *fakeKafka, cfg Config) *Publisher {
 		t.Fatal(err)
 	}
 	p.prod, p.meta = fake, fake
+	p.tailSettle = time.Millisecond
 	t.Cleanup(func() { _ = p.Close() })
 	return p
 }

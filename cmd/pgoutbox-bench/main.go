@@ -8,7 +8,9 @@
 //  4. commit→ack and commit→consumer latency under a steady write rate;
 //  5. the relay's peak resident memory (VmHWM) per scenario, and for one 1,000,000-row
 //     transaction;
-//  6. Go micro-benchmarks of decoding and of the checkpoint ledger.
+//  6. Go micro-benchmarks of decoding and of the checkpoint ledger;
+//  7. the start-up cost of exactly-once: a session's first sends with and without the
+//     partitions' tail reads, over 3 and 64 partitions (no PostgreSQL).
 //
 // Each scenario has its own table, publication, slot(s) and topic, named bench_*, dropped at its
 // end even on error (a slot left behind pins WAL). `make bench` runs it; `make bench QUICK=1`
@@ -98,7 +100,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.rates, "rates", "1000,5000", "write rates of the latency scenario, rows/s, comma-separated")
 	fs.DurationVar(&o.latencyFor, "latency-for", 0, "duration of each latency rate (default 60s; 15s with --quick)")
 	fs.IntVar(&o.bigRows, "big-rows", 1_000_000, "rows of the one large transaction of the memory scenario")
-	fs.StringVar(&o.only, "only", "1,2,3,4,5,6", "scenarios to run, comma-separated")
+	fs.StringVar(&o.only, "only", "1,2,3,4,5,6,7", "scenarios to run, comma-separated")
 	fs.StringVar(&o.out, "out", "", "JSON results file (default $PGOUTBOX_STATE_DIR/bench/bench-<time>.json)")
 	fs.StringVar(&o.relayLogs, "relay-logs", "", "directory to keep each relay's log in, as <outbox>.log (default: not kept)")
 	fs.StringVar(&o.logLevel, "relay-log-level", "info", "the relays' --log-level (debug logs every Kafka round)")
@@ -211,7 +213,8 @@ func (b *bench) runScenarios(ctx context.Context) {
 	for _, r := range rates {
 		steps = append(steps, step{4, fmt.Sprintf("latency at %d rows/s", r), func(ctx context.Context) error { return b.latencyScenario(ctx, r) }})
 	}
-	steps = append(steps, step{5, "one large transaction", b.bigTxnScenario}, step{6, "micro-benchmarks", b.microScenario})
+	steps = append(steps, step{5, "one large transaction", b.bigTxnScenario}, step{6, "micro-benchmarks", b.microScenario},
+		step{7, "exactly-once start-up: partition tail reads", b.tailReadScenario})
 	for _, s := range steps {
 		if !b.opts.runs(s.scenario) || ctx.Err() != nil {
 			continue

@@ -13,23 +13,24 @@ import (
 
 // Results are all figures of one run: what the table shows and the JSON holds.
 type Results struct {
-	StartedAt  time.Time       `json:"started_at"`
-	Seconds    float64         `json:"seconds"`
-	Command    string          `json:"command"`
-	Args       []string        `json:"args"`
-	Mode       string          `json:"mode"`
-	Rows       int             `json:"rows"`
-	Channels   int             `json:"channels"`
-	Machine    Machine         `json:"machine"`
-	Backlog    []BacklogResult `json:"backlog"`
-	Ceiling    *CeilingResult  `json:"kafka_ceiling,omitempty"`
-	Latency    []LatencyResult `json:"latency"`
-	BigTxn     *BigTxnResult   `json:"large_transaction,omitempty"`
-	Memory     []MemoryResult  `json:"memory"`
-	Micro      []MicroResult   `json:"micro_benchmarks"`
-	Targets    []Target        `json:"targets"`
-	PerfReport string          `json:"perf_report,omitempty"`
-	Errors     []string        `json:"errors"`
+	StartedAt  time.Time        `json:"started_at"`
+	Seconds    float64          `json:"seconds"`
+	Command    string           `json:"command"`
+	Args       []string         `json:"args"`
+	Mode       string           `json:"mode"`
+	Rows       int              `json:"rows"`
+	Channels   int              `json:"channels"`
+	Machine    Machine          `json:"machine"`
+	Backlog    []BacklogResult  `json:"backlog"`
+	Ceiling    *CeilingResult   `json:"kafka_ceiling,omitempty"`
+	Latency    []LatencyResult  `json:"latency"`
+	BigTxn     *BigTxnResult    `json:"large_transaction,omitempty"`
+	Memory     []MemoryResult   `json:"memory"`
+	Micro      []MicroResult    `json:"micro_benchmarks"`
+	TailReads  []TailReadResult `json:"tail_reads"`
+	Targets    []Target         `json:"targets"`
+	PerfReport string           `json:"perf_report,omitempty"`
+	Errors     []string         `json:"errors"`
 }
 
 // Target is one goal of the issue and where this run stands.
@@ -167,6 +168,15 @@ func printReport(out io.Writer, r *Results) {
 				t.Rows, t.WriteSeconds, t.Seconds, t.RowsPerSec)
 			flush()
 		}
+	}
+
+	if len(r.TailReads) > 0 {
+		p("\nExactly-once start-up: a fresh publisher, BeginSession, then one message per partition, until all are acknowledged (median, ms)")
+		row("partitions	with tail reads	without (--exactly-once=false)	tail reads cost	")
+		for _, tr := range r.TailReads {
+			row("%d	%.1f	%.1f	%.1f	", tr.Partitions, tr.ExactlyOnceMs, tr.AtLeastOnceMs, tr.TailReadsMs)
+		}
+		flush()
 	}
 
 	if len(r.Micro) > 0 {
