@@ -42,6 +42,7 @@ type Ledger struct {
 	next    TxnID // the id the next Begin returns
 	open    TxnID // the lowest id not yet committed: ids below it are committed, ids from it are open
 	wm      LSN   // the watermark
+	idleEnd LSN   // the newest Idle position seen while transactions were held: applied on drain
 	lastEnd LSN   // the highest end LSN Commit accepted (or the start position)
 	rows    int   // rows in flight over all transactions
 	bytes   int64 // their bytes
@@ -148,7 +149,10 @@ func (l *Ledger) Ack(id TxnID, rows int, bytes int) error {
 
 // Idle takes the server's WAL end from a keepalive (or an XLogData header). When the ledger
 // holds no transaction, the watermark moves up to it, so that traffic on other tables does not
-// pin WAL; otherwise it is ignored. The watermark never moves back.
+// pin WAL; otherwise it is kept, and applied once the ledger drains: an idle server sends no
+// further keepalive (the relay's status updates keep it from needing one), so a position seen
+// while the last rows were in flight would otherwise never be confirmed, and the slot would
+// stay at the last commit while other databases' WAL grows. The watermark never moves back.
 //
 // It is safe because the walsender sends every transaction committed before serverWALEnd
 // ahead of the message carrying it: call Idle only after the ledger has seen every message
@@ -156,7 +160,9 @@ func (l *Ledger) Ack(id TxnID, rows int, bytes int) error {
 func (l *Ledger) Idle(serverWALEnd LSN) {
 	if l.Pending() == 0 {
 		l.wm = max(l.wm, serverWALEnd)
+		return
 	}
+	l.idleEnd = max(l.idleEnd, serverWALEnd)
 }
 
 // Watermark returns the position the relay may confirm: the end LSN of the longest prefix of
@@ -200,6 +206,11 @@ func (l *Ledger) find(id TxnID) *txn {
 // advance pops committed, fully acknowledged transactions from the front and moves the
 // watermark to their end. max keeps it from going back when an end LSN was below it.
 func (l *Ledger) advance() {
+	defer func() {
+		if l.Pending() == 0 {
+			l.wm = max(l.wm, l.idleEnd) // every transaction received before it is in Kafka
+		}
+	}()
 	for l.Pending() > 0 && l.first() < l.open && l.held[l.head].rows == 0 {
 		l.wm = max(l.wm, l.held[l.head].end)
 		l.held[l.head] = txn{} // drop the time.Location pointer

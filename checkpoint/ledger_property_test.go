@@ -52,6 +52,7 @@ func (x *mtxn) done() bool { return x.closed && len(x.unacked) == 0 }
 // model is the obviously correct version: it rescans every transaction from the first.
 type model struct {
 	start, wm, maxIdle LSN
+	idleEnd            LSN // the newest idle position offered while transactions were held
 	plan               []*mtxn // all planned transactions, in WAL order
 	begun              int     // plan[:begun] have begun
 }
@@ -69,13 +70,19 @@ func (m *model) settle() {
 	for _, x := range m.plan[:m.prefix()] {
 		m.wm = max(m.wm, x.end)
 	}
+	if m.prefix() == m.begun { // drained: the idle position kept meanwhile applies
+		m.wm = max(m.wm, m.idleEnd)
+		m.maxIdle = max(m.maxIdle, m.idleEnd)
+	}
 }
 
 func (m *model) idle(lsn LSN) {
 	if m.prefix() == m.begun {
 		m.wm = max(m.wm, lsn)
 		m.maxIdle = max(m.maxIdle, lsn)
+		return
 	}
+	m.idleEnd = max(m.idleEnd, lsn)
 }
 
 type sim struct {

@@ -206,8 +206,8 @@ func TestLedger_Commit(t *testing.T) {
 			begin(2), commit(2, 500), wantWM(500), begin(3), commit(3, 600), wantWM(600),
 		}},
 		{"end below watermark behind a held txn", 100, []step{
-			begin(1), add(1, 1), commit(1, 300), idle(1000), wantWM(100), // ignored: txn 1 held
-			begin(2), add(2, 1), commit(2, 50), ack(2, 1, 1), wantWM(100), ack(1, 1, 1), wantWM(300),
+			begin(1), add(1, 1), commit(1, 300), idle(1000), wantWM(100), // kept: txn 1 held
+			begin(2), add(2, 1), commit(2, 50), ack(2, 1, 1), wantWM(100), ack(1, 1, 1), wantWM(1000), // drained
 		}},
 		{"unknown id", 100, []step{
 			commit(0, 200).fails(ErrUnknownTxn), commit(1, 200).fails(ErrUnknownTxn),
@@ -223,8 +223,8 @@ func TestLedger_Commit(t *testing.T) {
 		{"end not after previous end", 100, []step{
 			begin(1), add(1, 1), commit(1, 300),
 			begin(2), commit(2, 250).fails(ErrLSNOrder), commit(2, 300).fails(ErrLSNOrder),
-			ack(1, 1, 1), wantWM(300), wantPending(1), // txn 2 still open: blocks Idle
-			idle(400), wantWM(300), commit(2, 301), wantWM(301),
+			ack(1, 1, 1), wantWM(300), wantPending(1), // txn 2 still open: Idle waits
+			idle(400), wantWM(300), commit(2, 401), wantWM(401),
 		}},
 	})
 }
@@ -283,15 +283,19 @@ func TestLedger_Idle(t *testing.T) {
 	runScripts(t, []script{
 		{"moves when empty", 100, []step{idle(500), wantWM(500)}},
 		{"never backwards", 100, []step{idle(500), idle(300), wantWM(500), idle(50), wantWM(500)}},
-		{"ignored while a txn is open", 100, []step{
-			begin(1), idle(500), wantWM(100), commit(1, 200), wantWM(200), idle(500), wantWM(500),
+		// A keepalive during a transaction carries the position before its commit record.
+		{"kept while a txn is open, applied when it is confirmed", 100, []step{
+			begin(1), idle(150), wantWM(100), commit(1, 200), wantWM(200), idle(500), wantWM(500),
 		}},
-		{"ignored while rows are unacked", 100, []step{
+		// The server sends no further keepalive once idle: the position seen while the last
+		// rows were in flight must be confirmed when they are acknowledged.
+		{"kept while rows are unacked, applied when they are", 100, []step{
 			begin(1), add(1, 1), commit(1, 200), idle(500), wantWM(100),
-			ack(1, 1, 1), wantWM(200), idle(500), wantWM(500),
+			ack(1, 1, 1), wantWM(500),
 		}},
-		{"ignored while an acked txn waits behind an unacked one", 100, []step{
+		{"kept while an acked txn waits behind an unacked one", 100, []step{
 			begin(1), add(1, 1), commit(1, 200), begin(2), commit(2, 300), idle(500), wantWM(100),
+			ack(1, 1, 1), wantWM(500),
 		}},
 	})
 }
