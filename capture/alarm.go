@@ -88,14 +88,22 @@ func (th Thresholds) Evaluate(s Slot, oldestUnacked time.Duration) (Level, []str
 	return level, reasons
 }
 
-// Advice tells an operator what to do at a level.
-func Advice(l Level, slot string) string {
-	switch l {
-	case LevelWarn, LevelCritical:
-		return "check that Kafka accepts writes and that the relay is running (pgoutbox logs, pgoutbox_publish_errors_total); " +
-			"if the relay is gone for good, drop the slot (" + DropSlotSQL(slot) + ") before the disk fills, then re-create it with `pgoutbox setup`"
-	case LevelLost:
-		return "to recover, drop the slot (" + DropSlotSQL(slot) +
+// Advice tells an operator what to do at a level, for slot s. Dropping the slot appears only
+// where it is the way out: an invalidated slot can never stream again, and at the critical
+// level, as the last resort against a full disk, with what it costs.
+func Advice(l Level, s Slot) string {
+	const check = "check that Kafka accepts writes and that the relay is running and streaming (pgoutbox logs, /readyz, pgoutbox_publish_errors_total)"
+	switch {
+	case l == LevelWarn:
+		return check + "; the slot keeps WAL until the relay catches up"
+	case l == LevelCritical:
+		return check + "; only if the disk would fill before the relay can catch up, drop the slot as the last resort (" + DropSlotSQL(s.Name) +
+			"): events committed after its confirmed position are then not published; re-create it with `pgoutbox setup` and re-publish those outbox rows"
+	case l == LevelLost && !s.Exists:
+		return "if pgoutbox streamed from this slot before, events committed after its last confirmed position may be missing: run `pgoutbox setup` " +
+			"(it creates the slot at the current end of WAL) and re-publish the outbox rows committed since; before a first start, `pgoutbox setup` is all that is needed"
+	case l == LevelLost:
+		return "the slot cannot be streamed again: drop it (" + DropSlotSQL(s.Name) +
 			"), run `pgoutbox setup`, and re-publish the outbox rows committed after the slot's last confirmed position"
 	}
 	return ""

@@ -79,3 +79,28 @@ func TestLevel_String(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvice: dropping the slot is advised only where it is the way out — an invalidated slot —
+// and at the critical level only as the last resort, saying what it costs; never at warn, and
+// never for a slot that does not exist.
+func TestAdvice(t *testing.T) {
+	t.Parallel()
+	live := Slot{Name: "s", Exists: true, WALStatus: "reserved"}
+	tests := []struct {
+		level    Level
+		slot     Slot
+		drop     bool
+		contains string
+	}{
+		{LevelWarn, live, false, "keeps WAL"},
+		{LevelCritical, live, true, "last resort"},
+		{LevelLost, Slot{Name: "s"}, false, "pgoutbox setup"},
+		{LevelLost, Slot{Name: "s", Exists: true, WALStatus: "lost"}, true, "cannot be streamed again"},
+	}
+	for _, tt := range tests {
+		got := Advice(tt.level, tt.slot)
+		if strings.Contains(got, "pg_drop_replication_slot") != tt.drop || !strings.Contains(got, tt.contains) {
+			t.Errorf("Advice(%v, exists=%v) = %q; want drop advice %v and %q", tt.level, tt.slot.Exists, got, tt.drop, tt.contains)
+		}
+	}
+}

@@ -49,6 +49,7 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 		return statusExitUnknown, err
 	}
 	level, reasons := cfg.thresholds().Evaluate(st, 0)
+	action := capture.Advice(level, st)
 	// A publication that no longer covers the outbox inserts loses events as surely as a lost
 	// slot: PostgreSQL does not send them.
 	if table, err := cfg.Table(); err == nil {
@@ -59,10 +60,12 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 		if problem := pst.Problem(cfg.Publication, table); problem != nil {
 			level = capture.LevelLost
 			reasons = append([]string{problem.Error() + " (inserts committed meanwhile are not sent to Kafka)"}, reasons...)
+			action = "fix the publication as the reason says, re-publish the outbox rows committed since it stopped covering them, " +
+				"and restart the relay; after a DROP PUBLICATION the slot must be re-created too (`pgoutbox drop-slot --yes`, then `pgoutbox setup`)"
 		}
 	}
 	rep := slotReport{
-		Slot: cfg.Slot, Level: level.String(), Reasons: reasons, Action: capture.Advice(level, cfg.Slot),
+		Slot: cfg.Slot, Level: level.String(), Reasons: reasons, Action: action,
 		Exists: st.Exists, WALStatus: st.WALStatus, Active: st.Active, ActivePID: st.ActivePID,
 		UnconfirmedBytes: st.UnconfirmedBytes, RetainedBytes: st.RetainedBytes, SafeWALBytes: st.SafeWALBytes,
 		MaxSlotWALKeepSize: st.MaxSlotWALKeepSize, ConfirmedFlushLSN: lsnText(st.Exists, st.ConfirmedFlushLSN.String()), CurrentLSN: st.CurrentLSN.String(),

@@ -81,5 +81,5 @@ func (m *slotWatch) transition(st capture.Slot, oldestUnacked time.Duration, lev
 		ev.Msg("slot alarm cleared")
 		return
 	}
-	ev.Str("reason", capture.FormatReasons(reasons)).Str("action", capture.Advice(level, m.slot)).Msg("slot alarm " + level.String())
+	ev.Str("reason", capture.FormatReasons(reasons)).Str("action", capture.Advice(level, st)).Msg("slot alarm " + level.String())
 }
