@@ -52,7 +52,7 @@ func (x *mtxn) done() bool { return x.closed && len(x.unacked) == 0 }
 // model is the obviously correct version: it rescans every transaction from the first.
 type model struct {
 	start, wm, maxIdle LSN
-	idleEnd            LSN // the newest idle position offered while transactions were held
+	idleEnd            LSN     // the newest idle position offered while transactions were held
 	plan               []*mtxn // all planned transactions, in WAL order
 	begun              int     // plan[:begun] have begun
 }
