@@ -19,10 +19,10 @@ import (
 // slot stays before the first row that was not published.
 func TestPublicationGuard(t *testing.T) {
 	for _, tt := range []struct {
-		name         string
-		break_, mend string // %[1]s = publication, %[2]s = table
-		hold         time.Duration
-		want         string
+		name              string
+		breakSQL, mendSQL string // %[1]s = publication, %[2]s = table
+		hold              time.Duration
+		want              string
 	}{
 		{"drop table for 3s", `ALTER PUBLICATION %[1]s DROP TABLE %[2]s`, `ALTER PUBLICATION %[1]s ADD TABLE %[2]s`, 3 * time.Second, "does not include"},
 		{"publish update and delete for 2s", `ALTER PUBLICATION %[1]s SET (publish = 'update, delete')`, `ALTER PUBLICATION %[1]s SET (publish = 'insert')`, 2 * time.Second, "does not publish inserts"},
@@ -58,11 +58,11 @@ func TestPublicationGuard(t *testing.T) {
 			waitRecords(t, e.Brokers, e.Name, 50, time.Minute)
 
 			before := mustLSN(t, currentWAL(t, e.DatabaseURL))
-			execSQL(t, e.DatabaseURL, fmt.Sprintf(tt.break_, e.Name, e.Name))
+			execSQL(t, e.DatabaseURL, fmt.Sprintf(tt.breakSQL, e.Name, e.Name))
 			after := mustLSN(t, currentWAL(t, e.DatabaseURL))
 			time.Sleep(tt.hold)
-			if tt.mend != "" {
-				execSQL(t, e.DatabaseURL, fmt.Sprintf(tt.mend, e.Name, e.Name))
+			if tt.mendSQL != "" {
+				execSQL(t, e.DatabaseURL, fmt.Sprintf(tt.mendSQL, e.Name, e.Name))
 			}
 			select {
 			case <-relay.done:

@@ -80,12 +80,25 @@ type Observer interface {
 	Lost(err error)
 }
 
-// NopObserver observes nothing.
+// NopObserver observes nothing; embed it to implement only some of Observer's methods.
 type NopObserver struct{}
 
-func (NopObserver) SessionStarted()                                   {}
-func (NopObserver) SessionEnded(error)                                {}
-func (NopObserver) Published([]sink.Message)                          {}
-func (NopObserver) DeadLettered()                                     {}
+// The methods of NopObserver do nothing.
+
+// SessionStarted implements Observer.
+func (NopObserver) SessionStarted() {}
+
+// SessionEnded implements Observer.
+func (NopObserver) SessionEnded(error) {}
+
+// Published implements Observer.
+func (NopObserver) Published([]sink.Message) {}
+
+// DeadLettered implements Observer.
+func (NopObserver) DeadLettered() {}
+
+// SlotChecked implements Observer.
 func (NopObserver) SlotChecked(capture.Slot, capture.Level, []string) {}
-func (NopObserver) Lost(error)                                        {}
+
+// Lost implements Observer.
+func (NopObserver) Lost(error) {}

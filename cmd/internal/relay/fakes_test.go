@@ -102,12 +102,6 @@ func (s *streams) next() Stream {
 	return st
 }
 
-func (s *streams) opened() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.used
-}
-
 // fakePublisher acknowledges what it reads, one message at a time. hold, when set, blocks each
 // acknowledgement until a value arrives on it (or the publisher's ctx ends). failAfter > 0
 // makes the publisher return err after that many acknowledgements; ackTwice acknowledges the

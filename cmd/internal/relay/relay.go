@@ -19,7 +19,7 @@ const (
 	DefaultMaxInflightEvents = 20000
 	DefaultMaxInflightBytes  = 64 << 20
 	DefaultShutdownTimeout   = 30 * time.Second
-	DefaultReconnectMin      = 500 * time.Millisecond
+	DefaultReconnectFirst    = 500 * time.Millisecond
 	DefaultReconnectMax      = 30 * time.Second
 	DefaultStandbyPoll       = 2 * time.Second
 	DefaultMonitorInterval   = 5 * time.Second
@@ -43,8 +43,8 @@ type Config struct {
 	Window checkpoint.Limits
 	// ShutdownTimeout is how long a shutdown waits for in-flight writes. Zero: no wait.
 	ShutdownTimeout time.Duration
-	// ReconnectMin is the first pause after a lost connection. Default 500ms.
-	ReconnectMin time.Duration
+	// ReconnectFirst is the first pause after a lost connection. Default 500ms.
+	ReconnectFirst time.Duration
 	// ReconnectMax is the longest pause between reconnection attempts. Default 30s.
 	ReconnectMax time.Duration
 	// StandbyPoll is how often an instance whose slot is streamed by another tries again.
@@ -68,7 +68,7 @@ func (c *Config) fillDefaults() {
 			*d = v
 		}
 	}
-	def(&c.ReconnectMin, DefaultReconnectMin)
+	def(&c.ReconnectFirst, DefaultReconnectFirst)
 	def(&c.ReconnectMax, DefaultReconnectMax)
 	def(&c.StandbyPoll, DefaultStandbyPoll)
 	def(&c.MonitorInterval, DefaultMonitorInterval)
@@ -145,7 +145,7 @@ func (r *Relay) Run(ctx context.Context) error {
 // sessions runs one session after another until ctx is done (ctx.Err()) or a session fails
 // in a way a retry cannot fix.
 func (r *Relay) sessions(ctx context.Context) error {
-	b := newBackoff(r.cfg.ReconnectMin, r.cfg.ReconnectMax, r.cfg.StandbyPoll)
+	b := newBackoff(r.cfg.ReconnectFirst, r.cfg.ReconnectMax, r.cfg.StandbyPoll)
 	for {
 		started := r.clock.Now()
 		err := r.session(ctx)
