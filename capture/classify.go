@@ -55,7 +55,12 @@ func classifyStreamError(err error, cfg StreamConfig) error {
 	case pgErr.Code == "55006": // object_in_use: "replication slot ... is active for PID n"
 		return errSlotInUse(cfg.Slot, activePID(pgErr.Message))
 	case pgErr.Code == "42704" && strings.Contains(pgErr.Message, "publication"):
-		return fmt.Errorf("%w: publication %q does not exist: create it with `pgoutbox setup`: %w", ErrNoPublication, cfg.Publication, err)
+		// pgoutput looks publications up as of the WAL it decodes: once a running relay's
+		// publication was dropped, re-creating it does not help this slot past the drop.
+		return fmt.Errorf("%w: publication %q does not exist as of the WAL being decoded: if it was dropped while pgoutbox ran, "+
+			"this slot can never decode past the drop, even once it is re-created: re-create the publication and the slot "+
+			"(`pgoutbox drop-slot --yes`, then `pgoutbox setup`) and re-publish the outbox rows committed since the drop; "+
+			"on a first start, `pgoutbox setup` creates it: %w", ErrNoPublication, cfg.Publication, err)
 	case pgErr.Code == "42704":
 		return fmt.Errorf("%w: %w", errSlotMissing(cfg.Slot), err)
 	case pgErr.Code == "58P01" || slotInvalidated(pgErr):

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -64,7 +65,17 @@ type Decoder struct {
 
 	source []byte // the HeaderSource value; nil = no such header
 	xidRef uint64 // the newest full transaction id known, for widening Begin's xid
+
+	// schemaRowsBad turns the rows of an outbox Relation that lacks a configured column into
+	// bad rows instead of stopping at the Relation (see SetSchemaErrorsAsBadRows).
+	schemaRowsBad bool
 }
+
+// SetSchemaErrorsAsBadRows makes the rows written while the outbox table lacked a configured
+// column (dropped, then perhaps added back) bad rows — which a dead-letter policy sets aside —
+// instead of an error at their Relation message. Without it such a stretch of WAL stops the
+// relay at the same place after every restart, even once the column is back.
+func (d *Decoder) SetSchemaErrorsAsBadRows(on bool) { d.schemaRowsBad = on }
 
 // SetSource makes every event carry the [HeaderSource] header with value s ([Source.Header]).
 func (d *Decoder) SetSource(s string) { d.source = []byte(s) }
@@ -127,7 +138,11 @@ func (d *Decoder) Decode(walData []byte) (Message, error) {
 	case pglogrepl.MessageTypeCommit:
 		return d.commit(body)
 	case pglogrepl.MessageTypeRelation:
-		return nil, d.relation(body)
+		err := d.relation(body)
+		if d.schemaRowsBad && errors.Is(err, ErrSchema) && d.relations[relationID(body)].outbox {
+			return nil, nil // its rows are bad rows (insert)
+		}
+		return nil, err
 	case pglogrepl.MessageTypeInsert:
 		return d.insert(body)
 	case pglogrepl.MessageTypeType, pglogrepl.MessageTypeOrigin, pglogrepl.MessageTypeTruncate,
@@ -265,7 +280,7 @@ func (d *Decoder) insert(body []byte) (Message, error) {
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: relation id %d: the stream is out of sync, reconnect", ErrUnknownRelation, id)
-	case rel.err != nil:
+	case rel.err != nil && !(d.schemaRowsBad && rel.outbox):
 		return nil, rel.err
 	case !rel.outbox:
 		return nil, nil
@@ -276,7 +291,45 @@ func (d *Decoder) insert(body []byte) (Message, error) {
 	}
 	index := d.rows
 	d.rows++
+	if rel.err != nil {
+		return nil, d.schemaBadRow(rel, values, index)
+	}
 	return d.row(rel, values, index)
+}
+
+// relationID reads the relation id at the start of a Relation message's body (0 if short).
+func relationID(body []byte) uint32 {
+	if len(body) < 4 {
+		return 0
+	}
+	return uint32(body[0])<<24 | uint32(body[1])<<16 | uint32(body[2])<<8 | uint32(body[3])
+}
+
+// schemaBadRow is the bad row of an insert decoded under an outbox Relation that lacks a
+// configured column: its position, whatever id and channel it has, and as payload the whole row
+// as a JSON object of column texts, so that it can be re-published by hand.
+func (d *Decoder) schemaBadRow(rel *relation, values []value, index int) error {
+	col := func(i int) string {
+		if i < 0 || i >= len(values) {
+			return ""
+		}
+		return string(values[i])
+	}
+	e := Event{XID: d.txn.XID, FullXID: d.txn.FullXID, CommitLSN: d.txn.FinalLSN, Index: index,
+		CommitTime: d.txn.CommitTime, ID: col(rel.id), Channel: col(rel.channel), Name: col(rel.eventName)}
+	raw := make(map[string]*string, len(values))
+	for i, name := range rel.columns {
+		if values[i] != nil {
+			v := string(values[i])
+			raw[name] = &v
+		} else {
+			raw[name] = nil
+		}
+	}
+	e.Payload, _ = json.Marshal(raw) // a map of strings always marshals
+	e.Headers = positionHeaders(&e, d.source, 0)
+	return &BadRowError{ID: e.ID, CommitLSN: e.CommitLSN, Index: index, Event: e,
+		Reason: rel.err.Error() + " — this row was written while the column was missing; its columns are the payload of this record"}
 }
 
 // value is one column of a tuple: its text form, or nil for NULL. It refers to the message bytes.

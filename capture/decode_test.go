@@ -369,7 +369,8 @@ func TestDecoder_Decode(t *testing.T) {
 					col{"sequence_id", oidInt8}, col{"channel", oidText}, col{"name", oidText}, col{"headers", oidJSONB}),
 				wantErr: capture.ErrSchema,
 				check: func(t *testing.T, err error) {
-					const want = `capture: outbox table "public"."outbox" has no column "data" (configured as the payload column): add it or set --payload-column`
+					const want = `capture: outbox table "public"."outbox" has no column "data" (configured as the payload column): add it or set --payload-column; ` +
+						`rows written while it was missing cannot be decoded even once it is back: to set them aside on the dead-letter topic and go on, run with --on-bad-row=dead-letter`
 					if err.Error() != want {
 						t.Errorf("error:\n got %s\nwant %s", err, want)
 					}
@@ -901,5 +902,29 @@ func TestDecoder_OptimisticAndChannel(t *testing.T) {
 	var bad *capture.BadRowError
 	if !errors.As(err, &bad) || !strings.Contains(bad.Reason, "comma") {
 		t.Errorf("channel with a comma: %v, want a bad row naming the comma", err)
+	}
+}
+
+// TestDecoder_SchemaErrorsAsBadRows: with a dead-letter policy, the rows written while a
+// configured column was missing are bad rows (their columns kept as the payload), so the
+// relay can go past that stretch of WAL; without it the Relation stops the stream.
+func TestDecoder_SchemaErrorsAsBadRows(t *testing.T) {
+	t.Parallel()
+	d := capture.NewDecoder(capture.DefaultTable())
+	d.SetSchemaErrorsAsBadRows(true)
+	noName := relationMsg(outboxID, "public", "outbox",
+		col{"sequence_id", oidInt8}, col{"channel", oidText}, col{"data", oidJSONB}, col{"headers", oidJSONB})
+	for _, in := range [][]byte{noName, begin()} {
+		if _, err := d.Decode(in); err != nil {
+			t.Fatalf("Decode: %v", err)
+		}
+	}
+	_, err := d.Decode(insertMsg(outboxID, text("42"), text("room:2"), text(`{"a": 1}`), null))
+	bad, ok := errors.AsType[*capture.BadRowError](err)
+	if !ok || bad.ID != "42" || bad.Event.Channel != "room:2" || !strings.Contains(bad.Reason, `no column "name"`) {
+		t.Fatalf("Decode = %v, want a bad row 42 naming the missing column", err)
+	}
+	if got := string(bad.Event.Payload); !strings.Contains(got, `"sequence_id":"42"`) || !strings.Contains(got, `"headers":null`) {
+		t.Errorf("payload %s, want the row's columns", got)
 	}
 }

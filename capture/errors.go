@@ -69,7 +69,9 @@ type SchemaError struct {
 
 // Error names the table, the column, its role, and how to fix it.
 func (e *SchemaError) Error() string {
-	return fmt.Sprintf("capture: outbox table %s has no column %q (configured as the %s column): add it or set %s",
+	return fmt.Sprintf("capture: outbox table %s has no column %q (configured as the %s column): add it or set %s; "+
+		"rows written while it was missing cannot be decoded even once it is back: to set them aside on the dead-letter topic "+
+		"and go on, run with --on-bad-row=dead-letter",
 		e.Table, e.Column, e.Role, e.flag)
 }
 

@@ -151,6 +151,7 @@ func (s *Stream) Run(ctx context.Context, out Output) error {
 	}
 	s.out = out
 	s.dec = NewDecoder(s.cfg.Table)
+	s.dec.SetSchemaErrorsAsBadRows(s.cfg.DeadLetterTopic != "")
 	s.dec.SetSource(s.source.Header())
 	if err := s.readXIDReference(ctx); err != nil { // full 64-bit xids for pgoutbox-xid
 		return err

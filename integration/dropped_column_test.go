@@ -1,0 +1,62 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSchemaChange_DroppedColumnAddedBack: the name column is dropped while the relay streams,
+// a row is written, and the column is added back. The rows written meanwhile can never be
+// decoded as configured, so on the old main the relay stopped at the same place after every
+// restart, whatever the policy. Now the error says the way past, and following it works:
+// with --on-bad-row=dead-letter that row is set aside (its columns kept) and the rest flow.
+func TestSchemaChange_DroppedColumnAddedBack(t *testing.T) {
+	t.Parallel()
+	e := newOutbox(t, 1)
+	dlq := e.Name + ".dlq"
+	if out, err := e.pgoutbox(t, "setup", "--partitions", "1", "--on-bad-row", "dead-letter"); err != nil {
+		t.Fatalf("setup of the dead-letter topic: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { deleteTopic(e.Brokers, dlq) })
+	relay := e.startRelay(t, "PGOUTBOX_LOG_LEVEL=info")
+	relay.waitLog("streaming started", time.Minute)
+	before := insertReturningID(t, e, "ch", `{"n": 1}`, "")
+	waitRecords(t, e.Brokers, e.Name, 1, time.Minute)
+
+	execSQL(t, e.DatabaseURL, fmt.Sprintf(`ALTER TABLE %s DROP COLUMN name`, e.Name))
+	var during string
+	if err := connect(t, e.DatabaseURL).QueryRow(t.Context(), fmt.Sprintf(
+		`INSERT INTO %s (channel, data) VALUES ('ch', '{"n": 2}') RETURNING sequence_id::text`, e.Name)).Scan(&during); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, e.DatabaseURL, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN name text`, e.Name))
+	after := insertReturningID(t, e, "ch", `{"n": 3}`, "")
+
+	if code := relay.waitExit(time.Minute); code == 0 {
+		t.Fatal("relay exited 0 after the name column was dropped")
+	}
+	if log := relay.log.String(); !strings.Contains(log, `no column \"name\"`) || !strings.Contains(log, "--on-bad-row=dead-letter") {
+		t.Fatalf("the error does not name the column and the way past:\n%s", relay.log.tail(3))
+	}
+	// With the column back, stop still stops there: the rows in between cannot be decoded.
+	relay = e.startRelay(t, "PGOUTBOX_LOG_LEVEL=info")
+	if code := relay.waitExit(time.Minute); code == 0 {
+		t.Fatal("relay exited 0 on the stretch written without the column")
+	}
+	// The advice, followed.
+	relay = e.startRelay(t, "PGOUTBOX_ON_BAD_ROW=dead-letter", "PGOUTBOX_LOG_LEVEL=info")
+	dead := waitRecords(t, e.Brokers, dlq, 1, time.Minute)
+	recs := waitRecords(t, e.Brokers, e.Name, 2, time.Minute)
+	relay.stop(30 * time.Second)
+	if got := dead[0].Headers["pgoutbox-id"]; got != during || !strings.Contains(string(dead[0].Value), `"data":"{\"n\": 2}"`) {
+		t.Errorf("dead-letter record id %s value %s, want row %s with its columns", got, dead[0].Value, during)
+	}
+	if ids := recordIDs(recs); len(ids) != 2 || ids[0] != before || ids[1] != after {
+		t.Errorf("topic holds %v, want [%s %s]", ids, before, after)
+	}
+	t.Logf("row %s set aside with reason %q; rows %s and %s published", during, dead[0].Headers["pgoutbox-error"], before, after)
+}
