@@ -63,7 +63,7 @@ func (r *retryLog) failed(err error, attempt int, wait time.Duration) {
 	}
 	r.logged = now
 	r.log.Warn().Err(err).Str("class", classify(err).String()).Int("attempt", attempt).
-		Dur("failing_for", now.Sub(r.since)).Dur("retry_in", wait).
+		Dur("failing_for", now.Sub(r.since)).Stringer("retry_in", wait).
 		Msg(r.what + " failed; retrying until it succeeds (nothing is acknowledged meanwhile)")
 }
 
@@ -71,7 +71,7 @@ func (r *retryLog) recovered(attempts int) {
 	if r.failures == 0 {
 		return
 	}
-	r.log.Info().Int("attempts", attempts).Dur("failed_for", r.now().Sub(r.since)).
+	r.log.Info().Int("attempts", attempts).Stringer("failed_for", r.now().Sub(r.since)).
 		Msg(r.what + " succeeded again")
 	r.failures = 0
 }
