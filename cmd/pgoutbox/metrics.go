@@ -30,6 +30,9 @@ type metrics struct {
 	slotSafeWAL     prometheus.Gauge
 	slotKeepSize    prometheus.Gauge
 	slotActive      prometheus.Gauge
+	slotFailover    prometheus.Gauge
+	slotSynced      prometheus.Gauge
+	slotInactive    prometheus.Gauge
 	slotWALStatus   *prometheus.GaugeVec
 	alarmLevel      prometheus.Gauge
 
@@ -79,6 +82,9 @@ func newMetrics() *metrics {
 	m.slotRetained = gauge("pgoutbox_slot_retained_bytes", "pg_current_wal_lsn() - restart_lsn of the slot: WAL the slot keeps on disk.")
 	m.slotSafeWAL = gauge("pgoutbox_slot_safe_wal_bytes", "safe_wal_size of the slot: bytes that can still be written before it is invalidated; -1 when unbounded.")
 	m.slotKeepSize = gauge("pgoutbox_max_slot_wal_keep_bytes", "The server's max_slot_wal_keep_size in bytes; -1 = unbounded.")
+	m.slotFailover = gauge("pgoutbox_slot_failover", "1 when the slot is a failover slot, kept on standbys with sync_replication_slots (PostgreSQL 17+).")
+	m.slotSynced = gauge("pgoutbox_slot_synced", "1 when the slot on this server is a copy synchronized from the primary (on a standby, PostgreSQL 17+).")
+	m.slotInactive = gauge("pgoutbox_slot_inactive_seconds", "Seconds since the slot was last streamed (PostgreSQL 17+ inactive_since); 0 while streamed or unknown.")
 	m.slotActive = gauge("pgoutbox_slot_active", "1 when a process streams from the slot.")
 	m.slotWALStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pgoutbox_slot_wal_status", Help: "1 for the slot's current wal_status (reserved, extended, unreserved, lost).",
@@ -89,7 +95,7 @@ func newMetrics() *metrics {
 		return func() float64 { return f(m.progress()) }
 	}
 	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.deadLettered, m.skipped, m.topicWaits, m.sessions, m.commitToAck,
-		m.slotUnconfirmed, m.slotRetained, m.slotSafeWAL, m.slotKeepSize, m.slotActive, m.slotWALStatus, m.alarmLevel,
+		m.slotUnconfirmed, m.slotRetained, m.slotSafeWAL, m.slotKeepSize, m.slotActive, m.slotFailover, m.slotSynced, m.slotInactive, m.slotWALStatus, m.alarmLevel,
 		gaugeFunc("pgoutbox_inflight_events", "Rows read from PostgreSQL and not yet acknowledged by Kafka.",
 			progress(func(p relay.Progress) float64 { return float64(p.InFlightRows) })),
 		gaugeFunc("pgoutbox_inflight_bytes", "Approximate bytes of the in-flight rows.",
@@ -183,6 +189,13 @@ func (m *metrics) SlotChecked(st capture.Slot, level capture.Level, reasons []st
 		active = 1
 	}
 	m.slotActive.Set(active)
+	m.slotFailover.Set(boolGauge(st.Failover))
+	m.slotSynced.Set(boolGauge(st.Synced))
+	inactive := 0.0
+	if !st.Active && !st.InactiveSince.IsZero() {
+		inactive = time.Since(st.InactiveSince).Seconds()
+	}
+	m.slotInactive.Set(inactive)
 	for _, s := range walStatuses {
 		v := 0.0
 		if s == st.WALStatus {
@@ -191,4 +204,11 @@ func (m *metrics) SlotChecked(st capture.Slot, level capture.Level, reasons []st
 		m.slotWALStatus.WithLabelValues(s).Set(v)
 	}
 	m.alarmLevel.Set(float64(level))
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

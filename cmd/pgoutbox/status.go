@@ -32,6 +32,11 @@ type slotReport struct {
 	MaxSlotWALKeepSize int64    `json:"max_slot_wal_keep_size_bytes"`
 	ConfirmedFlushLSN  string   `json:"confirmed_flush_lsn"`
 	CurrentLSN         string   `json:"current_wal_lsn"`
+	// PostgreSQL 17 and later; empty or false before.
+	InvalidationReason string `json:"invalidation_reason,omitempty"`
+	InactiveSince      string `json:"inactive_since,omitempty"`
+	Failover           bool   `json:"failover"`
+	Synced             bool   `json:"synced"`
 }
 
 // runStatus is `pgoutbox status`: the slot's figures and alarm level, for people and for cron
@@ -68,7 +73,11 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 		Slot: cfg.Slot, Level: level.String(), Reasons: reasons, Action: action,
 		Exists: st.Exists, WALStatus: st.WALStatus, Active: st.Active, ActivePID: st.ActivePID,
 		UnconfirmedBytes: st.UnconfirmedBytes, RetainedBytes: st.RetainedBytes, SafeWALBytes: st.SafeWALBytes,
+		InvalidationReason: st.InvalidationReason, Failover: st.Failover, Synced: st.Synced,
 		MaxSlotWALKeepSize: st.MaxSlotWALKeepSize, ConfirmedFlushLSN: lsnText(st.Exists, st.ConfirmedFlushLSN.String()), CurrentLSN: st.CurrentLSN.String(),
+	}
+	if !st.InactiveSince.IsZero() {
+		rep.InactiveSince = st.InactiveSince.UTC().Format(time.RFC3339)
 	}
 	if cfg.JSON {
 		enc := json.NewEncoder(stdout)
@@ -93,6 +102,13 @@ func printStatus(w io.Writer, r slotReport) error {
 		row("safe_wal_size", human(r.SafeWALBytes))
 		row("max_slot_wal_keep_size", human(r.MaxSlotWALKeepSize))
 		row("confirmed_flush_lsn", r.ConfirmedFlushLSN)
+		row("failover", fmt.Sprintf("%v (synced on this server: %v)", r.Failover, r.Synced))
+		if r.InactiveSince != "" {
+			row("inactive_since", r.InactiveSince)
+		}
+		if r.InvalidationReason != "" {
+			row("invalidation_reason", r.InvalidationReason)
+		}
 	}
 	row("current_wal_lsn", r.CurrentLSN)
 	for _, reason := range r.Reasons {
