@@ -80,6 +80,8 @@ func (c *Config) streamConfig(table capture.Table) capture.StreamConfig {
 		Table:           table,
 		StatusInterval:  c.StatusInterval,
 		DeadLetterTopic: c.DeadLetter(),
+		MessagePrefix:   c.MessagePrefix,
+		EventsFrom:      c.From(),
 	}
 }
 
