@@ -327,3 +327,107 @@ func TestMessages_CrashMidStream(t *testing.T) {
 	t.Logf("events committed %d, records %d, duplicates %d after %d kills (confirmed at kills: %v)",
 		committed.n, len(recs), dups, len(kills), confirmedList(kills))
 }
+
+// queryText runs a query returning one text value, on a short-lived connection.
+func queryText(t *testing.T, url, sql string, args ...any) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var s string
+	if err := queryRow(ctx, url, sql, args, &s); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return s
+}
+
+// TestMessages_BadRows: a non-transactional message with our prefix — also one emitted in a
+// transaction that rolled back — is never published: with --on-bad-row=stop the relay halts
+// on it, having published what came before and confirmed nothing past it; with dead-letter it
+// lands on the dead-letter topic with the reason, at the message's LSN, like a message whose
+// content is not an event; the good events around them arrive in order. With
+// --events-from=messages an insert into the table is a bad row too.
+func TestMessages_BadRows(t *testing.T) {
+	t.Parallel()
+	m := newMsgOutbox(t, 1)
+	if out, err := m.run(t, "setup", "--partitions", "1", "--on-bad-row", "dead-letter"); err != nil {
+		t.Fatalf("setup of the dead-letter topic: %v\n%s", err, out)
+	}
+	send := func(name string) {
+		t.Helper()
+		execSQL(t, m.DatabaseURL, fmt.Sprintf(`SELECT %s.pgoutbox_send('c', $1, jsonb_build_object('n', $1::text))`, m.Name), name)
+	}
+	outside := func(content string) string {
+		t.Helper()
+		return queryText(t, m.DatabaseURL, `SELECT pg_logical_emit_message(false, $1, $2::text)::text`, m.Name, content)
+	}
+
+	relay := m.start(t)
+	relay.waitLog("streaming started", 30*time.Second)
+	send("good.1")
+	waitRecords(t, m.Brokers, m.Name, 1, time.Minute)
+	lsn1 := outside(`{"v": 1, "channel": "c", "name": "outside.1"}`)
+	// Emitted inside a transaction that rolls back: PostgreSQL still decodes it.
+	tx := connect(t, m.DatabaseURL)
+	var lsn2 string
+	if _, err := tx.Exec(context.Background(), "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(context.Background(), `SELECT pg_logical_emit_message(false, $1, '{"v": 1, "channel": "c", "name": "outside.2"}')::text`,
+		m.Name).Scan(&lsn2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, m.DatabaseURL, `SELECT pg_logical_emit_message(true, $1, 'not an event')`, m.Name)
+	send("good.2")
+
+	if code := relay.waitExit(time.Minute); code == 0 {
+		t.Fatal("relay exited 0 on a non-transactional message, want a failure")
+	}
+	if log := relay.log.String(); !strings.Contains(log, "non-transactional") || !strings.Contains(log, lsn1) {
+		t.Errorf("the relay's log does not name the non-transactional message at %s:\n%s", lsn1, relay.log.tail(20))
+	}
+	if confirmed := slotConfirmed(t, m.DatabaseURL, m.Name); confirmed >= mustLSN(t, lsn1) {
+		t.Errorf("slot confirmed %s, past the bad message at %s", confirmed, lsn1)
+	}
+	if recs := waitRecords(t, m.Brokers, m.Name, 1, time.Minute); len(recs) != 1 || recs[0].Headers["pgoutbox-name"] != "good.1" {
+		t.Fatalf("topic holds %d records, want only good.1: %v", len(recs), recs)
+	}
+
+	relay = m.start(t, "PGOUTBOX_ON_BAD_ROW=dead-letter")
+	dlq := waitRecords(t, m.Brokers, m.Name+".dlq", 3, time.Minute)
+	recs := waitRecords(t, m.Brokers, m.Name, 2, time.Minute)
+	if got := []string{recs[0].Headers["pgoutbox-name"], recs[1].Headers["pgoutbox-name"]}; len(recs) != 2 || got[0] != "good.1" || got[1] != "good.2" {
+		t.Errorf("topic holds %d records %v, want good.1, good.2", len(recs), got)
+	}
+	for i, want := range []struct{ lsn, reason, value string }{
+		{lsn1, "non-transactional", `"outside.1"`},
+		{lsn2, "non-transactional", `"outside.2"`},
+		{"", "not a pgoutbox event", "not an event"},
+	} {
+		r := dlq[i]
+		if !strings.Contains(r.Headers["pgoutbox-error"], want.reason) || !strings.Contains(string(r.Value), want.value) {
+			t.Errorf("dead letter %d: error %q, value %q; want %q and a value with %s", i, r.Headers["pgoutbox-error"], r.Value, want.reason, want.value)
+		}
+		if want.lsn != "" && (r.Headers["pgoutbox-commit-lsn"] != want.lsn || r.Headers["pgoutbox-commit-index"] != "0") {
+			t.Errorf("dead letter %d at %s index %s, want the message's LSN %s index 0", i,
+				r.Headers["pgoutbox-commit-lsn"], r.Headers["pgoutbox-commit-index"], want.lsn)
+		}
+	}
+	waitConfirmedPast(t, m.outboxEnv, currentWAL(t, m.DatabaseURL), time.Minute)
+	relay.stop(30 * time.Second)
+
+	// Messages only: an insert into the table is refused, the messages around it go on.
+	relay = m.start(t, "PGOUTBOX_ON_BAD_ROW=dead-letter", "PGOUTBOX_EVENTS_FROM=messages")
+	relay.waitLog("streaming started", 30*time.Second)
+	execSQL(t, m.DatabaseURL, fmt.Sprintf(`INSERT INTO %s.outbox (channel, name, data) VALUES ('c', 'inserted', '{}')`, m.Name))
+	send("good.3")
+	recs = waitRecords(t, m.Brokers, m.Name, 3, time.Minute)
+	dlq = waitRecords(t, m.Brokers, m.Name+".dlq", 4, time.Minute)
+	if recs[2].Headers["pgoutbox-name"] != "good.3" || dlq[3].Headers["pgoutbox-name"] != "inserted" ||
+		!strings.Contains(dlq[3].Headers["pgoutbox-error"], "--events-from=messages") || dlq[3].Headers["pgoutbox-id"] == "" {
+		t.Errorf("messages only: record %v, dead letter %v", recs[2].Headers, dlq[3].Headers)
+	}
+	relay.stop(30 * time.Second)
+}
