@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -430,4 +433,111 @@ func TestMessages_BadRows(t *testing.T) {
 		t.Errorf("messages only: record %v, dead letter %v", recs[2].Headers, dlq[3].Headers)
 	}
 	relay.stop(30 * time.Second)
+}
+
+// sharedSuperuser opens a superuser connection to the shared server of url over its Unix
+// socket (deploy/local/postgres.sh trusts local connections), closed at the end of the test.
+func sharedSuperuser(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := getenv("PGOUTBOX_STATE_DIR", filepath.Join(os.Getenv("HOME"), ".cache", "pgoutbox"))
+	dirs, _ := filepath.Glob(filepath.Join(state, "pg*", "run"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, dir := range dirs {
+		conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=%s", dir, cfg.Port, cfg.Database))
+		if err == nil {
+			t.Cleanup(func() { _ = conn.Close(context.Background()) })
+			return conn
+		}
+	}
+	unavailable(t, "no superuser connection over a Unix socket under %s/pg*/run for port %d", state, cfg.Port)
+	return nil
+}
+
+// TestMessages_ExecuteOnly: a role whose only privileges are USAGE on the schema and EXECUTE
+// on the functions (what capture.GrantSendSQL grants; no privilege on the table) sends events
+// that arrive with their payload, headers and optimistic-update headers; before the grant it
+// cannot (setup revokes EXECUTE from PUBLIC). In a hardened database where PUBLIC may not
+// call pg_logical_emit_message, the role still can send through pgoutbox_send (SECURITY
+// DEFINER) but not emit messages itself.
+func TestMessages_ExecuteOnly(t *testing.T) {
+	t.Parallel()
+	m := newMsgOutbox(t, 1)
+	appURL := needRelayRole(t, m.DatabaseURL) // LOGIN REPLICATION, no privilege on any table
+	app := connect(t, appURL)
+	ctx := context.Background()
+	send := fmt.Sprintf(`SELECT %s.pgoutbox_send('c', 'granted', '{"a": [1, "x"]}', '{"trace": "t1"}', 'm-1', false)`, m.Name)
+	if _, err := app.Exec(ctx, send); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("before the grant: %v, want permission denied", err)
+	}
+	tbl := capture.DefaultTable()
+	tbl.Schema, tbl.Name = m.Name, "outbox"
+	execSQL(t, m.DatabaseURL, capture.GrantSendSQL(tbl, relayRole))
+	var canInsert bool
+	if err := app.QueryRow(ctx, `SELECT has_table_privilege($1, 'INSERT')`, m.table()).Scan(&canInsert); err != nil || canInsert {
+		t.Fatalf("the role may insert into the table (%v): the test would not show execute-only", err)
+	}
+
+	relay := m.start(t)
+	relay.waitLog("streaming started", 30*time.Second)
+	if _, err := app.Exec(ctx, send); err != nil {
+		t.Fatalf("pgoutbox_send with EXECUTE only: %v", err)
+	}
+	if _, err := app.Exec(ctx, fmt.Sprintf(`SELECT %s.pgoutbox_send_bytes('c', 'bytes', '\x00ff0a'::bytea)`, m.Name)); err != nil {
+		t.Fatalf("pgoutbox_send_bytes with EXECUTE only: %v", err)
+	}
+	if _, err := app.Exec(ctx, fmt.Sprintf(`SELECT %s.pgoutbox_send('a,b', 'comma', NULL)`, m.Name)); err == nil ||
+		!strings.Contains(err.Error(), "contains a comma") {
+		t.Errorf("a channel with a comma: %v, want the function to refuse it", err)
+	}
+	recs := waitRecords(t, m.Brokers, m.Name, 2, time.Minute)
+	r := recs[0]
+	if string(r.Value) != `{"a": [1, "x"]}` || r.Headers["trace"] != "t1" || r.Headers["pgoutbox-mutation-id"] != "m-1" ||
+		r.Headers["pgoutbox-rejected"] != "false" || r.Headers["pgoutbox-name"] != "granted" || r.Key != "c" {
+		t.Errorf("record: key %q value %q headers %v", r.Key, r.Value, r.Headers)
+	}
+	if string(recs[1].Value) != "\x00\xff\n" || recs[1].Headers["pgoutbox-name"] != "bytes" {
+		t.Errorf("bytes record: value %q headers %v", recs[1].Value, recs[1].Headers)
+	}
+	relay.stop(30 * time.Second)
+
+	// Hardened, in a transaction that is rolled back (the server is shared).
+	su := sharedSuperuser(t, m.DatabaseURL)
+	var sigs, owner string
+	if err := su.QueryRow(ctx, `SELECT string_agg(oid::regprocedure::text, ', '),
+		(SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE oid = to_regprocedure($1))
+		FROM pg_proc WHERE proname = 'pg_logical_emit_message'`, m.Name+".pgoutbox_send(text,text,jsonb,jsonb,text,boolean)").Scan(&sigs, &owner); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := su.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	for _, stmt := range []string{
+		"REVOKE EXECUTE ON FUNCTION " + sigs + " FROM PUBLIC",
+		"GRANT EXECUTE ON FUNCTION " + sigs + " TO " + pgx.Identifier{owner}.Sanitize(), // the functions' owner
+		"SET LOCAL ROLE " + relayRole,
+	} {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "SAVEPOINT direct"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_logical_emit_message(true, $1, '{"v": 1, "channel": "forged"}')`, m.Name); err == nil ||
+		!strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("hardened: pg_logical_emit_message as the role: %v, want permission denied", err)
+	}
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT direct"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, send); err != nil {
+		t.Errorf("hardened: pgoutbox_send as the role: %v, want it to work (SECURITY DEFINER)", err)
+	}
 }
