@@ -8,7 +8,10 @@
 //  4. commit→ack and commit→consumer latency under a steady write rate;
 //  5. the relay's peak resident memory (VmHWM) per scenario, and for one 1,000,000-row
 //     transaction;
-//  6. Go micro-benchmarks of decoding and of the checkpoint ledger.
+//  6. Go micro-benchmarks of decoding and of the checkpoint ledger;
+//  7. the write side: the application's throughput with pgbench, WAL bytes per event and the
+//     table's size, for the table outbox (pgoutbox deleting, or the application deleting in its
+//     transaction) and the WAL-only outbox (pgoutbox_send).
 //
 // Each scenario has its own table, publication, slot(s) and topic, named bench_*, dropped at its
 // end even on error (a slot left behind pins WAL). `make bench` runs it; `make bench QUICK=1`
@@ -44,6 +47,10 @@ type options struct {
 	logLevel    string
 	databaseURL string
 	brokers     string
+
+	writeClients int           // pgbench clients of scenario 7
+	writeFor     time.Duration // pgbench's run per mode of scenario 7
+	writeRounds  int           // rounds over the modes of scenario 7
 }
 
 // bench holds what the scenarios share.
@@ -98,7 +105,10 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.rates, "rates", "1000,5000", "write rates of the latency scenario, rows/s, comma-separated")
 	fs.DurationVar(&o.latencyFor, "latency-for", 0, "duration of each latency rate (default 60s; 15s with --quick)")
 	fs.IntVar(&o.bigRows, "big-rows", 1_000_000, "rows of the one large transaction of the memory scenario")
-	fs.StringVar(&o.only, "only", "1,2,3,4,5,6", "scenarios to run, comma-separated")
+	fs.StringVar(&o.only, "only", "1,2,3,4,5,6,7", "scenarios to run, comma-separated")
+	fs.IntVar(&o.writeClients, "write-clients", 4, "pgbench clients of the write-side scenario 7")
+	fs.IntVar(&o.writeRounds, "write-rounds", 2, "rounds over the modes of scenario 7, interleaved (the best tps per mode is printed)")
+	fs.DurationVar(&o.writeFor, "write-for", 0, "pgbench's run per mode of scenario 7 (default 30s; 10s with --quick)")
 	fs.StringVar(&o.out, "out", "", "JSON results file (default $PGOUTBOX_STATE_DIR/bench/bench-<time>.json)")
 	fs.StringVar(&o.relayLogs, "relay-logs", "", "directory to keep each relay's log in, as <outbox>.log (default: not kept)")
 	fs.StringVar(&o.logLevel, "relay-log-level", "info", "the relays' --log-level (debug logs every Kafka round)")
@@ -113,6 +123,13 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.latencyFor == 0 {
 		o.latencyFor = map[bool]time.Duration{false: time.Minute, true: 15 * time.Second}[o.quick]
+	}
+	if o.writeFor == 0 {
+		o.writeFor = map[bool]time.Duration{false: 30 * time.Second, true: 10 * time.Second}[o.quick]
+	}
+	if o.writeClients < 1 || o.writeFor < time.Second || o.writeRounds < 1 {
+		return o, fmt.Errorf("--write-clients %d, --write-for %s, --write-rounds %d: want at least 1 client, 1s and 1 round",
+			o.writeClients, o.writeFor, o.writeRounds)
 	}
 	if o.out == "" {
 		state := getenv("PGOUTBOX_STATE_DIR", filepath.Join(os.Getenv("HOME"), ".cache", "pgoutbox"))
@@ -211,7 +228,8 @@ func (b *bench) runScenarios(ctx context.Context) {
 	for _, r := range rates {
 		steps = append(steps, step{4, fmt.Sprintf("latency at %d rows/s", r), func(ctx context.Context) error { return b.latencyScenario(ctx, r) }})
 	}
-	steps = append(steps, step{5, "one large transaction", b.bigTxnScenario}, step{6, "micro-benchmarks", b.microScenario})
+	steps = append(steps, step{5, "one large transaction", b.bigTxnScenario}, step{6, "micro-benchmarks", b.microScenario},
+		step{7, "write side: table outbox vs WAL-only", b.writeSideScenario})
 	for _, s := range steps {
 		if !b.opts.runs(s.scenario) || ctx.Err() != nil {
 			continue
