@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -56,4 +58,35 @@ func EnsureSendFunctions(ctx context.Context, q TxQuerier, t Table, prefix strin
 		return false, fmt.Errorf("install %s: %w", SendFunction, err)
 	}
 	return true, nil
+}
+
+// emittedPrefix finds the prefix literal in the body of a function installed by setup.
+var emittedPrefix = regexp.MustCompile(`pg_logical_emit_message\(true, '((?:[^']|'')*)'`)
+
+// CheckSendFunctions reports, with an error wrapping [ErrSchema], a pgoutbox_send or
+// pgoutbox_send_bytes in the outbox table's schema that emits another prefix than the relay
+// publishes: every event it sends would be ignored. Functions that do not exist are fine (the
+// application may not use the WAL-only outbox).
+func CheckSendFunctions(ctx context.Context, q Querier, t Table, prefix string) error {
+	var errs []error
+	for _, f := range sendFunctions {
+		var src *string
+		if err := q.QueryRow(ctx, `SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure($1)`, f.identity(t)).Scan(&src); err != nil &&
+			!errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("read function %s: %w", f.identity(t), err)
+		}
+		if src == nil {
+			continue
+		}
+		m := emittedPrefix.FindStringSubmatch(*src)
+		if m == nil {
+			continue // not ours, or written by hand: nothing to compare
+		}
+		if got := strings.ReplaceAll(m[1], "''", "'"); got != prefix {
+			errs = append(errs, fmt.Errorf("%w: function %s emits messages with prefix %q, but the relay publishes prefix %q "+
+				"(--message-prefix): its events would be ignored; run `pgoutbox setup --message-prefix %s` or set --message-prefix %s",
+				ErrSchema, f.identity(t), got, prefix, prefix, got))
+		}
+	}
+	return errors.Join(errs...)
 }

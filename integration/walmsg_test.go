@@ -541,3 +541,21 @@ func TestMessages_ExecuteOnly(t *testing.T) {
 		t.Errorf("hardened: pgoutbox_send as the role: %v, want it to work (SECURITY DEFINER)", err)
 	}
 }
+
+// TestMessages_PrefixMismatch: a relay whose --message-prefix differs from the one setup baked
+// into pgoutbox_send would ignore every event the function sends; it refuses to start, naming
+// both prefixes.
+func TestMessages_PrefixMismatch(t *testing.T) {
+	t.Parallel()
+	m := newMsgOutbox(t, 1)
+	relay := m.start(t, "PGOUTBOX_MESSAGE_PREFIX=it's_other")
+	if code := relay.waitExit(time.Minute); code == 0 {
+		t.Fatal("relay started with another prefix than its functions emit")
+	}
+	log := relay.log.String()
+	for _, want := range []string{`emits messages with prefix \"` + m.Name + `\"`, `publishes prefix \"it's_other\"`, "pgoutbox setup --message-prefix"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, relay.log.tail(10))
+		}
+	}
+}

@@ -140,9 +140,14 @@ func preflight(ctx context.Context, cfg *Config, table capture.Table, pub *sink.
 	if w := info.IdleSlotTimeoutWarning(); w != "" {
 		log.Warn().Stringer("idle_replication_slot_timeout", info.IdleSlotTimeout).Msg(w)
 	}
+	var sendErr error
+	if cfg.From().Messages() {
+		sendErr = capture.CheckSendFunctions(cctx, conn, table, cfg.MessagePrefix)
+	}
 	if err := errors.Join(
 		capture.CheckTable(cctx, conn, table),
 		capture.CheckPublication(cctx, conn, cfg.Publication, table),
+		sendErr,
 	); err != nil {
 		return err
 	}
