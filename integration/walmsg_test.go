@@ -41,7 +41,13 @@ func (m msgOutbox) table() string { return m.Name + ".outbox" }
 // removes everything at the end of the test.
 func newMsgOutbox(t *testing.T, partitions int, extra ...string) msgOutbox {
 	t.Helper()
-	m := msgOutbox{outboxEnv: outboxEnv{services: needServices(t), Name: uniqueName(t)}}
+	return newMsgOutboxOn(t, needServices(t), partitions, extra...)
+}
+
+// newMsgOutboxOn is newMsgOutbox on the given services (e.g. a matrix version's server).
+func newMsgOutboxOn(t *testing.T, svc services, partitions int, extra ...string) msgOutbox {
+	t.Helper()
+	m := msgOutbox{outboxEnv: outboxEnv{services: svc, Name: uniqueName(t)}}
 	m.extra = append([]string{"PGOUTBOX_TABLE=" + m.table(), "PGOUTBOX_MESSAGE_PREFIX=" + m.Name}, extra...)
 	execSQL(t, m.DatabaseURL, "CREATE SCHEMA "+m.Name)
 	dropSlotAtCleanup(t, m.DatabaseURL, m.Name)
@@ -275,8 +281,12 @@ func checkMsgDelivery(t *testing.T, recs []record, want *committedEvents, partit
 // of a rolled-back transaction, each channel in commit order.
 func TestMessages_CompletenessAndOrder(t *testing.T) {
 	t.Parallel()
+	testMessagesCompleteness(t, pgTarget{})
+}
+
+func testMessagesCompleteness(t *testing.T, pg pgTarget) {
 	const partitions = 3
-	m := newMsgOutbox(t, partitions)
+	m := newMsgOutboxOn(t, pg.services(t), partitions)
 	relay := m.start(t)
 	relay.waitLog("streaming started", 30*time.Second)
 	committed := runMsgWorkload(t, m, msgWorkload{writers: 6, events: 6000, channels: 60, maxTxn: 6, messageShare: 0.5})
