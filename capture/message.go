@@ -187,6 +187,11 @@ func parseMessage(content []byte) (messageV1, error) {
 	if err == nil && dec.More() {
 		err = fmt.Errorf("data after the JSON object")
 	}
+	if err == nil && m.V == MessageVersion {
+		return m, nil
+	}
+	// Not a valid version 1 event: say why, the version first (a newer function's keys are
+	// unknown to this relay).
 	var version struct {
 		V *int `json:"v"`
 	}
@@ -198,10 +203,8 @@ func parseMessage(content []byte) (messageV1, error) {
 	case *version.V != MessageVersion:
 		return m, fmt.Errorf("message encoding version %d is not known to this relay (it reads version %d): "+
 			"upgrade pgoutbox, or run the pgoutbox setup of this version again", *version.V, MessageVersion)
-	case err != nil:
-		return m, fmt.Errorf("message content does not match encoding version %d: %w", MessageVersion, err)
 	}
-	return m, nil
+	return m, fmt.Errorf("message content does not match encoding version %d: %w", MessageVersion, err)
 }
 
 // channelProblems lists what keeps channel from being an event's key.
