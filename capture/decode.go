@@ -69,6 +69,17 @@ type Decoder struct {
 	// schemaRowsBad turns the rows of an outbox Relation that lacks a configured column into
 	// bad rows instead of stopping at the Relation (see SetSchemaErrorsAsBadRows).
 	schemaRowsBad bool
+	prefix        string     // the prefix of the logical decoding messages that are events
+	from          EventsFrom // which writes become events
+}
+
+// SetMessages sets the prefix of the logical decoding messages that are events (pgoutbox_send's)
+// and which writes become events. The default is [DefaultMessagePrefix] and [FromBoth].
+func (d *Decoder) SetMessages(prefix string, from EventsFrom) {
+	if from == "" {
+		from = FromBoth
+	}
+	d.prefix, d.from = prefix, from
 }
 
 // SetSchemaErrorsAsBadRows makes the rows written while the outbox table lacked a configured
@@ -114,12 +125,16 @@ func NewDecoder(t Table) *Decoder {
 		table:     t,
 		qualified: t.QualifiedName(),
 		relations: make(map[uint32]*relation),
+		prefix:    DefaultMessagePrefix,
+		from:      FromBoth,
 	}
 }
 
 // Decode interprets one pgoutput message (the WALData of an XLogData). It returns nil, nil for the
 // messages the relay ignores: Relation (which it caches), Type, Origin, Truncate, Update, Delete,
-// inserts into other tables, and logical decoding messages. A Relation message for the outbox
+// inserts into other tables, and logical decoding messages with another prefix. A logical
+// decoding message with the prefix (see [Decoder.SetMessages]) is a [Row] like an outbox insert,
+// numbered with the transaction's inserts in WAL order. A Relation message for the outbox
 // table that lacks a configured column gives a [*SchemaError] (several are joined).
 //
 // An error wrapping [ErrBadRow] (a [*BadRowError]) concerns one row; the Decoder stays usable and
@@ -145,8 +160,10 @@ func (d *Decoder) Decode(walData []byte) (Message, error) {
 		return nil, err
 	case pglogrepl.MessageTypeInsert:
 		return d.insert(body)
+	case pglogrepl.MessageTypeMessage:
+		return d.message(body)
 	case pglogrepl.MessageTypeType, pglogrepl.MessageTypeOrigin, pglogrepl.MessageTypeTruncate,
-		pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete, pglogrepl.MessageTypeMessage:
+		pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete:
 		return nil, nil
 	default:
 		return nil, protocolError("unexpected message type %q: the relay requests proto_version '1' "+
@@ -294,7 +311,25 @@ func (d *Decoder) insert(body []byte) (Message, error) {
 	if rel.err != nil {
 		return nil, d.schemaBadRow(rel, values, index)
 	}
-	return d.row(rel, values, index)
+	m, err := d.row(rel, values, index)
+	if !d.from.Table() {
+		return nil, notFromTable(m, err, d.qualified)
+	}
+	return m, err
+}
+
+// notFromTable turns the result of an outbox insert into the bad row it is with
+// --events-from=messages.
+func notFromTable(m Message, err error, table string) error {
+	reason := fmt.Sprintf("an insert into the outbox table %s, but --events-from=messages publishes only the "+
+		"logical decoding messages of pgoutbox_send(): set --events-from=both, or stop inserting into the table", table)
+	var bad *BadRowError
+	if errors.As(err, &bad) {
+		bad.Reason = reason + "; " + bad.Reason
+		return bad
+	}
+	e := m.(Row).Event
+	return &BadRowError{ID: e.ID, CommitLSN: e.CommitLSN, Index: e.Index, Reason: reason, Event: e}
 }
 
 // relationID reads the relation id at the start of a Relation message's body (0 if short).
@@ -392,13 +427,7 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 	if values[rel.id] == nil {
 		problems = append(problems, "id is NULL")
 	}
-	if e.Channel == "" {
-		problems = append(problems, "channel is NULL or empty")
-	}
-	if strings.ContainsRune(e.Channel, ',') {
-		problems = append(problems, fmt.Sprintf("channel %q contains a comma: fan-out servers (Centrifugo) read the "+
-			"pgoutbox-channel header as a comma-separated list of channels; use another separator", e.Channel))
-	}
+	problems = append(problems, channelProblems(e.Channel)...)
 	if rel.topic >= 0 {
 		e.Topic = string(values[rel.topic])
 	}

@@ -65,3 +65,21 @@ func BenchmarkDecoder_Transaction(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecoder_Message decodes the message pgoutbox_send emits for the row of `make bench`
+// (jsonb's text of the event object): the WAL-only outbox's cost next to Decoder_Insert.
+func BenchmarkDecoder_Message(b *testing.B) {
+	d := benchDecoder(b)
+	msg := sendMsg(`{"v": 1, "data": ` + benchPayload + `, "name": "bench.event", "channel": "ch-456"}`)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := d.Decode(msg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, ok := m.(capture.Row); !ok {
+			b.Fatalf("decoded %T, want a Row", m)
+		}
+	}
+}

@@ -192,7 +192,11 @@ type step struct {
 
 func run(t *testing.T, table capture.Table, steps []step) {
 	t.Helper()
-	d := capture.NewDecoder(table)
+	runDecoder(t, capture.NewDecoder(table), steps)
+}
+
+func runDecoder(t *testing.T, d *capture.Decoder, steps []step) {
+	t.Helper()
 	for i, s := range steps {
 		got, err := d.Decode(s.in)
 		name := string(s.in[:min(len(s.in), 1)])
@@ -310,7 +314,7 @@ func TestDecoder_Decode(t *testing.T) {
 			name:  "ignored messages",
 			table: capture.DefaultTable(),
 			steps: []step{
-				{in: logicalMsg(false, 0x10, "pgoutbox", "heartbeat")},
+				{in: logicalMsg(false, 0x10, "other", "heartbeat")},
 				{in: relationMsg(16400, "public", "orders", col{"id", oidInt8}, col{"total", oidText})},
 				{in: relationMsg(16401, "app", "outbox", outboxCols...)}, // same name, other schema
 				{in: outboxRelation()},

@@ -88,6 +88,13 @@ type BadRowError struct {
 	Index     int           // the row's index among the transaction's outbox rows
 	Reason    string        // what is wrong with the row
 
+	// MessageLSN is, when the bad row is a logical decoding message with the prefix (see
+	// [Decoder.SetMessages]) rather than an outbox insert, the message's LSN; 0 otherwise.
+	MessageLSN pglogrepl.LSN
+	// Outside reports a non-transactional message: it belongs to no transaction, CommitLSN is
+	// its LSN, Index is 0 and Event.CommitTime is zero.
+	Outside bool
+
 	// Event holds what could be read of the row, for a dead-letter record: the position fields
 	// and the pgoutbox-* headers are always set; ID, Channel, Name and Topic hold their text;
 	// Payload holds the column's text as received when it could not be decoded; headers that
@@ -97,6 +104,15 @@ type BadRowError struct {
 
 // Error names the row, its commit position, the reason and what to do.
 func (e *BadRowError) Error() string {
+	if e.MessageLSN != 0 {
+		where := fmt.Sprintf("at commit %s index %d", e.CommitLSN, e.Index)
+		if e.Outside {
+			where = "outside any transaction"
+		}
+		return fmt.Sprintf("capture: cannot publish logical decoding message at %s %s: %s: "+
+			"fix the application that emits it; to go on, route bad rows to a dead-letter topic",
+			e.MessageLSN, where, e.Reason)
+	}
 	id := e.ID
 	if id == "" {
 		id = "NULL"

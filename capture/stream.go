@@ -32,6 +32,14 @@ type StreamConfig struct {
 	// Default "": such a row stops the stream, and the slot is never confirmed past it.
 	DeadLetterTopic string
 
+	// MessagePrefix is the prefix of the logical decoding messages that are events (those of
+	// pgoutbox_send). Default [DefaultMessagePrefix].
+	MessagePrefix string
+
+	// EventsFrom says which writes become events: outbox inserts, messages, or both. Default
+	// [FromBoth].
+	EventsFrom EventsFrom
+
 	// MinStatusInterval rate-limits the status updates sent because the confirmed position
 	// moved: on a busy cluster a quiet database's walsender can send thousands of keepalives a
 	// second. Answers to ReplyRequested are never delayed. Default 100 ms.
@@ -44,6 +52,12 @@ func (c *StreamConfig) withDefaults() {
 	}
 	if c.MinStatusInterval <= 0 {
 		c.MinStatusInterval = DefaultMinStatusInterval
+	}
+	if c.MessagePrefix == "" {
+		c.MessagePrefix = DefaultMessagePrefix
+	}
+	if c.EventsFrom == "" {
+		c.EventsFrom = FromBoth
 	}
 }
 
@@ -153,6 +167,7 @@ func (s *Stream) Run(ctx context.Context, out Output) error {
 	s.dec = NewDecoder(s.cfg.Table)
 	s.dec.SetSchemaErrorsAsBadRows(s.cfg.DeadLetterTopic != "")
 	s.dec.SetSource(s.source.Header())
+	s.dec.SetMessages(s.cfg.MessagePrefix, s.cfg.EventsFrom)
 	if err := s.readXIDReference(ctx); err != nil { // full 64-bit xids for pgoutbox-xid
 		return err
 	}
@@ -162,7 +177,9 @@ func (s *Stream) Run(ctx context.Context, out Output) error {
 		}
 	}()
 	err := pglogrepl.StartReplication(ctx, s.conn, s.cfg.Slot, s.start, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names " + literal(s.cfg.Publication)},
+		// messages 'true' (PostgreSQL 14+) in every mode: with --events-from=table a message
+		// with the prefix must be seen to be refused, never silently missed.
+		PluginArgs: []string{"proto_version '1'", "publication_names " + literal(s.cfg.Publication), "messages 'true'"},
 	})
 	if err != nil {
 		return classifyStreamError(err, s.cfg)
@@ -217,7 +234,11 @@ func (s *Stream) handle(ctx context.Context, txn uint64, walData []byte) (uint64
 	var bad *BadRowError
 	if errors.As(err, &bad) && s.cfg.DeadLetterTopic != "" {
 		s.log.Error().Str("id", bad.ID).Stringer("commit_lsn", bad.CommitLSN).Int("index", bad.Index).
-			Str("reason", bad.Reason).Str("dead_letter_topic", s.cfg.DeadLetterTopic).Msg("bad outbox row sent to the dead-letter topic")
+			Stringer("message_lsn", bad.MessageLSN).Str("reason", bad.Reason).Str("dead_letter_topic", s.cfg.DeadLetterTopic).
+			Msg("bad outbox row sent to the dead-letter topic")
+		if bad.Outside {
+			return txn, s.deadLetterOutside(ctx, bad)
+		}
 		return txn, s.offer(ctx, txn, deadLetter(bad, s.cfg.DeadLetterTopic))
 	}
 	if err != nil {
@@ -232,6 +253,21 @@ func (s *Stream) handle(ctx context.Context, txn uint64, walData []byte) (uint64
 		return 0, s.out.Commit(txn, m)
 	}
 	return txn, nil
+}
+
+// deadLetterOutside sends a non-transactional message with the prefix to the dead-letter topic
+// as a transaction of its own, at the message's LSN: confirming it (its end is the message's
+// LSN, past the record's start) is what keeps PostgreSQL from sending it again. Messages and
+// commits arrive in WAL order, so its position is past every transaction before it and before
+// every transaction after it.
+func (s *Stream) deadLetterOutside(ctx context.Context, bad *BadRowError) error {
+	now := time.Now() // it has no commit time; the Kafka timestamp and the age alarm need one
+	bad.Event.CommitTime = now
+	txn := s.out.Begin(Begin{FinalLSN: bad.MessageLSN, CommitTime: now})
+	if err := s.offer(ctx, txn, deadLetter(bad, s.cfg.DeadLetterTopic)); err != nil {
+		return err
+	}
+	return s.out.Commit(txn, Commit{CommitLSN: bad.MessageLSN, EndLSN: bad.MessageLSN, CommitTime: now})
 }
 
 // deadLetter turns a bad row into the record that carries it to the dead-letter topic.

@@ -59,11 +59,14 @@ func newOwnedOutbox(t *testing.T) outboxEnv {
 		t.Fatalf("setup --print-sql: %v\n%s", err, out)
 	}
 	stmts := strings.Split(out, ";\n\n")
-	if len(stmts) != 3 || !strings.HasPrefix(stmts[0], "CREATE TABLE") || !strings.HasPrefix(stmts[1], "CREATE PUBLICATION") {
-		t.Fatalf("setup --print-sql: want table, publication, slot; got:\n%s", out)
+	if len(stmts) != 7 || !strings.HasPrefix(stmts[0], "CREATE TABLE") || !strings.HasPrefix(stmts[1], "CREATE PUBLICATION") {
+		t.Fatalf("setup --print-sql: want table, publication, slot, then the WAL-only outbox's functions; got:\n%s", out)
 	}
 	execSQL(t, e.DatabaseURL, stmts[0])
 	execSQL(t, e.DatabaseURL, stmts[1])
+	// pgoutbox_send and pgoutbox_send_bytes (--events-from=both), in one transaction under the
+	// lock that setup takes, as parallel tests install them in the same schema.
+	execSQL(t, e.DatabaseURL, "SELECT pg_advisory_xact_lock(hashtext('pgoutbox_send public'));\n"+strings.Join(stmts[3:], ";\n"))
 	return e
 }
 

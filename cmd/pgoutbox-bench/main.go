@@ -11,6 +11,9 @@
 //  6. Go micro-benchmarks of decoding and of the checkpoint ledger;
 //  7. the start-up cost of exactly-once: a session's first sends with and without the
 //     partitions' tail reads, over 3 and 64 partitions (no PostgreSQL).
+//  8. the write side: the application's throughput with pgbench, WAL bytes per event and the
+//     table's size, for the table outbox (pgoutbox deleting, or the application deleting in its
+//     transaction) and the WAL-only outbox (pgoutbox_send).
 //
 // Each scenario has its own table, publication, slot(s) and topic, named bench_*, dropped at its
 // end even on error (a slot left behind pins WAL). `make bench` runs it; `make bench QUICK=1`
@@ -46,6 +49,10 @@ type options struct {
 	logLevel    string
 	databaseURL string
 	brokers     string
+
+	writeClients int           // pgbench clients of scenario 8
+	writeFor     time.Duration // pgbench's run per mode of scenario 8
+	writeRounds  int           // rounds over the modes of scenario 8
 }
 
 // bench holds what the scenarios share.
@@ -101,6 +108,9 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.latencyFor, "latency-for", 0, "duration of each latency rate (default 60s; 15s with --quick)")
 	fs.IntVar(&o.bigRows, "big-rows", 1_000_000, "rows of the one large transaction of the memory scenario")
 	fs.StringVar(&o.only, "only", "1,2,3,4,5,6,7", "scenarios to run, comma-separated")
+	fs.IntVar(&o.writeClients, "write-clients", 4, "pgbench clients of the write-side scenario 8")
+	fs.IntVar(&o.writeRounds, "write-rounds", 2, "rounds over the modes of scenario 8, interleaved (the best tps per mode is printed)")
+	fs.DurationVar(&o.writeFor, "write-for", 0, "pgbench's run per mode of scenario 8 (default 30s; 10s with --quick)")
 	fs.StringVar(&o.out, "out", "", "JSON results file (default $PGOUTBOX_STATE_DIR/bench/bench-<time>.json)")
 	fs.StringVar(&o.relayLogs, "relay-logs", "", "directory to keep each relay's log in, as <outbox>.log (default: not kept)")
 	fs.StringVar(&o.logLevel, "relay-log-level", "info", "the relays' --log-level (debug logs every Kafka round)")
@@ -115,6 +125,13 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.latencyFor == 0 {
 		o.latencyFor = map[bool]time.Duration{false: time.Minute, true: 15 * time.Second}[o.quick]
+	}
+	if o.writeFor == 0 {
+		o.writeFor = map[bool]time.Duration{false: 30 * time.Second, true: 10 * time.Second}[o.quick]
+	}
+	if o.writeClients < 1 || o.writeFor < time.Second || o.writeRounds < 1 {
+		return o, fmt.Errorf("--write-clients %d, --write-for %s, --write-rounds %d: want at least 1 client, 1s and 1 round",
+			o.writeClients, o.writeFor, o.writeRounds)
 	}
 	if o.out == "" {
 		state := getenv("PGOUTBOX_STATE_DIR", filepath.Join(os.Getenv("HOME"), ".cache", "pgoutbox"))
@@ -214,7 +231,8 @@ func (b *bench) runScenarios(ctx context.Context) {
 		steps = append(steps, step{4, fmt.Sprintf("latency at %d rows/s", r), func(ctx context.Context) error { return b.latencyScenario(ctx, r) }})
 	}
 	steps = append(steps, step{5, "one large transaction", b.bigTxnScenario}, step{6, "micro-benchmarks", b.microScenario},
-		step{7, "exactly-once start-up: partition tail reads", b.tailReadScenario})
+		step{7, "exactly-once start-up: partition tail reads", b.tailReadScenario},
+		step{8, "write side: table outbox vs WAL-only", b.writeSideScenario})
 	for _, s := range steps {
 		if !b.opts.runs(s.scenario) || ctx.Err() != nil {
 			continue

@@ -13,24 +13,25 @@ import (
 
 // Results are all figures of one run: what the table shows and the JSON holds.
 type Results struct {
-	StartedAt  time.Time        `json:"started_at"`
-	Seconds    float64          `json:"seconds"`
-	Command    string           `json:"command"`
-	Args       []string         `json:"args"`
-	Mode       string           `json:"mode"`
-	Rows       int              `json:"rows"`
-	Channels   int              `json:"channels"`
-	Machine    Machine          `json:"machine"`
-	Backlog    []BacklogResult  `json:"backlog"`
-	Ceiling    *CeilingResult   `json:"kafka_ceiling,omitempty"`
-	Latency    []LatencyResult  `json:"latency"`
-	BigTxn     *BigTxnResult    `json:"large_transaction,omitempty"`
-	Memory     []MemoryResult   `json:"memory"`
-	Micro      []MicroResult    `json:"micro_benchmarks"`
-	TailReads  []TailReadResult `json:"tail_reads"`
-	Targets    []Target         `json:"targets"`
-	PerfReport string           `json:"perf_report,omitempty"`
-	Errors     []string         `json:"errors"`
+	StartedAt  time.Time         `json:"started_at"`
+	Seconds    float64           `json:"seconds"`
+	Command    string            `json:"command"`
+	Args       []string          `json:"args"`
+	Mode       string            `json:"mode"`
+	Rows       int               `json:"rows"`
+	Channels   int               `json:"channels"`
+	Machine    Machine           `json:"machine"`
+	Backlog    []BacklogResult   `json:"backlog"`
+	Ceiling    *CeilingResult    `json:"kafka_ceiling,omitempty"`
+	Latency    []LatencyResult   `json:"latency"`
+	BigTxn     *BigTxnResult     `json:"large_transaction,omitempty"`
+	Memory     []MemoryResult    `json:"memory"`
+	Micro      []MicroResult     `json:"micro_benchmarks"`
+	WriteSide  []WriteSideResult `json:"write_side"`
+	TailReads  []TailReadResult  `json:"tail_reads"`
+	Targets    []Target          `json:"targets"`
+	PerfReport string            `json:"perf_report,omitempty"`
+	Errors     []string          `json:"errors"`
 }
 
 // Target is one goal of the issue and where this run stands.
@@ -187,6 +188,7 @@ func printReport(out io.Writer, r *Results) {
 		}
 		flush()
 	}
+	printWriteSide(p, row, flush, r)
 
 	if len(r.Targets) > 0 {
 		p("\nTargets")

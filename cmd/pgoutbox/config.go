@@ -37,6 +37,9 @@ type Config struct {
 	RejectedColumn     string // "" = no pgoutbox-rejected header
 	ExtraHeaderColumns string // comma-separated
 
+	EventsFrom    string // both|table|messages: which writes become events
+	MessagePrefix string // prefix of the logical decoding messages of pgoutbox_send
+
 	HTTPAddr  string // metrics and health
 	LogLevel  string // trace|debug|info|warn|error
 	LogFormat string // json|console
@@ -117,6 +120,7 @@ func envName(flagName string) string {
 func (c *Config) settings() []setting {
 	*c = Config{
 		Topic: "outbox", TableName: "public.outbox", Slot: "pgoutbox", Publication: "pgoutbox",
+		EventsFrom: string(capture.FromBoth), MessagePrefix: capture.DefaultMessagePrefix,
 		IDColumn: "sequence_id", ChannelColumn: "channel", NameColumn: "name", PayloadColumn: "data", HeadersColumn: "headers",
 		HTTPAddr: "127.0.0.1:9187", LogLevel: "info", LogFormat: "json",
 		// Each package owns the defaults of its settings; these are the same constants.
@@ -147,6 +151,8 @@ func (c *Config) settings() []setting {
 		{"mutation-id-column", "outbox column with the client's optimistic-update id, sent as pgoutbox-mutation-id; empty = none", (*stringValue)(&c.MutationIDColumn), scopeAll},
 		{"rejected-column", "outbox column (boolean) saying the optimistic update was rejected, sent as pgoutbox-rejected; empty = none", (*stringValue)(&c.RejectedColumn), scopeAll},
 		{"extra-header-columns", "comma-separated outbox columns copied into Kafka headers", (*stringValue)(&c.ExtraHeaderColumns), scopeAll},
+		{"events-from", "which writes become events: both (inserts into the outbox table and pgoutbox_send() messages), table or messages; the other kind is then a bad row", (*stringValue)(&c.EventsFrom), scopeRun | scopeSetup},
+		{"message-prefix", "prefix of the logical decoding messages that pgoutbox_send() emits and the relay publishes", (*stringValue)(&c.MessagePrefix), scopeRun | scopeSetup},
 		{"log-level", "trace, debug, info, warn or error", (*stringValue)(&c.LogLevel), scopeAll},
 		{"log-format", "json or console", (*stringValue)(&c.LogFormat), scopeAll},
 		{"http-addr", "address of /metrics, /healthz and /readyz; empty disables", (*stringValue)(&c.HTTPAddr), scopeRun},
@@ -236,6 +242,12 @@ func (c *Config) Table() (capture.Table, error) {
 	return t, t.Validate()
 }
 
+// From returns which writes become events (Validate checked it).
+func (c *Config) From() capture.EventsFrom {
+	f, _ := capture.ParseEventsFrom(c.EventsFrom)
+	return f
+}
+
 // DeadLetter returns the dead-letter topic, or "" when bad rows stop the relay.
 func (c *Config) DeadLetter() string {
 	if c.OnBadRow != "dead-letter" {
@@ -288,6 +300,12 @@ func (c *Config) Validate(sc scope) error {
 	}
 	if _, err := c.Table(); err != nil {
 		errs = append(errs, err)
+	}
+	if _, err := capture.ParseEventsFrom(c.EventsFrom); err != nil {
+		bad("--events-from %q: use both, table or messages", c.EventsFrom)
+	}
+	if err := capture.CheckMessagePrefix(c.MessagePrefix); err != nil {
+		bad("--message-prefix: %w", err)
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)

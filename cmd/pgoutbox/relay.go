@@ -80,6 +80,8 @@ func (c *Config) streamConfig(table capture.Table) capture.StreamConfig {
 		Table:           table,
 		StatusInterval:  c.StatusInterval,
 		DeadLetterTopic: c.DeadLetter(),
+		MessagePrefix:   c.MessagePrefix,
+		EventsFrom:      c.From(),
 	}
 }
 
@@ -140,9 +142,14 @@ func preflight(ctx context.Context, cfg *Config, table capture.Table, pub *sink.
 	if w := info.IdleSlotTimeoutWarning(); w != "" {
 		log.Warn().Stringer("idle_replication_slot_timeout", info.IdleSlotTimeout).Msg(w)
 	}
+	var sendErr error
+	if cfg.From().Messages() {
+		sendErr = capture.CheckSendFunctions(cctx, conn, table, cfg.MessagePrefix)
+	}
 	if err := errors.Join(
 		capture.CheckTable(cctx, conn, table),
 		capture.CheckPublication(cctx, conn, cfg.Publication, table),
+		sendErr,
 	); err != nil {
 		return err
 	}

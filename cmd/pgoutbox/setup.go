@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,8 +26,11 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 		if cfg.Failover {
 			slotSQL = capture.CreateFailoverSlotSQL(cfg.Slot)
 		}
-		_, err := fmt.Fprintf(stdout, "%s;\n\n%s;\n\n%s;\n", capture.CreateTableSQL(table),
-			capture.CreatePublicationSQL(cfg.Publication, table), slotSQL)
+		stmts := []string{capture.CreateTableSQL(table), capture.CreatePublicationSQL(cfg.Publication, table), slotSQL}
+		if cfg.From().Messages() {
+			stmts = append(stmts, capture.SendFunctionsSQL(table, cfg.MessagePrefix)...)
+		}
+		_, err := fmt.Fprintf(stdout, "%s;\n", strings.Join(stmts, ";\n\n"))
 		return err
 	}
 
@@ -78,13 +82,20 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 	}
 	// Order matters: pgoutput looks the publication up as of the WAL it decodes, so it must
 	// exist before the slot's starting point.
-	steps := []struct {
+	type step struct {
 		what string
 		do   func() (bool, error)
-	}{
+	}
+	steps := []step{
 		{"table " + table.QualifiedName(), func() (bool, error) { return capture.EnsureTable(cctx, conn, table) }},
 		{"publication " + cfg.Publication, func() (bool, error) { return capture.EnsurePublication(cctx, conn, cfg.Publication, table) }},
 		{"replication slot " + cfg.Slot, ensureSlot},
+	}
+	if cfg.From().Messages() { // the WAL-only outbox (--events-from=both or messages)
+		steps = append(steps[:2:2], append([]step{{"functions " + capture.SendFunction + " and " + capture.SendBytesFunction +
+			" (message prefix " + cfg.MessagePrefix + ")", func() (bool, error) {
+			return capture.EnsureSendFunctions(cctx, conn, table, cfg.MessagePrefix)
+		}}}, steps[2:]...)...)
 	}
 	for _, s := range steps {
 		created, err := s.do()
