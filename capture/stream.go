@@ -388,6 +388,30 @@ func (s *Stream) sendStatus(ctx context.Context) error {
 	return nil
 }
 
+// endCopy ends the replication stream the protocol's way — CopyDone, then read what the server
+// still sends until it has ended the COPY — so that the walsender has processed the final status
+// update before the connection closes. Closing at once, with the server's unread data in the
+// socket, resets the connection, and the server may drop the status update still queued
+// (the slot then restarts further back than what Kafka acknowledged).
+func (s *Stream) endCopy(ctx context.Context) error {
+	s.conn.Frontend().Send(&pgproto3.CopyDone{})
+	if err := s.conn.Frontend().Flush(); err != nil {
+		return err
+	}
+	for {
+		msg, err := s.conn.ReceiveMessage(ctx)
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			return nil
+		case *pgproto3.ErrorResponse:
+			return pgconn.ErrorResponseToPgError(m)
+		}
+	}
+}
+
 // Received is the newest server position received (the write position of status updates).
 // It is safe to call from any goroutine.
 func (s *Stream) Received() pglogrepl.LSN { return pglogrepl.LSN(s.recvPub.Load()) }
@@ -403,6 +427,8 @@ func (s *Stream) Close(ctx context.Context) error {
 		if s.out != nil && !s.conn.IsClosed() {
 			if err := s.sendStatus(ctx); err != nil {
 				s.closeErr = err
+			} else if err := s.endCopy(ctx); err != nil {
+				s.closeErr = fmt.Errorf("end replication after the final status update: %w", err)
 			} else {
 				s.log.Info().Stringer("confirmed_lsn", s.sentPos).Msg("final status update sent")
 			}
