@@ -69,12 +69,7 @@ func recordIDs(recs []record) []string {
 //   - stop again: a too-large row halts the relay with Kafka's refusal and the row's id.
 func TestBadRow_StopThenDeadLetter(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 1)
-	dlq := e.Name + ".dlq"
-	if out, err := e.pgoutbox(t, "setup", "--partitions", "1", "--on-bad-row", "dead-letter"); err != nil {
-		t.Fatalf("setup of the dead-letter topic: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { deleteTopic(e.Brokers, dlq) })
+	e, dlq := newOutboxWithDeadLetter(t)
 
 	// Phase 1: stop.
 	relay := e.startRelay(t)

@@ -18,12 +18,7 @@ import (
 // around them are published.
 func TestBadRow_TopicColumn(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 1)
-	dlq := e.Name + ".dlq"
-	if out, err := e.pgoutbox(t, "setup", "--partitions", "1", "--on-bad-row", "dead-letter"); err != nil {
-		t.Fatalf("setup of the dead-letter topic: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { deleteTopic(e.Brokers, dlq) })
+	e, dlq := newOutboxWithDeadLetter(t)
 	execSQL(t, e.DatabaseURL, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN topic text`, e.Name))
 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))

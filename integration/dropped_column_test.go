@@ -16,12 +16,7 @@ import (
 // with --on-bad-row=dead-letter that row is set aside (its columns kept) and the rest flow.
 func TestSchemaChange_DroppedColumnAddedBack(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 1)
-	dlq := e.Name + ".dlq"
-	if out, err := e.pgoutbox(t, "setup", "--partitions", "1", "--on-bad-row", "dead-letter"); err != nil {
-		t.Fatalf("setup of the dead-letter topic: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { deleteTopic(e.Brokers, dlq) })
+	e, dlq := newOutboxWithDeadLetter(t)
 	relay := e.startRelay(t, "PGOUTBOX_LOG_LEVEL=info")
 	relay.waitLog("streaming started", time.Minute)
 	before := insertReturningID(t, e, "ch", `{"n": 1}`, "")

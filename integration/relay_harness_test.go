@@ -87,6 +87,20 @@ func newOutboxOn(t *testing.T, svc services, partitions int, setupArgs ...string
 	return e
 }
 
+// newOutboxWithDeadLetter is newOutbox with one partition, set up again with --on-bad-row
+// dead-letter so that the dead-letter topic exists too; it returns that topic's name and
+// deletes it when the test ends.
+func newOutboxWithDeadLetter(t *testing.T) (e outboxEnv, dlq string) {
+	t.Helper()
+	e = newOutbox(t, 1)
+	dlq = e.Name + ".dlq"
+	if out, err := e.pgoutbox(t, "setup", "--partitions", "1", "--on-bad-row", "dead-letter"); err != nil {
+		t.Fatalf("setup of the dead-letter topic: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { deleteTopic(e.Brokers, dlq) })
+	return e, dlq
+}
+
 // exec0 is execSQL for cleanups: it reports instead of stopping the test.
 func exec0(t *testing.T, url, sql string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -186,14 +186,8 @@ func waitConfirmedPast(t *testing.T, e outboxEnv, lsn string, timeout time.Durat
 // partition. It returns the number of duplicate records (same channel and counter).
 func checkDelivery(t *testing.T, recs []record, want *committedRows, partitions int) (duplicates int) {
 	t.Helper()
-	balancer := kafka.Murmur2Balancer{Consistent: true}
-	parts := make([]int, partitions)
-	for i := range parts {
-		parts[i] = i
-	}
 	seen := map[string]map[int64]record{}
-	last := map[string]int64{}
-	lastPos := map[string]string{}
+	order := newChannelOrder()
 	for _, r := range recs {
 		var p payload
 		if err := json.Unmarshal(r.Value, &p); err != nil {
@@ -205,9 +199,7 @@ func checkDelivery(t *testing.T, recs []record, want *committedRows, partitions 
 		if r.Key != p.Channel {
 			t.Errorf("record %d/%d has key %q, want the channel %q", r.Partition, r.Offset, r.Key, p.Channel)
 		}
-		if want := balancer.Balance(kafka.Message{Key: []byte(r.Key)}, parts...); want != r.Partition {
-			t.Errorf("channel %s on partition %d, murmur2 says %d", r.Key, r.Partition, want)
-		}
+		checkPartition(t, r, partitions)
 		for _, h := range []string{"pgoutbox-id", "pgoutbox-name", "pgoutbox-position", "pgoutbox-commit-lsn", "pgoutbox-xid"} {
 			if r.Headers[h] == "" {
 				t.Fatalf("record %d/%d lacks header %s: %v", r.Partition, r.Offset, h, r.Headers)
@@ -224,32 +216,74 @@ func checkDelivery(t *testing.T, recs []record, want *committedRows, partitions 
 			continue // a re-sent row: order is checked on first copies
 		}
 		seen[p.Channel][p.Counter] = r
-		if p.Counter <= last[p.Channel] {
-			t.Errorf("channel %s: counter %d after %d (commit order broken)", p.Channel, p.Counter, last[p.Channel])
-		}
-		if pos := r.Headers["pgoutbox-position"]; pos <= lastPos[p.Channel] {
-			t.Errorf("channel %s: position %s after %s", p.Channel, pos, lastPos[p.Channel])
-		}
-		last[p.Channel], lastPos[p.Channel] = p.Counter, r.Headers["pgoutbox-position"]
+		order.check(t, p.Channel, p.Counter, r.Headers["pgoutbox-position"])
 	}
-	missing := 0
+	checkNoneMissing(t, want.rows, "row", func(ch string, c int64) bool {
+		_, ok := seen[ch][c]
+		return ok
+	})
 	for ch, counters := range want.rows {
-		for _, c := range counters {
-			if _, ok := seen[ch][c]; !ok {
-				missing++
-				if missing <= 10 {
-					t.Errorf("committed row %s#%d missing from Kafka", ch, c)
-				}
-			}
-		}
 		if got := len(seen[ch]); got != len(counters) {
 			t.Errorf("channel %s: %d distinct rows in Kafka, %d committed", ch, got, len(counters))
 		}
 	}
-	if missing > 0 {
-		t.Errorf("%d committed rows missing from Kafka", missing)
-	}
 	return duplicates
+}
+
+// checkPartition checks that record r sits on the partition kafka-go's consistent murmur2
+// balancer (the relay's) gives its key among partitions.
+func checkPartition(t *testing.T, r record, partitions int) {
+	t.Helper()
+	parts := make([]int, partitions)
+	for i := range parts {
+		parts[i] = i
+	}
+	balancer := kafka.Murmur2Balancer{Consistent: true}
+	if want := balancer.Balance(kafka.Message{Key: []byte(r.Key)}, parts...); want != r.Partition {
+		t.Errorf("channel %s on partition %d, murmur2 says %d", r.Key, r.Partition, want)
+	}
+}
+
+// channelOrder checks that each channel's first copies arrive in commit order: counters and
+// pgoutbox-position headers both rising.
+type channelOrder struct {
+	last    map[string]int64
+	lastPos map[string]string
+}
+
+func newChannelOrder() *channelOrder {
+	return &channelOrder{last: map[string]int64{}, lastPos: map[string]string{}}
+}
+
+func (o *channelOrder) check(t *testing.T, channel string, counter int64, pos string) {
+	t.Helper()
+	if counter <= o.last[channel] {
+		t.Errorf("channel %s: counter %d after %d (commit order broken)", channel, counter, o.last[channel])
+	}
+	if pos <= o.lastPos[channel] {
+		t.Errorf("channel %s: position %s after %s", channel, pos, o.lastPos[channel])
+	}
+	o.last[channel], o.lastPos[channel] = counter, pos
+}
+
+// checkNoneMissing reports every committed counter of rows (channel → counters) that seen
+// does not hold, the first 10 one by one; noun names what was committed ("row", "event").
+func checkNoneMissing(t *testing.T, rows map[string][]int64, noun string, seen func(channel string, counter int64) bool) {
+	t.Helper()
+	missing := 0
+	for ch, counters := range rows {
+		for _, c := range counters {
+			if !seen(ch, c) {
+				missing++
+				if missing <= 10 {
+					t.Errorf("committed %s %s#%d missing from Kafka", noun, ch, c)
+				}
+			}
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d committed %ss missing from Kafka", missing, noun)
+	}
 }
 
 // TestRelay_CompletenessAndOrder: 8 concurrent writers commit 10,000 outbox rows over 100

@@ -18,7 +18,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/capture"
-	"github.com/segmentio/kafka-go"
 )
 
 // The WAL-only outbox (issue 16): events sent with pgoutbox_send(), i.e.
@@ -197,14 +196,8 @@ func msgWriter(m msgOutbox, w msgWorkload, id, quota int, got *committedEvents) 
 // rows and messages together.
 func checkMsgDelivery(t *testing.T, recs []record, want *committedEvents, partitions int) (duplicates int) {
 	t.Helper()
-	balancer := kafka.Murmur2Balancer{Consistent: true}
-	parts := make([]int, partitions)
-	for i := range parts {
-		parts[i] = i
-	}
 	seen := map[string]bool{}
-	last := map[string]int64{}
-	lastPos := map[string]string{}
+	order := newChannelOrder()
 	indexes := map[string][]int{} // commit LSN → indexes
 	for _, r := range recs {
 		var p msgPayload
@@ -217,9 +210,7 @@ func checkMsgDelivery(t *testing.T, recs []record, want *committedEvents, partit
 		if r.Key != p.Channel || r.Headers["pgoutbox-channel"] != p.Channel || r.Headers["pgoutbox-name"] != "test.event" {
 			t.Errorf("record %d/%d: key %q, headers %v, want channel %q", r.Partition, r.Offset, r.Key, r.Headers, p.Channel)
 		}
-		if want := balancer.Balance(kafka.Message{Key: []byte(r.Key)}, parts...); want != r.Partition {
-			t.Errorf("channel %s on partition %d, murmur2 says %d", r.Key, r.Partition, want)
-		}
+		checkPartition(t, r, partitions)
 		if id := r.Headers["pgoutbox-id"]; (id == "") != (p.Via == "message") {
 			t.Errorf("record %d/%d sent via %s has pgoutbox-id %q", r.Partition, r.Offset, p.Via, id)
 		}
@@ -232,14 +223,7 @@ func checkMsgDelivery(t *testing.T, recs []record, want *committedEvents, partit
 		if via := want.via[key]; via != p.Via {
 			t.Errorf("record %s arrived via %q, committed via %q", key, p.Via, via)
 		}
-		if p.Counter <= last[p.Channel] {
-			t.Errorf("channel %s: counter %d after %d (commit order broken)", p.Channel, p.Counter, last[p.Channel])
-		}
-		pos := r.Headers["pgoutbox-position"]
-		if pos <= lastPos[p.Channel] {
-			t.Errorf("channel %s: position %s after %s", p.Channel, pos, lastPos[p.Channel])
-		}
-		last[p.Channel], lastPos[p.Channel] = p.Counter, pos
+		order.check(t, p.Channel, p.Counter, r.Headers["pgoutbox-position"])
 		idx, err := strconv.Atoi(r.Headers["pgoutbox-commit-index"])
 		if err != nil {
 			t.Fatalf("record %s: commit index %q", key, r.Headers["pgoutbox-commit-index"])
@@ -255,20 +239,9 @@ func checkMsgDelivery(t *testing.T, recs []record, want *committedEvents, partit
 			}
 		}
 	}
-	missing := 0
-	for ch, counters := range want.rows {
-		for _, c := range counters {
-			if !seen[fmt.Sprintf("%s#%d", ch, c)] {
-				missing++
-				if missing <= 10 {
-					t.Errorf("committed event %s#%d missing from Kafka", ch, c)
-				}
-			}
-		}
-	}
-	if missing > 0 {
-		t.Errorf("%d committed events missing from Kafka", missing)
-	}
+	checkNoneMissing(t, want.rows, "event", func(ch string, c int64) bool {
+		return seen[fmt.Sprintf("%s#%d", ch, c)]
+	})
 	if len(seen) != want.n {
 		t.Errorf("%d distinct events in Kafka, %d committed", len(seen), want.n)
 	}

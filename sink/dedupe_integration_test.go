@@ -155,101 +155,12 @@ func TestPublisher_integration_foreignTail(t *testing.T) {
 	}
 }
 
-// muteProxy forwards TCP connections to the broker; while muted, it drops what the broker
-// answers, so that a request is written but its answer never arrives (an ambiguous produce).
-type muteProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	muted  bool
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
-}
-
-func newMuteProxy(t *testing.T, target string) *muteProxy {
-	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &muteProxy{ln: ln, target: target, conns: make(map[net.Conn]bool)}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			var d net.Dialer
-			b, err := d.DialContext(context.Background(), "tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[b] = true, true
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go p.pipe(b, c, false)
-			go p.pipe(c, b, true)
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.unmute()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *muteProxy) pipe(dst, src net.Conn, answers bool) {
-	defer p.wg.Done()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			drop := answers && p.muted
-			p.mu.Unlock()
-			if !drop {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					break
-				}
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	_ = dst.Close()
-	_ = src.Close()
-}
-
-func (p *muteProxy) mute() {
-	p.mu.Lock()
-	p.muted = true
-	p.mu.Unlock()
-}
-
-// unmute closes every connection (their answers are lost mid-stream) and forwards again.
-func (p *muteProxy) unmute() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.muted = false
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	clear(p.conns)
-}
-
 // TestPublisher_integration_ambiguousProduce: the broker writes a request whose answer is lost
 // (the client times out); the retry reads the partition's tail first and sends nothing again.
 func TestPublisher_integration_ambiguousProduce(t *testing.T) {
 	admin := testPublisher(t)
 	topic := testTopic(t, admin, 1)
-	proxy := newMuteProxy(t, admin.cfg.Brokers[0])
+	proxy := newBrokerProxy(t, admin.cfg.Brokers[0])
 	var mu sync.Mutex
 	var skipped, failures int
 	p, _ := itPublisher(t, admin, topic, Config{

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"regexp"
@@ -257,89 +256,12 @@ func TestPublisher_integration_rejectsTooLarge(t *testing.T) {
 	}
 }
 
-// flakyProxy forwards TCP connections to the broker until it is turned down: then it closes
-// every open connection and every new one at once, as a broker that went away would.
-type flakyProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
-}
-
-func newFlakyProxy(t *testing.T, target string) *flakyProxy {
-	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &flakyProxy{ln: ln, target: target, conns: make(map[net.Conn]bool)}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.setDown(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *flakyProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.mu.Unlock()
-		var d net.Dialer
-		b, err := d.DialContext(context.Background(), "tcp", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[b] = true, true
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, b)
-		go p.pipe(b, c)
-	}
-}
-
-func (p *flakyProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	_ = dst.Close()
-	_ = src.Close()
-}
-
-func (p *flakyProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			_ = c.Close()
-		}
-		clear(p.conns)
-	}
-}
-
 // TestPublisher_integration_outage takes the broker away while Run publishes: Run keeps
 // retrying, acknowledges nothing that was not written, and goes on when the broker is back.
 func TestPublisher_integration_outage(t *testing.T) {
 	admin := testPublisher(t)
 	topic := testTopic(t, admin, 2)
-	proxy := newFlakyProxy(t, admin.cfg.Brokers[0])
+	proxy := newBrokerProxy(t, admin.cfg.Brokers[0])
 
 	var logs strings.Builder
 	var logMu sync.Mutex
