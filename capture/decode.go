@@ -297,7 +297,7 @@ func (d *Decoder) insert(body []byte) (Message, error) {
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: relation id %d: the stream is out of sync, reconnect", ErrUnknownRelation, id)
-	case rel.err != nil && !(d.schemaRowsBad && rel.outbox):
+	case rel.err != nil && (!d.schemaRowsBad || !rel.outbox):
 		return nil, rel.err
 	case !rel.outbox:
 		return nil, nil
