@@ -101,3 +101,15 @@ func slotInvalidated(e *pgconn.PgError) bool {
 	}
 	return false
 }
+
+// ServerShuttingDown reports whether err says the server is shutting down: our session was
+// ended by a shutdown (57P01 admin_shutdown) or a new one is refused because of it (57P03
+// "the database system is shutting down"). A walsender then waits, before it exits, until its
+// client has confirmed everything it sent.
+func ServerShuttingDown(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return pgErr.Code == "57P01" || pgErr.Code == "57P03" && strings.Contains(pgErr.Message, "shutting down")
+}

@@ -110,7 +110,8 @@ type Config struct {
 	// safe for concurrent use. Default none.
 	OnSkipped func(reason string, msgs []Message)
 
-	// OnError, when set, is called after every failed produce request with its kind —
+	// OnError, when set, is called after every failed produce request (and every failed read of
+	// a partition's tail, kind "retriable") with its kind —
 	// "retriable" (it will be sent again), "rejected" or "fatal" — e.g. to count failures in a
 	// metric. It runs on the sending goroutine: it must be quick. Default none.
 	OnError func(kind string, err error)

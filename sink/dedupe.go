@@ -201,6 +201,9 @@ func (p *Publisher) readTailRetrying(ctx context.Context, tp topicPartition, log
 				"for exactly-once grant this client READ on the topic")
 			return tailRead{}, false, nil
 		}
+		if p.cfg.OnError != nil {
+			p.cfg.OnError(retriable.String(), err) // Kafka unavailable: as a failed produce would say
+		}
 		wait := backoff(attempt, p.cfg.BackoffMin, p.cfg.BackoffMax)
 		rl.failed(err, attempt, wait)
 		if err := sleep(ctx, wait); err != nil {

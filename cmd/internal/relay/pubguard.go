@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -165,11 +166,23 @@ func (r *Relay) checkPublication(ctx context.Context) error {
 	defer cancel()
 	wal, st, err := r.deps.Publication.ReadPublication(cctx)
 	if err != nil {
-		// The ceiling stays where it is: confirmation waits, nothing is assumed.
-		if ctx.Err() == nil {
+		r.deps.Publication.Close()
+		switch {
+		case ctx.Err() != nil:
+		case capture.ServerShuttingDown(err):
+			// A shutting-down server's walsenders wait, before they exit, until the relay has
+			// confirmed all they sent: holding confirmation here would hold up the shutdown.
+			// So the last stretch is confirmed unchecked, and the next good check — on the
+			// baseline version kept from before — tells whether the publication changed
+			// meanwhile (then the lost alarm names the stretch from the last proven position).
+			if r.ceiling.Swap(math.MaxUint64) != math.MaxUint64 {
+				r.log.Warn().Stringer("proven_lsn", r.guard.g.ceiling).
+					Msg("PostgreSQL is shutting down: confirming the stream's last stretch without a publication check, so as not to hold up the shutdown; the next check verifies that the publication did not change meanwhile")
+			}
+		default:
+			// The ceiling stays where it is: confirmation waits, nothing is assumed.
 			r.log.Warn().Err(err).Msg("cannot check the publication; confirmation waits until a check succeeds")
 		}
-		r.deps.Publication.Close()
 		return nil
 	}
 	ceiling, err := g.observe(wal, st, r.clock.Now(), r.cfg.Publication, r.cfg.Table)
