@@ -42,12 +42,13 @@ type Config struct {
 	// Default "pgoutbox".
 	ClientID string
 
-	// MaxBatchMessages caps the number of messages in one round (all partitions together).
+	// MaxBatchMessages caps the messages the Publisher holds — taken from Run's input and not
+	// yet acknowledged, all partitions together — and so the messages of one produce request.
 	// Default 10000.
 	MaxBatchMessages int
 
-	// MaxRequestBytes caps the estimated size of the record batch sent to one partition in one
-	// round. Keep it below the topic's max.message.bytes (broker default 1048588): the broker
+	// MaxRequestBytes caps the estimated size of the record batch of one produce request (one
+	// partition). Keep it below the topic's max.message.bytes (broker default 1048588): the broker
 	// rejects larger batches. A single message larger than this is still sent, alone.
 	// Default 1000000.
 	MaxRequestBytes int

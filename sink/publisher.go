@@ -1,13 +1,15 @@
 // Package sink publishes messages to Kafka in order, with acks=all, and never skips a failed
 // write.
 //
-// The Publisher works in rounds. It blocks for one message, takes whatever else is already
-// queued (up to Config.MaxBatchMessages, and up to Config.MaxRequestBytes per partition),
-// partitions each message by key with the Java client's murmur2, and sends one produce request
-// per partition, in parallel, one request in flight per partition. A partition's request is
-// re-sent, and only that one, until Kafka acknowledges it; the next round starts when every
-// partition of this one has been acknowledged. So nothing newer ever reaches a partition before
-// an older message of that partition: a failure never leaves a gap that later writes skip.
+// The Publisher partitions each message by key with the Java client's murmur2 and queues it on
+// its partition. Each partition has at most one produce request in flight: when Kafka
+// acknowledges it, the partition's next request carries whatever queued meanwhile (up to
+// Config.MaxBatchMessages messages and Config.MaxRequestBytes), so requests fill up while Kafka
+// is behind and stay small, and fast, while it keeps up. Partitions never wait for each other. A
+// failed request is re-sent, the same messages in the same order, until Kafka acknowledges it,
+// and only then does the partition's next request go: nothing newer ever reaches a partition
+// before an older message of that partition, so a failure never leaves a gap that later writes
+// skip.
 //
 // kafka-go's Writer is not used: its batch timer adds latency, and it keeps sending a
 // partition's later batches after one failed for good (see DESIGN.md, "Sink").
@@ -82,10 +84,10 @@ func New(cfg Config, log zerolog.Logger) (*Publisher, error) {
 	}, nil
 }
 
-// Run publishes the messages received from in, in rounds, and calls acked with each round's
-// messages once Kafka has acknowledged all of them (from Run's goroutine, never concurrently;
-// the order of messages within a call is unspecified). A message is handed to acked exactly
-// once, and only after Kafka acknowledged it.
+// Run publishes the messages received from in and calls acked with each produce request's
+// messages once Kafka has acknowledged them (from Run's goroutine, never concurrently; the calls
+// of different partitions come in any order). A message is handed to acked exactly once, and
+// only after Kafka acknowledged it.
 //
 // Run retries failed requests forever while the failure may pass (Kafka down, leader
 // elections, timeouts...): an outage makes it wait, never exit, and never ack. It returns
@@ -94,99 +96,41 @@ func New(cfg Config, log zerolog.Logger) (*Publisher, error) {
 //   - a *RejectedError (errors.Is ErrRejected) when Kafka refused a message for good;
 //   - an error matching ErrFatal when Kafka refused the client (authorization, version...).
 //
-// On such an error, the partitions of the round that Kafka did acknowledge are handed to acked
-// before Run returns. Run must not be called concurrently.
+// On such an error, the requests in flight are stopped, and those that Kafka acknowledged
+// meanwhile are handed to acked before Run returns. Run must not be called concurrently.
 func (p *Publisher) Run(ctx context.Context, in <-chan Message, acked func([]Message)) error {
 	p.log.Info().Strs("brokers", p.cfg.Brokers).Str("topic", p.cfg.Topic).
 		Str("compression", p.cfg.Compression).Msg("publishing to kafka with acks=all")
-	var next *Message // taken from in but not sent yet: it starts the next round
-	for {
-		if next == nil {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case m, ok := <-in:
-				if !ok {
-					p.log.Info().Msg("input closed and everything acknowledged")
-					return nil
-				}
-				next = &m
-			}
-		}
-		r, held, err := p.collect(ctx, *next, in)
-		var unroutable *unroutableError
-		if errors.As(err, &unroutable) {
-			// Its topic cannot be used: set the message aside (dead-letter topic) or stop.
-			if err := p.setAside(ctx, *next, unroutable); err != nil {
-				return err
-			}
-			acked([]Message{*next})
-			next = nil
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		next = held
-		start := p.now()
-		done, err := p.sendRound(ctx, r)
-		if len(done) > 0 {
-			acked(done)
-		}
-		if err != nil {
-			return err
-		}
-		p.log.Debug().Int("messages", len(r.msgs)).Int("partitions", len(r.batches)).
-			Dur("took", p.now().Sub(start)).Msg("round acknowledged")
+	pl := p.newPipeline(ctx, acked)
+	defer pl.stop(nil)
+	if err := pl.run(ctx, in); err != nil {
+		return pl.finish(ctx, err)
 	}
+	p.log.Info().Msg("input closed and everything acknowledged")
+	return nil
 }
 
-// collect builds a round that starts with first and goes on with what is queued in in, without
-// waiting. It returns the message that did not fit, if any: that one starts the next round.
-func (p *Publisher) collect(ctx context.Context, first Message, in <-chan Message) (*round, *Message, error) {
-	r := newRound(limits{maxMessages: p.cfg.MaxBatchMessages, maxBytes: p.cfg.MaxRequestBytes})
-	var h murmur2
-	n, err := p.partitionsFor(ctx, first)
-	if err != nil {
-		return nil, nil, err
+// freshPartitionCount returns the topic's cached partition count unless it is older than
+// MetadataTTL.
+func (p *Publisher) freshPartitionCount(topic string) (int, bool) {
+	p.mu.Lock()
+	c, ok := p.counts[topic]
+	p.mu.Unlock()
+	if !ok || p.now().Sub(c.read) >= p.cfg.MetadataTTL {
+		return 0, false
 	}
-	r.add(routedWith(first, n), topicPartition{topic: topicOf(first, p.cfg.Topic), partition: h.partition(first.Key, n)})
-	for !r.full() {
-		var m Message
-		var ok bool
-		select {
-		case m, ok = <-in:
-			if !ok {
-				return r, nil, nil // in is closed: the next receive says so
-			}
-		default:
-			return r, nil, nil // nothing queued: send what we have now
-		}
-		topic := topicOf(m, p.cfg.Topic)
-		if CheckTopicName(topic) != nil {
-			return r, &m, nil // the next round starts with it, and sets it aside
-		}
-		n, err := p.cachedPartitionCount(ctx, topic)
-		if err != nil {
-			// Send what we have; the next round waits for this topic's metadata.
-			return r, &m, nil
-		}
-		if !r.add(routedWith(m, n), topicPartition{topic: topic, partition: h.partition(m.Key, n)}) {
-			return r, &m, nil
-		}
-	}
-	return r, nil, nil
+	return c.n, true
 }
 
 // cachedPartitionCount returns the topic's partition count, read again after MetadataTTL
 // or after a request failed in a way that suggests the count is stale.
 func (p *Publisher) cachedPartitionCount(ctx context.Context, topic string) (int, error) {
+	if n, ok := p.freshPartitionCount(topic); ok {
+		return n, nil
+	}
 	p.mu.Lock()
 	c, ok := p.counts[topic]
 	p.mu.Unlock()
-	if ok && p.now().Sub(c.read) < p.cfg.MetadataTTL {
-		return c.n, nil
-	}
 	n, err := p.meta.partitionCount(ctx, topic)
 	if err != nil {
 		p.forgetPartitionCount(topic)

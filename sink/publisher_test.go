@@ -37,18 +37,21 @@ type fakeKafka struct {
 	// countErr decides the outcome of the n-th metadata read (from 0) of a topic.
 	countErr func(topic string, n int) error
 
-	mu      sync.Mutex
-	calls   []call
-	perTP   map[topicPartition]int
-	reads   map[string]int
-	written map[topicPartition][]Message
-	ackable map[string]bool // ids written
+	mu       sync.Mutex
+	calls    []call
+	perTP    map[topicPartition]int
+	inFlight map[topicPartition]bool // a request is being answered
+	overlaps []topicPartition        // partitions that had two requests in flight at once
+	reads    map[string]int
+	written  map[topicPartition][]Message
+	ackable  map[string]bool // ids written
 }
 
 func newFake(partitions int) *fakeKafka {
 	return &fakeKafka{
 		partitions: partitions,
 		perTP:      make(map[topicPartition]int),
+		inFlight:   make(map[topicPartition]bool),
 		reads:      make(map[string]int),
 		written:    make(map[topicPartition][]Message),
 		ackable:    make(map[string]bool),
@@ -61,6 +64,10 @@ func (f *fakeKafka) produce(ctx context.Context, topic string, partition int, ms
 	n := f.perTP[tp]
 	f.perTP[tp]++
 	fail := f.fail
+	if f.inFlight[tp] {
+		f.overlaps = append(f.overlaps, tp)
+	}
+	f.inFlight[tp] = true
 	f.mu.Unlock()
 	err := ctx.Err()
 	if err == nil && fail != nil {
@@ -68,6 +75,7 @@ func (f *fakeKafka) produce(ctx context.Context, topic string, partition int, ms
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.inFlight[tp] = false
 	f.calls = append(f.calls, call{topicPartition: tp, ids: ids(msgs), err: err})
 	if err == nil {
 		f.written[tp] = append(f.written[tp], msgs...)
@@ -177,22 +185,30 @@ func feed(msgs []Message, closeIt bool) chan Message {
 
 var errRefused = fmt.Errorf("kafka.(*Client).Produce: dial tcp 127.0.0.1:9092: %w", syscall.ECONNREFUSED)
 
+// TestPublisher_Run_orderUnderFailure: a partition's failed request is re-sent, the same
+// records in the same order, before its next one; the other partitions do not wait for it.
 func TestPublisher_Run_orderUnderFailure(t *testing.T) {
 	t.Parallel()
 	fake := newFake(2)
 	k0, k1 := keyFor(t, 0, 2), keyFor(t, 1, 2)
-	// Round 1 (4 messages, the round's limit): a0 b1 c0 d1; round 2: e1 f0 g1.
+	// The publisher holds 4 messages at most: a0 b1 c0 d1 first, then e1 f0 g1 as room frees.
 	msgs := []Message{
 		{ID: "a", Key: k0}, {ID: "b", Key: k1}, {ID: "c", Key: k0}, {ID: "d", Key: k1},
 		{ID: "e", Key: k1}, {ID: "f", Key: k0}, {ID: "g", Key: k1},
 	}
-	p0done := make(chan struct{})
+	p0second := make(chan struct{})
 	fake.fail = func(tp topicPartition, n int, _ []string) error {
 		switch {
-		case tp.partition == 0 && n == 0:
-			close(p0done)
+		case tp.partition == 0 && n == 1:
+			close(p0second)
 		case tp.partition == 1 && n == 0:
-			<-p0done // fail mid-round, after partition 0 succeeded
+			// Partition 1's first request stays unanswered until partition 0 has sent its second:
+			// partition 0 does not wait for partition 1.
+			select {
+			case <-p0second:
+			case <-time.After(10 * time.Second):
+				t.Error("partition 0 waited for partition 1 before sending its next request")
+			}
 			return &produceError{err: kafka.NotLeaderForPartition}
 		case tp.partition == 1 && n == 1:
 			return errRefused
@@ -206,18 +222,16 @@ func TestPublisher_Run_orderUnderFailure(t *testing.T) {
 	}
 
 	calls, written := fake.snapshot()
-	var got []string
+	perPartition := map[int][]string{}
 	for _, c := range calls {
-		got = append(got, fmt.Sprintf("%d:%s:%v", c.partition, strings.Join(c.ids, ","), c.err == nil))
+		perPartition[c.partition] = append(perPartition[c.partition], fmt.Sprintf("%s:%v", strings.Join(c.ids, ","), c.err == nil))
 	}
-	// Partition 0 is sent once per round; partition 1's request is re-sent, same records in
-	// the same order, until it succeeds; round 2 starts only after.
-	want := []string{"0:a,c:true", "1:b,d:false", "1:b,d:false", "1:b,d:true"}
-	if !slices.Equal(got[:4], want) {
-		t.Errorf("round 1 calls = %v, want %v", got[:4], want)
+	if got, want := perPartition[0], []string{"a,c:true", "f:true"}; !slices.Equal(got, want) {
+		t.Errorf("partition 0 requests = %v, want %v", got, want)
 	}
-	if rest := got[4:]; len(rest) != 2 || !slices.Contains(rest, "0:f:true") || !slices.Contains(rest, "1:e,g:true") {
-		t.Errorf("round 2 calls = %v", rest)
+	// Partition 1's request is re-sent until it succeeds; e and g go only after.
+	if got, want := perPartition[1], []string{"b,d:false", "b,d:false", "b,d:true", "e,g:true"}; !slices.Equal(got, want) {
+		t.Errorf("partition 1 requests = %v, want %v", got, want)
 	}
 	if w := ids(written[topicPartition{"outbox", 1}]); !slices.Equal(w, []string{"b", "d", "e", "g"}) {
 		t.Errorf("partition 1 holds %v", w)
@@ -226,13 +240,13 @@ func TestPublisher_Run_orderUnderFailure(t *testing.T) {
 		t.Errorf("partition 0 holds %v", w)
 	}
 	acks.ackedOnce(t, ids(msgs))
-	if len(acks.calls) != 2 {
-		t.Errorf("acked called %d times, want once per round: %v", len(acks.calls), acks.calls)
+	if len(acks.calls) != 4 {
+		t.Errorf("acked called %d times, want once per acknowledged request: %v", len(acks.calls), acks.calls)
 	}
 }
 
 // TestPublisher_Run_randomFailures checks the order and ack invariants with transient failures
-// at random, over many keys and rounds, and a graceful drain at the end.
+// at random and slow partitions, over many keys and requests, and a graceful drain at the end.
 func TestPublisher_Run_randomFailures(t *testing.T) {
 	t.Parallel()
 	const partitions, keys, total = 5, 40, 3000
@@ -241,12 +255,15 @@ func TestPublisher_Run_randomFailures(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 9)) //nolint:gosec // reproducible test data
 	fake.fail = func(topicPartition, int, []string) error {
 		mu.Lock()
-		defer mu.Unlock()
-		switch rng.IntN(10) {
+		outcome := rng.IntN(10)
+		mu.Unlock()
+		switch outcome {
 		case 0:
 			return errRefused
 		case 1:
 			return &produceError{err: kafka.NotEnoughReplicas}
+		case 2, 3:
+			time.Sleep(100 * time.Microsecond) // a slow partition: the others go on meanwhile
 		}
 		return nil
 	}
@@ -280,6 +297,9 @@ func TestPublisher_Run_randomFailures(t *testing.T) {
 		}
 	}
 	acks.ackedOnce(t, ids(msgs))
+	if len(fake.overlaps) > 0 {
+		t.Errorf("two requests in flight at once on %v", fake.overlaps)
+	}
 }
 
 func TestPublisher_Run_cancelDuringOutage(t *testing.T) {
@@ -331,7 +351,7 @@ func TestPublisher_Run_rejected(t *testing.T) {
 			close(p0done)
 		}
 		if tp.partition == 1 && ids[0] == "big" {
-			<-p0done // partition 0 of the round is acknowledged first
+			<-p0done // partition 0 is acknowledged first
 			return &produceError{err: fmt.Errorf("%w: the request included a message larger than the max message size", kafka.MessageSizeTooLarge)}
 		}
 		return nil
@@ -414,8 +434,8 @@ func TestPublisher_Run_waitsForMetadata(t *testing.T) {
 	acks.ackedOnce(t, ids(msgs))
 }
 
-// A message whose topic's metadata cannot be read while a round is built waits for the next
-// round, and the messages after it too; the round goes out without them.
+// A message whose topic's metadata cannot be read waits for it, and the messages after it too;
+// what was taken before it is sent meanwhile.
 func TestPublisher_Run_heldBackOnMetadataError(t *testing.T) {
 	t.Parallel()
 	fake := newFake(1)
@@ -439,8 +459,8 @@ func TestPublisher_Run_heldBackOnMetadataError(t *testing.T) {
 	if len(got) != 3 || got[0] != "outbox:a" || !slices.Contains(got[1:], "other:b") || !slices.Contains(got[1:], "outbox:c") {
 		t.Errorf("calls = %v, want a alone, then b and c", got)
 	}
-	if len(acks.calls) != 2 {
-		t.Errorf("acked calls = %v, want two rounds", acks.calls)
+	if len(acks.calls) != 3 {
+		t.Errorf("acked calls = %v, want one per request", acks.calls)
 	}
 	acks.ackedOnce(t, ids(msgs))
 }
@@ -586,4 +606,43 @@ func TestPublisher_Run_unroutableTopics(t *testing.T) {
 			t.Fatalf("Run = %v, want a RejectedError naming row bad and its topic", err)
 		}
 	})
+}
+
+// While a partition's request is in flight, what arrives for it queues; the next request
+// carries all of it at once, as soon as the first is acknowledged.
+func TestPublisher_Run_nextRequestCarriesWhatQueued(t *testing.T) {
+	t.Parallel()
+	fake := newFake(1)
+	firstSent, release := make(chan struct{}), make(chan struct{})
+	fake.fail = func(_ topicPartition, n int, _ []string) error {
+		if n == 0 {
+			close(firstSent)
+			<-release
+		}
+		return nil
+	}
+	p := newTestPublisher(t, fake, Config{})
+	acks := newAckLog(t, fake)
+	in := make(chan Message)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background(), in, acks.acked) }()
+	in <- Message{ID: "a"}
+	<-firstSent
+	for _, id := range []string{"b", "c", "d", "e"} {
+		in <- Message{ID: id} // taken while a is in flight
+	}
+	close(release)
+	close(in)
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	calls, _ := fake.snapshot()
+	var got []string
+	for _, c := range calls {
+		got = append(got, strings.Join(c.ids, ","))
+	}
+	if want := []string{"a", "b,c,d,e"}; !slices.Equal(got, want) {
+		t.Errorf("requests = %v, want %v", got, want)
+	}
+	acks.ackedOnce(t, []string{"a", "b", "c", "d", "e"})
 }

@@ -1,53 +1,6 @@
 package sink
 
-import (
-	"context"
-	"errors"
-	"sync"
-)
-
-// errStopped cancels the other partitions of a round when one failed for good.
-var errStopped = errors.New("another partition of the round failed")
-
-// sendRound sends each partition's batch of r, in parallel, and returns the messages that
-// Kafka acknowledged. The error is nil when all were acknowledged; otherwise it is the first
-// permanent or fatal error, or ctx's error.
-func (p *Publisher) sendRound(parent context.Context, r *round) ([]Message, error) {
-	ctx, cancel := context.WithCancelCause(parent)
-	defer cancel(nil)
-	errs := make([]error, len(r.batches))
-	var wg sync.WaitGroup
-	for i, b := range r.batches {
-		wg.Go(func() {
-			errs[i] = p.sendBatch(ctx, b.topicPartition, b.msgs)
-			if errs[i] != nil {
-				cancel(errStopped)
-			}
-		})
-	}
-	wg.Wait()
-
-	var failure error
-	done := make([]Message, 0, len(r.msgs))
-	for i, b := range r.batches {
-		switch err := errs[i]; {
-		case err == nil:
-			done = append(done, b.msgs...)
-		case failure == nil && !errors.Is(err, errStopped) && parent.Err() == nil:
-			failure = err
-		}
-	}
-	if len(done) == len(r.msgs) {
-		return r.msgs, nil
-	}
-	if err := parent.Err(); err != nil {
-		return done, err
-	}
-	if failure == nil { // unreachable: a partition stopped the others only after failing
-		failure = errStopped
-	}
-	return done, failure
-}
+import "context"
 
 // sendBatch sends msgs to one partition as one request, and re-sends the same request until
 // Kafka acknowledges it, ctx is done, or Kafka refuses it for good. A batch that the broker

@@ -16,15 +16,25 @@ type LatencyResult struct {
 	Seconds      float64 `json:"seconds"`
 	Rows         int     `json:"rows"`
 	Writers      int     `json:"writer_connections"`
+	// Receive is commit → the relay has the transaction, from the relay's histogram
+	// pgoutbox_commit_to_receive_seconds: the part of Ack spent before Kafka (server, walsender,
+	// network, decoding).
+	Receive Quantiles `json:"commit_to_receive"`
 	// Ack is commit → Kafka acknowledgement (acks=all), from the relay's histogram
 	// pgoutbox_commit_to_ack_seconds over the measured phase.
 	Ack Quantiles `json:"commit_to_ack"`
 	// Consumer is commit → arrival at an independent consumer fetching the topic.
 	Consumer Quantiles `json:"commit_to_consumer"`
 	PeakRSS  int64     `json:"pgoutbox_peak_rss_bytes"`
+	// LoadAvg1 is the machine's 1-minute load average at the end of the rate's run: the writer,
+	// PostgreSQL, Kafka and the relay share the same cores.
+	LoadAvg1 float64 `json:"load_average_1m"`
 }
 
-const ackHistogram = "pgoutbox_commit_to_ack_seconds"
+const (
+	ackHistogram     = "pgoutbox_commit_to_ack_seconds"
+	receiveHistogram = "pgoutbox_commit_to_receive_seconds"
+)
 
 // latencyScenario runs a fresh relay and an independent consumer, warms up for a second, then
 // commits 1-row transactions at rate rows/s for the configured time.
@@ -78,8 +88,11 @@ func (b *bench) latencyScenario(ctx context.Context, rate int) error {
 			return err
 		}
 		r := LatencyResult{Rate: rate, RateAchieved: float64(rows) / took.Seconds(), Seconds: took.Seconds(), Rows: rows, Writers: w.conns}
+		r.LoadAvg1 = loadAverage()
 		r.Ack = histogramQuantiles(minus(histogram(after, ackHistogram), histogram(before, ackHistogram)),
 			"relay histogram "+ackHistogram+": interpolated within buckets 1,2,5,10,20,50,100 ms…; max = the bucket's upper bound")
+		r.Receive = histogramQuantiles(minus(histogram(after, receiveHistogram), histogram(before, receiveHistogram)),
+			"relay histogram "+receiveHistogram+" (per transaction): interpolated within buckets; max = the bucket's upper bound")
 		r.Consumer = exactQuantiles(cons.latencies(),
 			"independent consumer, arrival − record timestamp (commit time truncated to the millisecond: up to +1 ms)")
 		if r.PeakRSS, err = relay.peakRSS(); err != nil {
@@ -88,8 +101,8 @@ func (b *bench) latencyScenario(ctx context.Context, rate int) error {
 		if err := relay.stop(); err != nil {
 			return err
 		}
-		b.progress("  achieved %.0f rows/s; commit→ack p50 %.2f p99 %.2f ms (histogram, %d rows); commit→consumer p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms; peak RSS %.1f MB",
-			r.RateAchieved, r.Ack.P50, r.Ack.P99, r.Ack.Count, r.Consumer.P50, r.Consumer.P99, r.Consumer.P999, r.Consumer.Max, float64(r.PeakRSS)/1e6)
+		b.progress("  achieved %.0f rows/s; commit→receive p50 %.2f p99 %.2f ms; commit→ack p50 %.2f p99 %.2f ms (histogram, %d rows); commit→consumer p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms; peak RSS %.1f MB; load average %.2f",
+			r.RateAchieved, r.Receive.P50, r.Receive.P99, r.Ack.P50, r.Ack.P99, r.Ack.Count, r.Consumer.P50, r.Consumer.P99, r.Consumer.P999, r.Consumer.Max, float64(r.PeakRSS)/1e6, r.LoadAvg1)
 		b.res.Latency = append(b.res.Latency, r)
 		b.res.Memory = append(b.res.Memory, MemoryResult{Scenario: 4,
 			What: fmt.Sprintf("steady load, %d rows/s for %s", rate, b.opts.latencyFor), PeakRSS: r.PeakRSS})

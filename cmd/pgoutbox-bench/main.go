@@ -104,7 +104,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.rows, "rows", 0, "backlog rows of scenarios 1-3 (default 500,000; 50,000 with --quick)")
 	fs.IntVar(&o.channels, "channels", 1000, "distinct channels (Kafka keys)")
 	fs.IntVar(&o.writers, "writers", 4, "parallel connections writing the 1-row backlog")
-	fs.StringVar(&o.rates, "rates", "1000,5000", "write rates of the latency scenario, rows/s, comma-separated")
+	fs.StringVar(&o.rates, "rates", "1000,3000,5000", "write rates of the latency scenario, rows/s, comma-separated")
 	fs.DurationVar(&o.latencyFor, "latency-for", 0, "duration of each latency rate (default 60s; 15s with --quick)")
 	fs.IntVar(&o.bigRows, "big-rows", 1_000_000, "rows of the one large transaction of the memory scenario")
 	fs.StringVar(&o.only, "only", "1,2,3,4,5,6,7", "scenarios to run, comma-separated")

@@ -16,9 +16,10 @@ type Quantiles struct {
 	P99   float64 `json:"p99_ms"`
 	P999  float64 `json:"p99_9_ms"`
 	Max   float64 `json:"max_ms"`
-	// Within5ms and Within20ms are the shares at or below the targets' bounds.
+	// Within5ms, Within20ms and Within50ms are the shares at or below the targets' bounds.
 	Within5ms  float64 `json:"share_within_5ms"`
 	Within20ms float64 `json:"share_within_20ms"`
+	Within50ms float64 `json:"share_within_50ms"`
 	// Source says how the figures were obtained and how exact they are.
 	Source string `json:"source"`
 }
@@ -38,6 +39,7 @@ func exactQuantiles(lat []time.Duration, source string) Quantiles {
 	q.P50, q.P99, q.P999, q.Max = rank(0.5), rank(0.99), rank(0.999), ms(s[len(s)-1])
 	q.Within5ms = float64(sort.Search(len(s), func(i int) bool { return s[i] > 5*time.Millisecond })) / float64(len(s))
 	q.Within20ms = float64(sort.Search(len(s), func(i int) bool { return s[i] > 20*time.Millisecond })) / float64(len(s))
+	q.Within50ms = float64(sort.Search(len(s), func(i int) bool { return s[i] > 50*time.Millisecond })) / float64(len(s))
 	return q
 }
 
@@ -122,6 +124,8 @@ func histogramQuantiles(bs []bucket, source string) Quantiles {
 			q.Within5ms = b.count / total
 		case 0.02:
 			q.Within20ms = b.count / total
+		case 0.05:
+			q.Within50ms = b.count / total
 		}
 	}
 	return q

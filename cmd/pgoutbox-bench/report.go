@@ -67,12 +67,23 @@ func (r *Results) evaluate() {
 		}
 	}
 	for _, l := range r.Latency {
-		if l.Rate != 1000 {
-			continue
+		at := fmt.Sprintf("scenario 4 at %d rows/s", l.Rate)
+		load := fmt.Sprintf("; load average %.1f", l.LoadAvg1)
+		switch l.Rate {
+		case 1000:
+			r.Targets = append(r.Targets,
+				Target{at + ": commit→ack p50 ≤ 5 ms", fmt.Sprintf("%.1f ms (%.1f%% ≤ 5 ms)%s", l.Ack.P50, 100*l.Ack.Within5ms, load), l.Ack.Count > 0 && l.Ack.Within5ms >= 0.5},
+				Target{at + ": commit→ack p99 ≤ 20 ms", fmt.Sprintf("%.1f ms (%.2f%% ≤ 20 ms)%s", l.Ack.P99, 100*l.Ack.Within20ms, load), l.Ack.Count > 0 && l.Ack.Within20ms >= 0.99})
+		case 3000:
+			r.Targets = append(r.Targets,
+				Target{at + ": commit→ack p99 ≤ 20 ms", fmt.Sprintf("%.1f ms (%.2f%% ≤ 20 ms)%s", l.Ack.P99, 100*l.Ack.Within20ms, load), l.Ack.Count > 0 && l.Ack.Within20ms >= 0.99})
+		case 5000:
+			// Sustained: the writer kept the rate (it waits when PostgreSQL does), and the relay kept
+			// up with it, which the p99 bound shows.
+			r.Targets = append(r.Targets,
+				Target{at + ": sustained, commit→ack p99 ≤ 50 ms", fmt.Sprintf("%.0f rows/s achieved, %.1f ms (%.2f%% ≤ 50 ms)%s", l.RateAchieved, l.Ack.P99, 100*l.Ack.Within50ms, load),
+					l.Ack.Count > 0 && l.RateAchieved >= 0.98*float64(l.Rate) && l.Ack.Within50ms >= 0.99})
 		}
-		r.Targets = append(r.Targets,
-			Target{"scenario 4 at 1,000 rows/s: commit→ack p50 ≤ 5 ms", fmt.Sprintf("%.1f ms (%.1f%% ≤ 5 ms)", l.Ack.P50, 100*l.Ack.Within5ms), l.Ack.Count > 0 && l.Ack.Within5ms >= 0.5},
-			Target{"scenario 4 at 1,000 rows/s: commit→ack p99 ≤ 20 ms", fmt.Sprintf("%.1f ms (%.2f%% ≤ 20 ms)", l.Ack.P99, 100*l.Ack.Within20ms), l.Ack.Count > 0 && l.Ack.Within20ms >= 0.99})
 	}
 	if len(r.Memory) > 0 {
 		peak, what := int64(0), ""
@@ -144,15 +155,19 @@ func printReport(out io.Writer, r *Results) {
 
 	if len(r.Latency) > 0 {
 		p("\nLatency: 1-row transactions at a fixed rate, milliseconds")
-		row("rate/s\tachieved\trows\tmeasure\tp50\tp99\tp99.9\tmax\t≤ 5 ms\t≤ 20 ms\t")
+		row("rate/s\tachieved\trows\tmeasure\tp50\tp99\tp99.9\tmax\t≤ 5 ms\t≤ 20 ms\t≤ 50 ms\tload\t")
 		for _, l := range r.Latency {
-			row("%d\t%.0f\t%d\tcommit→ack (relay histogram)\t%.2f\t%.2f\t%.2f\t≤ %.0f\t%.1f%%\t%.2f%%\t", l.Rate, l.RateAchieved, l.Rows,
-				l.Ack.P50, l.Ack.P99, l.Ack.P999, l.Ack.Max, 100*l.Ack.Within5ms, 100*l.Ack.Within20ms)
-			row("\t\t\tcommit→consumer\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f%%\t%.2f%%\t",
-				l.Consumer.P50, l.Consumer.P99, l.Consumer.P999, l.Consumer.Max, 100*l.Consumer.Within5ms, 100*l.Consumer.Within20ms)
+			row("%d\t%.0f\t%d\tcommit→receive (relay histogram)\t%.2f\t%.2f\t%.2f\t≤ %.0f\t%.1f%%\t%.2f%%\t%.2f%%\t%.1f\t", l.Rate, l.RateAchieved, l.Rows,
+				l.Receive.P50, l.Receive.P99, l.Receive.P999, l.Receive.Max, 100*l.Receive.Within5ms, 100*l.Receive.Within20ms, 100*l.Receive.Within50ms, l.LoadAvg1)
+			row("\t\t\tcommit→ack (relay histogram)\t%.2f\t%.2f\t%.2f\t≤ %.0f\t%.1f%%\t%.2f%%\t%.2f%%\t\t",
+				l.Ack.P50, l.Ack.P99, l.Ack.P999, l.Ack.Max, 100*l.Ack.Within5ms, 100*l.Ack.Within20ms, 100*l.Ack.Within50ms)
+			row("\t\t\tcommit→consumer\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f%%\t%.2f%%\t%.2f%%\t\t",
+				l.Consumer.P50, l.Consumer.P99, l.Consumer.P999, l.Consumer.Max, 100*l.Consumer.Within5ms, 100*l.Consumer.Within20ms, 100*l.Consumer.Within50ms)
 		}
 		flush()
-		p("  commit→ack: interpolated within the histogram's buckets (1, 2, 5, 10, 20, 50 ms…), max = a bucket bound; the ≤ 5/20 ms shares are exact.")
+		p("  commit→receive/ack: interpolated within the histogram's buckets (1, 2, 5, 10, 20, 50 ms…), max = a bucket bound; the ≤ 5/20/50 ms shares are exact.")
+		p("  commit→receive: the part spent before the relay has the transaction (server, walsender, decoding); the rest of commit→ack is the sink and Kafka.")
+		p("  load: the 1-minute load average at the end of the rate's run (the writer shares the cores).")
 		p("  commit→consumer: exact per row, but record timestamps are milliseconds (commit time truncated): up to +1 ms.")
 		flush()
 	}

@@ -60,15 +60,22 @@ func (b *bench) checkServices(ctx context.Context) error {
 	return nil
 }
 
+// loadAverage is the machine's 1-minute load average; 0 when it cannot be read.
+func loadAverage() float64 {
+	var avg float64
+	if out, err := os.ReadFile("/proc/loadavg"); err == nil {
+		_, _ = fmt.Sscan(string(out), &avg)
+	}
+	return avg
+}
+
 // describeMachine reads the machine's cores, memory and versions; what cannot be read stays empty.
 func (b *bench) describeMachine(ctx context.Context) Machine {
 	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), CPU: cpuModel(), MemoryMiB: memTotalMiB()}
 	if out, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(out))
 	}
-	if out, err := os.ReadFile("/proc/loadavg"); err == nil {
-		_, _ = fmt.Sscan(string(out), &m.LoadAvg1)
-	}
+	m.LoadAvg1 = loadAverage()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if conn, err := pgx.Connect(cctx, b.opts.databaseURL); err == nil {

@@ -50,7 +50,7 @@ type Config struct {
 	ShutdownTimeout   time.Duration // how long a shutdown waits for in-flight writes
 	ReconnectMax      time.Duration // longest wait between reconnection attempts
 
-	KafkaBatchMessages  int           // most records in one produce request
+	KafkaBatchMessages  int           // most records the sink holds unacknowledged (and so in one request)
 	KafkaRequestBytes   int           // most bytes per partition in one produce request
 	KafkaRequestTimeout time.Duration // timeout of one produce request
 	KafkaBackoffMax     time.Duration // longest wait between retries of a failed write
@@ -161,7 +161,7 @@ func (c *Config) settings() []setting {
 		{"status-interval", "longest gap between status updates to PostgreSQL; keep well below wal_sender_timeout", (*durationValue)(&c.StatusInterval), scopeRun},
 		{"shutdown-timeout", "how long a shutdown waits for in-flight Kafka writes", (*durationValue)(&c.ShutdownTimeout), scopeRun},
 		{"reconnect-max", "longest wait between reconnection attempts to PostgreSQL", (*durationValue)(&c.ReconnectMax), scopeRun},
-		{"kafka-batch-messages", "most records in one produce request", (*intValue)(&c.KafkaBatchMessages), scopeRun},
+		{"kafka-batch-messages", "most records the sink holds unacknowledged, all partitions together (and so in one produce request)", (*intValue)(&c.KafkaBatchMessages), scopeRun},
 		{"kafka-request-bytes", "most bytes per partition in one produce request; keep below the topic's max.message.bytes", (*intValue)(&c.KafkaRequestBytes), scopeRun},
 		{"kafka-request-timeout", "timeout of one produce request", (*durationValue)(&c.KafkaRequestTimeout), scopeRun},
 		{"kafka-backoff-max", "longest wait between retries of a failed Kafka write (retries never stop)", (*durationValue)(&c.KafkaBackoffMax), scopeRun},

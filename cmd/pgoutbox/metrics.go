@@ -24,6 +24,7 @@ type metrics struct {
 	skipped         *prometheus.CounterVec
 	sessions        prometheus.Counter
 	commitToAck     prometheus.Histogram
+	commitToReceive prometheus.Histogram
 
 	slotUnconfirmed prometheus.Gauge
 	slotRetained    prometheus.Gauge
@@ -78,6 +79,11 @@ func newMetrics() *metrics {
 		Help:    "Time from a transaction's commit to Kafka's acknowledgement of its row.",
 		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10, 30, 60, 300},
 	})
+	m.commitToReceive = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pgoutbox_commit_to_receive_seconds",
+		Help:    "Time from a transaction's commit to its arrival at the relay (per transaction with outbox rows): the part of commit-to-ack spent before Kafka.",
+		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10, 30, 60, 300},
+	})
 	m.slotUnconfirmed = gauge("pgoutbox_slot_unconfirmed_bytes", "pg_current_wal_lsn() - confirmed_flush_lsn of the slot: WAL not yet confirmed as published.")
 	m.slotRetained = gauge("pgoutbox_slot_retained_bytes", "pg_current_wal_lsn() - restart_lsn of the slot: WAL the slot keeps on disk.")
 	m.slotSafeWAL = gauge("pgoutbox_slot_safe_wal_bytes", "safe_wal_size of the slot: bytes that can still be written before it is invalidated; -1 when unbounded.")
@@ -94,7 +100,7 @@ func newMetrics() *metrics {
 	progress := func(f func(relay.Progress) float64) func() float64 {
 		return func() float64 { return f(m.progress()) }
 	}
-	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.deadLettered, m.skipped, m.topicWaits, m.sessions, m.commitToAck,
+	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.deadLettered, m.skipped, m.topicWaits, m.sessions, m.commitToAck, m.commitToReceive,
 		m.slotUnconfirmed, m.slotRetained, m.slotSafeWAL, m.slotKeepSize, m.slotActive, m.slotFailover, m.slotSynced, m.slotInactive, m.slotWALStatus, m.alarmLevel,
 		gaugeFunc("pgoutbox_inflight_events", "Rows read from PostgreSQL and not yet acknowledged by Kafka.",
 			progress(func(p relay.Progress) float64 { return float64(p.InFlightRows) })),
@@ -152,6 +158,11 @@ func (m *metrics) SessionEnded(err error) {
 
 // DeadLettered implements relay.Observer: a row the stream could not decode.
 func (m *metrics) DeadLettered() { m.deadLettered.WithLabelValues("decode").Inc() }
+
+// Received implements relay.Observer: a transaction arrived from PostgreSQL.
+func (m *metrics) Received(commitTime time.Time) {
+	m.commitToReceive.Observe(time.Since(commitTime).Seconds())
+}
 
 // Published implements relay.Observer: Kafka acknowledged msgs.
 func (m *metrics) Published(msgs []sink.Message) {

@@ -69,6 +69,10 @@ type Observer interface {
 	SessionStarted()
 	// SessionEnded: the session ended; err says why (nil on shutdown).
 	SessionEnded(err error)
+	// Received: a transaction with outbox rows arrived from PostgreSQL; commitTime is its
+	// commit's. Together with Published it tells where a row waits: before the relay has it
+	// (server, network) or after (Kafka).
+	Received(commitTime time.Time)
 	// Published: Kafka acknowledged these messages.
 	Published(msgs []sink.Message)
 	// DeadLettered: a row the stream could not decode went to the dead-letter topic.
@@ -90,6 +94,9 @@ func (NopObserver) SessionStarted() {}
 
 // SessionEnded implements Observer.
 func (NopObserver) SessionEnded(error) {}
+
+// Received implements Observer.
+func (NopObserver) Received(time.Time) {}
 
 // Published implements Observer.
 func (NopObserver) Published([]sink.Message) {}

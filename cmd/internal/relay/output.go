@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/checkpoint"
@@ -19,7 +20,8 @@ type output struct {
 	queue   chan sink.Message // capacity = the window's event limit, so a send never blocks
 	ceiling *atomic.Uint64    // the publication guard's proven position (see pubGuard)
 
-	onDeadLetter func() // counts rows the stream routed to the dead-letter topic
+	onDeadLetter func()                     // counts rows the stream routed to the dead-letter topic
+	onReceived   func(commitTime time.Time) // observes each transaction's arrival
 }
 
 var _ capture.Output = (*output)(nil)
@@ -30,10 +32,12 @@ func newOutput(start capture.LSN, lim checkpoint.Limits, ceiling *atomic.Uint64)
 		ceiling:      ceiling,
 		queue:        make(chan sink.Message, lim.MaxEvents),
 		onDeadLetter: func() {},
+		onReceived:   func(time.Time) {},
 	}
 }
 
 func (o *output) Begin(b capture.Begin) uint64 {
+	o.onReceived(b.CommitTime) // pgoutput sends a transaction once it committed: this is its arrival
 	return uint64(o.tracker.Begin(b.CommitTime))
 }
 

@@ -78,6 +78,7 @@ func (r *Relay) session(ctx context.Context) error {
 	s := &session{stream: stream, out: newOutput(start, r.cfg.Window, &r.ceiling), start: start,
 		stop: func() { stopStream(); stopSink() }}
 	s.out.onDeadLetter = r.obs.DeadLettered
+	s.out.onReceived = r.obs.Received
 	r.current.Store(s)
 	r.obs.SessionStarted()
 
