@@ -18,9 +18,24 @@ type limits struct {
 // sent yet, in input order, and whether the partition has a request in flight. Only Run's
 // goroutine touches it.
 type partitionQueue struct {
-	tp       topicPartition
-	pending  []Message
-	inFlight bool
+	tp           topicPartition
+	pending      []Message
+	pendingBytes int // estimated record sizes of pending
+	inFlight     bool
+	lingering    bool // its next request waits for the linger timer (pipeline.linger)
+	lingered     bool // its next request waited already: it goes at the next chance
+}
+
+// add appends m to the queue.
+func (q *partitionQueue) add(m Message) {
+	q.pending = append(q.pending, m)
+	q.pendingBytes += recordSize(&m)
+}
+
+// quarterFull reports whether the next request would be a quarter full: then it does not
+// linger.
+func (q *partitionQueue) quarterFull(lim limits) bool {
+	return 4*len(q.pending) >= lim.maxMessages || 4*q.pendingBytes >= lim.maxBytes
 }
 
 // next takes the partition's next request off the head of the queue: the longest prefix within
@@ -39,6 +54,8 @@ func (q *partitionQueue) next(lim limits) []Message {
 	}
 	msgs := q.pending[:n:n] // capped: appending to the queue never writes into a request
 	q.pending = q.pending[n:]
+	q.pendingBytes -= size - batchOverhead
+	q.lingered = false
 	if len(q.pending) == 0 {
 		q.pending = nil // let the sent messages' backing array go with the request
 	}

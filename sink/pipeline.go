@@ -25,6 +25,10 @@ type pipeline struct {
 	inFlight int
 	done     chan answer
 	h        murmur2
+
+	closed    bool              // the input is closed: nothing more comes, so nothing lingers
+	lingering []*partitionQueue // idle partitions waiting for lingerC (Config.Linger)
+	lingerC   <-chan time.Time  // nil when nothing lingers
 }
 
 // answer is the outcome of one request.
@@ -61,6 +65,8 @@ func (pl *pipeline) run(parent context.Context, in <-chan Message) error {
 		select {
 		case <-parent.Done():
 			return parent.Err()
+		case <-pl.lingerC:
+			pl.lingerOver()
 		case a := <-pl.done:
 			if err := pl.answered(a); err != nil {
 				return err
@@ -68,6 +74,9 @@ func (pl *pipeline) run(parent context.Context, in <-chan Message) error {
 		case m, ok := <-recv:
 			if !ok {
 				in = nil
+				pl.closed = true
+				pl.lingerOver() // a drain sends everything at once
+				pl.sendReady()
 				continue
 			}
 			if err := pl.take(m); err != nil {
@@ -92,6 +101,8 @@ func (pl *pipeline) takeQueued(in <-chan Message) (<-chan Message, error) {
 		select {
 		case m, ok := <-in:
 			if !ok {
+				pl.closed = true
+				pl.lingerOver()
 				return nil, nil
 			}
 			if err := pl.take(m); err != nil {
@@ -132,21 +143,63 @@ func (pl *pipeline) take(m Message) error {
 		q = &partitionQueue{tp: tp}
 		pl.queues[tp] = q
 	}
-	q.pending = append(q.pending, routedWith(m, n))
+	q.add(routedWith(m, n))
 	pl.held++
-	if len(q.pending) == 1 && !q.inFlight {
+	switch {
+	case len(q.pending) == 1 && !q.inFlight:
+		pl.ready = append(pl.ready, q)
+	case q.lingering && q.quarterFull(pl.lim):
+		q.lingering = false // full enough: it goes with the next sendReady
 		pl.ready = append(pl.ready, q)
 	}
 	return nil
 }
 
-// sendReady sends the next request of every idle partition that has messages.
+// sendReady sends the next request of every idle partition that has messages, unless it is to
+// linger.
 func (pl *pipeline) sendReady() {
 	for _, q := range pl.ready {
+		if pl.shouldLinger(q) {
+			pl.linger(q)
+			continue
+		}
 		pl.send(q)
 	}
 	clear(pl.ready)
 	pl.ready = pl.ready[:0]
+}
+
+// shouldLinger reports whether q's next request is to wait for more rows (Config.Linger): the
+// stream is behind at this partition, and the request is small.
+func (pl *pipeline) shouldLinger(q *partitionQueue) bool {
+	if pl.p.cfg.Linger <= 0 || pl.closed || q.lingered || q.quarterFull(pl.lim) {
+		return false
+	}
+	committed := q.pending[0].Time
+	return !committed.IsZero() && pl.p.now().Sub(committed) > lingerBehind
+}
+
+// linger parks q until the linger timer fires (or it fills up). One timer serves every
+// partition: a partition parked later waits less, never more.
+func (pl *pipeline) linger(q *partitionQueue) {
+	q.lingering, q.lingered = true, true
+	pl.lingering = append(pl.lingering, q)
+	if pl.lingerC == nil {
+		pl.lingerC = time.After(pl.p.cfg.Linger)
+	}
+}
+
+// lingerOver makes every lingering partition ready.
+func (pl *pipeline) lingerOver() {
+	for _, q := range pl.lingering {
+		if q.lingering { // not sent early for being full
+			q.lingering = false
+			pl.ready = append(pl.ready, q)
+		}
+	}
+	clear(pl.lingering)
+	pl.lingering = pl.lingering[:0]
+	pl.lingerC = nil
 }
 
 // send starts q's next request: one request in flight per partition, so a partition's messages

@@ -646,3 +646,85 @@ func TestPublisher_Run_nextRequestCarriesWhatQueued(t *testing.T) {
 	}
 	acks.ackedOnce(t, []string{"a", "b", "c", "d", "e"})
 }
+
+// While the stream is behind, a small request lingers for more rows; a live row goes at once,
+// and the input's close sends what lingers.
+func TestPublisher_Run_lingersOnlyWhileBehind(t *testing.T) {
+	t.Parallel()
+	fake := newFake(1)
+	requests := make(chan time.Time, 10)
+	fake.fail = func(topicPartition, int, []string) error {
+		requests <- time.Now()
+		return nil
+	}
+	const linger = 300 * time.Millisecond
+	p := newTestPublisher(t, fake, Config{Linger: linger})
+	acks := newAckLog(t, fake)
+	in := make(chan Message)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background(), in, acks.acked) }()
+
+	old := time.Now().Add(-time.Second) // committed a second ago: the stream is behind
+	start := time.Now()
+	in <- Message{ID: "a", Time: old}
+	in <- Message{ID: "b", Time: old}
+	at := <-requests
+	if waited := at.Sub(start); waited < linger/2 {
+		t.Errorf("a request of a stream that is behind went after %s, want it to linger about %s", waited, linger)
+	}
+	sentLive := time.Now()
+	in <- Message{ID: "c", Time: time.Now()} // live: no linger
+	if waited := (<-requests).Sub(sentLive); waited >= linger/2 {
+		t.Errorf("a live row waited %s", waited)
+	}
+	in <- Message{ID: "d", Time: old}
+	close(in) // the drain does not wait for the linger
+	closed := time.Now()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if waited := time.Since(closed); waited >= linger/2 {
+		t.Errorf("the drain waited %s for a lingering request", waited)
+	}
+	calls, _ := fake.snapshot()
+	var got []string
+	for _, c := range calls {
+		got = append(got, strings.Join(c.ids, ","))
+	}
+	if want := []string{"a,b", "c", "d"}; !slices.Equal(got, want) {
+		t.Errorf("requests = %v, want %v", got, want)
+	}
+	acks.ackedOnce(t, []string{"a", "b", "c", "d"})
+}
+
+// A lingering request that fills to a quarter of its limits goes without waiting further.
+func TestPublisher_Run_lingerEndsWhenQuarterFull(t *testing.T) {
+	t.Parallel()
+	fake := newFake(1)
+	requests := make(chan []string, 10)
+	fake.fail = func(_ topicPartition, _ int, ids []string) error {
+		requests <- ids
+		return nil
+	}
+	p := newTestPublisher(t, fake, Config{Linger: time.Minute, MaxBatchMessages: 8})
+	acks := newAckLog(t, fake)
+	in := make(chan Message)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background(), in, acks.acked) }()
+	old := time.Now().Add(-time.Second)
+	in <- Message{ID: "a", Time: old}
+	in <- Message{ID: "b", Time: old} // 2 of 8: a quarter
+	select {
+	case got := <-requests:
+		if !slices.Equal(got, []string{"a", "b"}) {
+			t.Errorf("request = %v, want [a b]", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a quarter-full request still lingers")
+	}
+	close(in)
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	acks.ackedOnce(t, []string{"a", "b"})
+}

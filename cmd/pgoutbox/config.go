@@ -53,6 +53,7 @@ type Config struct {
 	KafkaBatchMessages  int           // most records the sink holds unacknowledged (and so in one request)
 	KafkaRequestBytes   int           // most bytes per partition in one produce request
 	KafkaRequestTimeout time.Duration // timeout of one produce request
+	KafkaLinger         time.Duration // how long a small request waits for more rows while the stream is behind
 	KafkaBackoffMax     time.Duration // longest wait between retries of a failed write
 	KafkaCompression    string        // none|gzip|snappy|lz4|zstd
 	MissingTopicTimeout time.Duration // how long a row's own missing topic is waited for
@@ -128,7 +129,7 @@ func (c *Config) settings() []setting {
 		StatusInterval:  capture.DefaultStatusInterval,
 		ShutdownTimeout: relay.DefaultShutdownTimeout, ReconnectMax: relay.DefaultReconnectMax,
 		KafkaBatchMessages: sink.DefaultMaxBatchMessages, KafkaRequestBytes: sink.DefaultMaxRequestBytes,
-		KafkaRequestTimeout: sink.DefaultRequestTimeout, KafkaBackoffMax: sink.DefaultMaxBackoff,
+		KafkaRequestTimeout: sink.DefaultRequestTimeout, KafkaLinger: sink.DefaultLinger, KafkaBackoffMax: sink.DefaultMaxBackoff,
 		KafkaCompression: sink.DefaultCompression, MissingTopicTimeout: sink.DefaultMissingTopicWait, ReplicationFactor: 1,
 		ExactlyOnce: true, OnBadRow: "stop", Retention: "none", JanitorBatch: relay.DefaultJanitorBatch,
 		MonitorInterval: relay.DefaultMonitorInterval,
@@ -164,6 +165,7 @@ func (c *Config) settings() []setting {
 		{"kafka-batch-messages", "most records the sink holds unacknowledged, all partitions together (and so in one produce request)", (*intValue)(&c.KafkaBatchMessages), scopeRun},
 		{"kafka-request-bytes", "most bytes per partition in one produce request; keep below the topic's max.message.bytes", (*intValue)(&c.KafkaRequestBytes), scopeRun},
 		{"kafka-request-timeout", "timeout of one produce request", (*durationValue)(&c.KafkaRequestTimeout), scopeRun},
+		{"kafka-linger", "while the stream is behind (rows committed over 100ms ago), how long a small produce request waits for more rows; a live stream never waits; 0 = off", (*durationValue)(&c.KafkaLinger), scopeRun},
 		{"kafka-backoff-max", "longest wait between retries of a failed Kafka write (retries never stop)", (*durationValue)(&c.KafkaBackoffMax), scopeRun},
 		{"kafka-compression", "none, gzip, snappy, lz4 or zstd", (*stringValue)(&c.KafkaCompression), scopeRun},
 		{"missing-topic-timeout", "how long a row whose --topic-column names a missing topic waits for it; then it is a bad row (--on-bad-row). An illegal topic name is a bad row at once", (*durationValue)(&c.MissingTopicTimeout), scopeRun},
@@ -333,7 +335,7 @@ func (c *Config) Validate(sc scope) error {
 	}{
 		{"shutdown-timeout", c.ShutdownTimeout, true}, {"reconnect-max", c.ReconnectMax, false},
 		{"kafka-request-timeout", c.KafkaRequestTimeout, false}, {"kafka-backoff-max", c.KafkaBackoffMax, false},
-		{"missing-topic-timeout", c.MissingTopicTimeout, false},
+		{"missing-topic-timeout", c.MissingTopicTimeout, false}, {"kafka-linger", c.KafkaLinger, true},
 		{"monitor-interval", c.MonitorInterval, false},
 		{"lag-warn-age", c.LagWarnAge, true}, {"lag-critical-age", c.LagCriticalAge, true},
 	} {

@@ -98,6 +98,7 @@ func (c *Config) sinkConfig(m *metrics) sink.Config {
 		MaxBatchMessages: c.KafkaBatchMessages,
 		MaxRequestBytes:  c.KafkaRequestBytes,
 		RequestTimeout:   c.KafkaRequestTimeout,
+		Linger:           c.KafkaLinger,
 		BackoffMax:       c.KafkaBackoffMax,
 		Compression:      c.KafkaCompression,
 		Security:         c.kafkaSecurity(),
