@@ -124,7 +124,7 @@ func TestFailover_WithoutSynchronizedStandbySlots(t *testing.T) {
 	// 3. The primary dies; the standby comes back and is promoted.
 	killed := time.Now()
 	primary.script("kill")
-	if err := waiting.wait(); err == nil {
+	if err := waiting.wait(t); err == nil {
 		t.Fatalf("the synchronous COMMIT succeeded although its server was killed before the standby received it")
 	}
 	standby.start()
@@ -241,11 +241,14 @@ func (w *waitingCommit) returned() bool {
 	}
 }
 
-func (w *waitingCommit) wait() error {
+// wait returns the COMMIT's outcome, or fails the test if it has none within a minute.
+func (w *waitingCommit) wait(t *testing.T) error {
+	t.Helper()
 	select {
 	case err := <-w.done:
 		return err
 	case <-time.After(time.Minute):
+		t.Fatalf("the synchronous COMMIT still waits a minute after its server was killed")
 		return nil
 	}
 }
