@@ -379,7 +379,7 @@ func phantomFigures(t *testing.T, recs []record, truth *committedRows) phantomCo
 	phantomAt := map[key]bool{}
 	phantomIDs := map[string]bool{}
 	maxPhantomPos := map[string]string{}
-	var real []record
+	var promoted []record
 	found := map[key]bool{}
 	for _, r := range recs {
 		var p payload
@@ -404,7 +404,7 @@ func phantomFigures(t *testing.T, recs []record, truth *committedRows) phantomCo
 		}
 		found[k] = true
 		if p.Writer == batchPromoted {
-			real = append(real, r)
+			promoted = append(promoted, r)
 		}
 	}
 	for k := range inDB {
@@ -412,7 +412,7 @@ func phantomFigures(t *testing.T, recs []record, truth *committedRows) phantomCo
 			f.missing++
 		}
 	}
-	for _, r := range real {
+	for _, r := range promoted {
 		var p payload
 		_ = json.Unmarshal(r.Value, &p)
 		if phantomAt[key{p.Channel, p.Counter}] {
