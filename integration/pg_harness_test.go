@@ -167,7 +167,7 @@ func (p *privatePostgres) stop() { p.script("stop") }
 // runs crash recovery and the slots come back with the positions of the last checkpoint.
 func (p *privatePostgres) stopImmediate() {
 	p.t.Helper()
-	pidFile := filepath.Join(p.state, "pg", "data", "postmaster.pid")
+	pidFile := filepath.Join(p.state, p.dir, "data", "postmaster.pid")
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		p.t.Fatalf("read %s: %v", pidFile, err)
