@@ -44,25 +44,10 @@ const (
 // taken back.
 func TestFailover_WithoutSynchronizedStandbySlots(t *testing.T) {
 	t.Parallel()
-	primary := startPrivatePostgresVersion(t, failoverVersion)
-	su := primary.superuser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const standbySlot = "it_phantom_standby"
-	if _, err := su.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, standbySlot); err != nil {
-		t.Fatal(err)
-	}
-	standby := newStandby(t, primary, standbySlot)
-	primary.setConf(t, "synchronous_standby_names", standbySlot)
-	primary.setConf(t, "synchronized_standby_slots", standbySlot)
-	waitStandbyStreaming(t, primary, standbySlot)
-
-	multi := fmt.Sprintf("postgres://pgoutbox:pgoutbox@127.0.0.1:%d,127.0.0.1:%d/pgoutbox?target_session_attrs=read-write",
-		primary.port, standby.port)
-	const partitions, channels = 3, 20
-	e := newOutboxOn(t, services{DatabaseURL: multi, Brokers: needKafka(t)}, partitions, "--failover")
-	execSQL(t, multi, fmt.Sprintf(`CREATE TABLE %s_counters (channel text PRIMARY KEY, n bigint NOT NULL DEFAULT 0)`, e.Name))
-	execSQL(t, multi, fmt.Sprintf(`INSERT INTO %s_counters SELECT 'ch-' || g FROM generate_series(0, %d) g`, e.Name, channels-1))
+	primary, standby, _, e := startFailoverPair(t, standbySlot)
 	// The outbox's cleanups run after this one: while the primary waits for a standby that is
 	// down, their DROPs would wait for it too (a test that fails half-way).
 	t.Cleanup(func() {
@@ -79,7 +64,7 @@ func TestFailover_WithoutSynchronizedStandbySlots(t *testing.T) {
 	relay.waitLog("streaming started", time.Minute)
 
 	// Batch 1 reaches Kafka, and the standby's synchronized slot follows the relay past it.
-	nBefore := writeBatch(t, primary.URL, e.Name, batchBefore, 150, channels, "on")
+	nBefore := writeBatch(t, primary.URL, e.Name, batchBefore, 150, failoverChannels, "on")
 	waitRecords(t, e.Brokers, e.Name, nBefore, 2*time.Minute)
 	endBefore := mustLSN(t, currentWAL(t, primary.URL))
 	waitConfirmedPast(t, outboxEnv{services: services{DatabaseURL: primary.URL}, Name: e.Name}, endBefore.String(), time.Minute)
@@ -89,8 +74,8 @@ func TestFailover_WithoutSynchronizedStandbySlots(t *testing.T) {
 	standby.stop()
 	// The walsender cannot send past what the standby received, which is before this position.
 	beforeLagging := mustLSN(t, currentWAL(t, primary.URL))
-	nLagging := writeBatch(t, primary.URL, e.Name, batchLagging, 300, channels, "local")
-	waiting := startWaitingCommit(t, primary, e.Name, channels)
+	nLagging := writeBatch(t, primary.URL, e.Name, batchLagging, 300, failoverChannels, "local")
+	waiting := startWaitingCommit(t, primary, e.Name, failoverChannels)
 	afterLagging := mustLSN(t, currentWAL(t, primary.URL))
 
 	// 1. With synchronized_standby_slots, the walsender holds everything back.
@@ -139,17 +124,11 @@ func TestFailover_WithoutSynchronizedStandbySlots(t *testing.T) {
 			synced, replay, confirmedOld, afterLagging)
 	}
 	standby.script("promote")
-	deadline := time.Now().Add(3 * time.Minute)
-	for strings.Count(relay.log.String(), "streaming started") < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the relay did not stream again within 3 minutes of the primary's death")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitStreamingAgain(t, relay)
 	takeover := time.Since(killed)
 
 	// Batch 4 on the new primary; the relay must publish every row of its table.
-	nPromoted := writeBatch(t, standby.URL, e.Name, batchPromoted, 150, channels, "on")
+	nPromoted := writeBatch(t, standby.URL, e.Name, batchPromoted, 150, failoverChannels, "on")
 	truth, rows := tableRows(t, standby.URL, e.Name)
 	end := currentWAL(t, standby.URL)
 	waitConfirmedPast(t, outboxEnv{services: services{DatabaseURL: standby.URL}, Name: e.Name}, end, 2*time.Minute)

@@ -22,8 +22,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// failoverVersion is the PostgreSQL of the failover test: failover slots are new in 17.
+// failoverVersion is the PostgreSQL of the failover tests: failover slots are new in 17.
 const failoverVersion = "17"
+
+// The failover tests' outbox: its topic's partitions, and the channels its writers use.
+const failoverPartitions, failoverChannels = 3, 20
 
 // TestFailover_PromotedStandby: a primary and a streaming physical standby (PostgreSQL 17), the
 // slot created with `setup --failover` and synchronized to the standby (sync_replication_slots),
@@ -34,27 +37,9 @@ const failoverVersion = "17"
 // least, in per-channel commit order, and Kafka holds no row the new primary lacks.
 func TestFailover_PromotedStandby(t *testing.T) {
 	t.Parallel()
-	primary := startPrivatePostgresVersion(t, failoverVersion)
-	su := primary.superuser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	const standbySlot = "it_failover_standby"
-	if _, err := su.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, standbySlot); err != nil {
-		t.Fatal(err)
-	}
-	standby := newStandby(t, primary, standbySlot)
-	// Commits wait for the standby (so an acknowledged commit survives the failover), and
-	// logical decoding never runs ahead of it (so Kafka never holds what the standby lacks).
-	primary.setConf(t, "synchronous_standby_names", standbySlot)
-	primary.setConf(t, "synchronized_standby_slots", standbySlot)
-	waitStandbyStreaming(t, primary, standbySlot)
-
-	multi := fmt.Sprintf("postgres://pgoutbox:pgoutbox@127.0.0.1:%d,127.0.0.1:%d/pgoutbox?target_session_attrs=read-write",
-		primary.port, standby.port)
-	const partitions, channels = 3, 20
-	e := newOutboxOn(t, services{DatabaseURL: multi, Brokers: needKafka(t)}, partitions, "--failover")
-	execSQL(t, multi, fmt.Sprintf(`CREATE TABLE %s_counters (channel text PRIMARY KEY, n bigint NOT NULL DEFAULT 0)`, e.Name))
-	execSQL(t, multi, fmt.Sprintf(`INSERT INTO %s_counters SELECT 'ch-' || g FROM generate_series(0, %d) g`, e.Name, channels-1))
+	primary, standby, multi, e := startFailoverPair(t, "it_failover_standby")
 	var failover bool
 	if err := queryRow(ctx, primary.URL, `SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, []any{e.Name}, &failover); err != nil || !failover {
 		t.Fatalf("setup --failover made slot %s with failover=%v (%v)", e.Name, failover, err)
@@ -62,7 +47,7 @@ func TestFailover_PromotedStandby(t *testing.T) {
 
 	relay := e.startRelay(t, "PGOUTBOX_RECONNECT_MAX=1s")
 	relay.waitLog("streaming started", time.Minute)
-	writers := startFailoverWriters(t, multi, e.Name, 4, channels)
+	writers := startFailoverWriters(t, multi, e.Name, 4, failoverChannels)
 	waitSlotSynced(t, standby, e.Name, 2*time.Minute)
 	time.Sleep(3 * time.Second) // writes flow through the relay
 
@@ -70,14 +55,7 @@ func TestFailover_PromotedStandby(t *testing.T) {
 	primary.script("kill")
 	standby.script("promote")
 	promoted := time.Since(killed)
-	// The relay streams again from the promoted standby: its second "streaming started".
-	deadline := time.Now().Add(3 * time.Minute)
-	for strings.Count(relay.log.String(), "streaming started") < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the relay did not stream again within 3 minutes of the primary's death")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitStreamingAgain(t, relay) // from the promoted standby
 	takeover := time.Since(killed)
 	time.Sleep(3 * time.Second) // writes on the new primary
 	acked, errs := writers.stop()
@@ -92,7 +70,7 @@ func TestFailover_PromotedStandby(t *testing.T) {
 	waitConfirmedPast(t, outboxEnv{services: services{DatabaseURL: standby.URL}, Name: e.Name}, end, 2*time.Minute)
 	recs := waitRecords(t, e.Brokers, e.Name, rows, 2*time.Minute)
 	relay.stop(30 * time.Second)
-	dups := checkDelivery(t, recs, truth, partitions)
+	dups := checkDelivery(t, recs, truth, failoverPartitions)
 	t.Logf("rows %d (acknowledged %d, writer errors during the failover %d), records in Kafka %d, lost 0 unless reported above, duplicates %d; "+
 		"promotion done %s after the kill, relay streaming again %s after it",
 		rows, acked, errs, len(recs), dups, promoted.Round(time.Millisecond), takeover.Round(time.Millisecond))
@@ -100,6 +78,47 @@ func TestFailover_PromotedStandby(t *testing.T) {
 
 // newStandby makes a physical standby of primary from a cold copy of its data directory (Debian's
 // pg_basebackup 15 refuses newer servers), streaming through the physical slot, with slot
+
+// waitStreamingAgain waits for the relay's second "streaming started": after the primary's death,
+// it streams from the promoted standby.
+func waitStreamingAgain(t *testing.T, relay *relayProc) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for strings.Count(relay.log.String(), "streaming started") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay did not stream again within 3 minutes of the primary's death")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startFailoverPair starts a primary (failoverVersion) and a streaming physical standby on the
+// physical slot standbySlot. Commits wait for the standby (synchronous_standby_names, so an
+// acknowledged commit survives a failover), and logical decoding never runs ahead of it
+// (synchronized_standby_slots, so Kafka never holds what the standby lacks). It creates an
+// outbox of 3 partitions through the multi-host URL it returns, its slot made by
+// `setup --failover`, and a table <outbox>_counters of channels ch-0 … ch-19.
+func startFailoverPair(t *testing.T, standbySlot string) (primary, standby *privatePostgres, multi string, e outboxEnv) {
+	t.Helper()
+	primary = startPrivatePostgresVersion(t, failoverVersion)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := primary.superuser(t).Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, standbySlot); err != nil {
+		t.Fatal(err)
+	}
+	standby = newStandby(t, primary, standbySlot)
+	primary.setConf(t, "synchronous_standby_names", standbySlot)
+	primary.setConf(t, "synchronized_standby_slots", standbySlot)
+	waitStandbyStreaming(t, primary, standbySlot)
+
+	multi = fmt.Sprintf("postgres://pgoutbox:pgoutbox@127.0.0.1:%d,127.0.0.1:%d/pgoutbox?target_session_attrs=read-write",
+		primary.port, standby.port)
+	e = newOutboxOn(t, services{DatabaseURL: multi, Brokers: needKafka(t)}, failoverPartitions, "--failover")
+	execSQL(t, multi, fmt.Sprintf(`CREATE TABLE %s_counters (channel text PRIMARY KEY, n bigint NOT NULL DEFAULT 0)`, e.Name))
+	execSQL(t, multi, fmt.Sprintf(`INSERT INTO %s_counters SELECT 'ch-' || g FROM generate_series(0, %d) g`, e.Name, failoverChannels-1))
+	return primary, standby, multi, e
+}
+
 // synchronization on, and starts both.
 func newStandby(t *testing.T, primary *privatePostgres, slot string) *privatePostgres {
 	t.Helper()
