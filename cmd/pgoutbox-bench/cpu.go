@@ -107,6 +107,37 @@ func (m *cpuMeter) stop() CPU {
 	return c
 }
 
+// machineCPU is the first line of /proc/stat: the time all cores spent busy and in all.
+type machineCPU struct{ busy, total int64 }
+
+func readMachineCPU() machineCPU {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	var m machineCPU
+	for i, f := range strings.Fields(line)[1:] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return machineCPU{}
+		}
+		m.total += v
+		if i != 3 && i != 4 { // idle and iowait are not busy
+			m.busy += v
+		}
+	}
+	return m
+}
+
+// busySince is the share of all cores that were busy since start; 0 when unknown.
+func (m machineCPU) busySince(start machineCPU) float64 {
+	if m.total <= start.total || start.total == 0 {
+		return 0
+	}
+	return float64(m.busy-start.busy) / float64(m.total-start.total)
+}
+
 // kafkaPID is the broker's process id, from deploy/local/kafka.sh status ("… (pid 4773, …)");
 // 0 when unknown (a broker not started by the script).
 func kafkaPID(root string) int {

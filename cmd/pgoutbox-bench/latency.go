@@ -29,6 +29,11 @@ type LatencyResult struct {
 	// LoadAvg1 is the machine's 1-minute load average at the end of the rate's run: the writer,
 	// PostgreSQL, Kafka and the relay share the same cores.
 	LoadAvg1 float64 `json:"load_average_1m"`
+	// CPU is what the relay, the slot's walsender and the broker used over the measured phase;
+	// MachineBusy the share of all cores busy meanwhile (from /proc/stat): near 1, everything
+	// waits for a core and latency says more about the machine than about the relay.
+	CPU         CPU     `json:"cpu"`
+	MachineBusy float64 `json:"machine_busy_share"`
 }
 
 const (
@@ -70,6 +75,9 @@ func (b *bench) latencyScenario(ctx context.Context, rate int) error {
 			return err
 		}
 		cons.measureFrom(time.Now())
+		meter := b.meterCPU(ctx, o.name)
+		relay0, _ := cpuTime(relay.cmd.Process.Pid)
+		busy0 := readMachineCPU()
 
 		b.progress("  writing 1-row transactions at %d rows/s for %s over %d connections", rate, b.opts.latencyFor, w.conns)
 		rows, took, err := w.run(ctx, int64(warm)+1, b.opts.latencyFor)
@@ -77,8 +85,13 @@ func (b *bench) latencyScenario(ctx context.Context, rate int) error {
 			return err
 		}
 		if err := cons.wait(ctx, rows, true, 2*time.Minute); err != nil {
+			meter.stop()
 			return err
 		}
+		cpu := meter.stop()
+		relay1, _ := cpuTime(relay.cmd.Process.Pid)
+		cpu.Reader = (relay1 - relay0).Seconds()
+		busy := readMachineCPU().busySince(busy0)
 		if err := relay.alive(); err != nil {
 			return err
 		}
@@ -87,7 +100,8 @@ func (b *bench) latencyScenario(ctx context.Context, rate int) error {
 		if err != nil {
 			return err
 		}
-		r := LatencyResult{Rate: rate, RateAchieved: float64(rows) / took.Seconds(), Seconds: took.Seconds(), Rows: rows, Writers: w.conns}
+		r := LatencyResult{Rate: rate, RateAchieved: float64(rows) / took.Seconds(), Seconds: took.Seconds(), Rows: rows, Writers: w.conns,
+			CPU: cpu, MachineBusy: busy}
 		r.LoadAvg1 = loadAverage()
 		r.Ack = histogramQuantiles(minus(histogram(after, ackHistogram), histogram(before, ackHistogram)),
 			"relay histogram "+ackHistogram+": interpolated within buckets 1,2,5,10,20,50,100 ms…; max = the bucket's upper bound")
@@ -101,8 +115,9 @@ func (b *bench) latencyScenario(ctx context.Context, rate int) error {
 		if err := relay.stop(); err != nil {
 			return err
 		}
-		b.progress("  achieved %.0f rows/s; commit→receive p50 %.2f p99 %.2f ms; commit→ack p50 %.2f p99 %.2f ms (histogram, %d rows); commit→consumer p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms; peak RSS %.1f MB; load average %.2f",
-			r.RateAchieved, r.Receive.P50, r.Receive.P99, r.Ack.P50, r.Ack.P99, r.Ack.Count, r.Consumer.P50, r.Consumer.P99, r.Consumer.P999, r.Consumer.Max, float64(r.PeakRSS)/1e6, r.LoadAvg1)
+		b.progress("  achieved %.0f rows/s; commit→receive p50 %.2f p99 %.2f ms; commit→ack p50 %.2f p99 %.2f ms (histogram, %d rows); commit→consumer p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms; peak RSS %.1f MB; load average %.2f; CPU µs/row: relay %.1f, walsender %.1f, Kafka broker %.1f; machine %.0f%% busy",
+			r.RateAchieved, r.Receive.P50, r.Receive.P99, r.Ack.P50, r.Ack.P99, r.Ack.Count, r.Consumer.P50, r.Consumer.P99, r.Consumer.P999, r.Consumer.Max, float64(r.PeakRSS)/1e6, r.LoadAvg1,
+			perRow(cpu.Reader, rows), perRow(cpu.Walsender, rows), perRow(cpu.Kafka, rows), 100*busy)
 		b.res.Latency = append(b.res.Latency, r)
 		b.res.Memory = append(b.res.Memory, MemoryResult{Scenario: 4,
 			What: fmt.Sprintf("steady load, %d rows/s for %s", rate, b.opts.latencyFor), PeakRSS: r.PeakRSS})

@@ -170,6 +170,13 @@ func printReport(out io.Writer, r *Results) {
 		p("  load: the 1-minute load average at the end of the rate's run (the writer shares the cores).")
 		p("  commit→consumer: exact per row, but record timestamps are milliseconds (commit time truncated): up to +1 ms.")
 		flush()
+		p("\nCPU per row during each rate, microseconds (the writer's backends are not counted), and the machine's busy share")
+		row("rate/s\trelay\twalsender\tKafka broker\tmachine busy\t")
+		for _, l := range r.Latency {
+			row("%d\t%.1f\t%.1f\t%.1f\t%.0f%%\t", l.Rate,
+				perRow(l.CPU.Reader, l.Rows), perRow(l.CPU.Walsender, l.Rows), perRow(l.CPU.Kafka, l.Rows), 100*l.MachineBusy)
+		}
+		flush()
 	}
 
 	if len(r.Memory) > 0 || r.BigTxn != nil {
