@@ -28,9 +28,12 @@ const debeziumScenario = 9
 // The settings of the Debezium run that are not Connect's or Debezium's defaults; the README and
 // the report name them.
 const (
-	// debeziumHeartbeatMs: without heartbeats Debezium's slot stays one transaction behind (it
-	// confirms the last event's position, not the end of the WAL it has read).
+	// debeziumHeartbeatMs is --debezium-heartbeat-ms's default: without heartbeats Debezium's
+	// slot stays one transaction behind (it confirms the last event's position, not the end of
+	// the WAL it has read).
 	debeziumHeartbeatMs = 1000
+	// confirmWait bounds the wait for the slot's confirmation once every row is in Kafka.
+	confirmWait = 2 * time.Minute
 	// connectOffsetFlushMs: Debezium confirms the slot only when Connect flushes its offsets
 	// (the worker's default is every 60 s, the example file of Kafka's distribution says 10 s).
 	connectOffsetFlushMs = 1000
@@ -94,7 +97,7 @@ func (b *bench) sideBySideScenario(ctx context.Context) error {
 	}
 	return b.withOutbox(ctx, fmt.Sprintf("s%d", debeziumScenario), false, func(o *outbox) error {
 		r := SideBySideResult{Rows: b.opts.debeziumRows, Versions: strings.TrimSpace(string(versions)),
-			HeartbeatMs: debeziumHeartbeatMs, OffsetFlushMs: connectOffsetFlushMs}
+			HeartbeatMs: b.opts.debeziumHeartbeatMs, OffsetFlushMs: connectOffsetFlushMs}
 		d := &debezium{b: b, o: o, script: script, name: o.name + "_dbz"}
 		defer func() { _ = d.drop() }()
 		if err := d.create(ctx); err != nil {
@@ -282,7 +285,7 @@ transforms.outbox.route.topic.replacement=%[1]s
 predicates=outboxTable
 predicates.outboxTable.type=org.apache.kafka.connect.transforms.predicates.TopicNameMatches
 predicates.outboxTable.pattern=%[9]s
-`, d.name, cfg.Host, cfg.Port, cfg.User, propEscape(cfg.Password), cfg.Database, d.o.name, debeziumHeartbeatMs,
+`, d.name, cfg.Host, cfg.Port, cfg.User, propEscape(cfg.Password), cfg.Database, d.o.name, d.b.opts.debeziumHeartbeatMs,
 		strings.ReplaceAll(d.name+".public."+d.o.name, ".", `\\.`))
 	if err := os.WriteFile(worker, []byte(w), 0o600); err != nil {
 		return "", "", err
@@ -409,6 +412,10 @@ func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRu
 		}
 		if c >= end {
 			confirmed = time.Since(started)
+		} else if time.Since(started)-acked > confirmWait {
+			return SideRun{}, nil, fail("every row is in Kafka since %.1fs, but %s later the slot is confirmed at %s, before the end of the backlog %s "+
+				"(heartbeat.interval.ms=%d: without heartbeats Debezium's slot stays behind its last event)",
+				acked.Seconds(), confirmWait, c, end, d.b.opts.debeziumHeartbeatMs)
 		}
 	}
 	if ready == 0 { // everything arrived between two polls of the status

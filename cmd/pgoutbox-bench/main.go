@@ -56,7 +56,8 @@ type options struct {
 	writeFor     time.Duration // pgbench's run per mode of scenario 8
 	writeRounds  int           // rounds over the modes of scenario 8
 
-	debeziumRows int // backlog rows of scenario 9
+	debeziumRows        int // backlog rows of scenario 9
+	debeziumHeartbeatMs int // Debezium's heartbeat.interval.ms in scenario 9 (0: off, Debezium's default)
 }
 
 // bench holds what the scenarios share.
@@ -116,6 +117,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.writeRounds, "write-rounds", 2, "rounds over the modes of scenario 8, interleaved (the best tps per mode is printed)")
 	fs.DurationVar(&o.writeFor, "write-for", 0, "pgbench's run per mode of scenario 8 (default 30s; 10s with --quick)")
 	fs.IntVar(&o.debeziumRows, "debezium-rows", 0, "backlog rows of the side-by-side scenario 9 (default 100,000; 20,000 with --quick)")
+	fs.IntVar(&o.debeziumHeartbeatMs, "debezium-heartbeat-ms", debeziumHeartbeatMs, "Debezium's heartbeat.interval.ms in scenario 9 (0 turns heartbeats off, Debezium's default: its slot then stays behind)")
 	fs.StringVar(&o.out, "out", "", "JSON results file (default $PGOUTBOX_STATE_DIR/bench/bench-<time>.json)")
 	fs.StringVar(&o.relayLogs, "relay-logs", "", "directory to keep each relay's log in, as <outbox>.log (default: not kept)")
 	fs.StringVar(&o.logLevel, "relay-log-level", "info", "the relays' --log-level (debug logs every Kafka round)")
@@ -137,8 +139,8 @@ func parseFlags(args []string) (options, error) {
 	if o.debeziumRows == 0 {
 		o.debeziumRows = map[bool]int{false: 100_000, true: 20_000}[o.quick]
 	}
-	if o.debeziumRows < 1 {
-		return o, fmt.Errorf("--debezium-rows %d: want at least 1", o.debeziumRows)
+	if o.debeziumRows < 1 || o.debeziumHeartbeatMs < 0 {
+		return o, fmt.Errorf("--debezium-rows %d, --debezium-heartbeat-ms %d: want at least 1 row and a heartbeat ≥ 0", o.debeziumRows, o.debeziumHeartbeatMs)
 	}
 	if o.writeClients < 1 || o.writeFor < time.Second || o.writeRounds < 1 {
 		return o, fmt.Errorf("--write-clients %d, --write-for %s, --write-rounds %d: want at least 1 client, 1s and 1 round",
