@@ -494,11 +494,12 @@ func producerConfig(logPath string) (map[string]string, error) {
 	for _, block := range bytes.Split(data, []byte("ProducerConfig values:"))[1:] {
 		values := map[string]string{}
 		for _, line := range strings.Split(string(block), "\n")[1:] {
-			k, v, ok := strings.Cut(strings.TrimSpace(line), " = ")
-			if !ok || strings.HasPrefix(line, "[") {
-				break // the block ends at the next log line
+			// "\tname = value", the value possibly empty; the block ends at the next log line.
+			if !strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, " ") {
+				break
 			}
-			values[k] = v
+			k, v, _ := strings.Cut(strings.TrimSpace(line), " =")
+			values[k] = strings.TrimSpace(v)
 		}
 		if strings.Contains(values["client.id"], "connector-producer") {
 			out := map[string]string{}
