@@ -28,9 +28,13 @@ const debeziumScenario = 9
 // The settings of the Debezium run that are not Connect's or Debezium's defaults; the README and
 // the report name them.
 const (
-	// debeziumHeartbeatMs is --debezium-heartbeat-ms's default: without heartbeats Debezium's
-	// slot stays one transaction behind (it confirms the last event's position, not the end of
-	// the WAL it has read).
+	// debeziumHeartbeatMs is --debezium-heartbeat-ms's default. Debezium confirms the position
+	// of its last event, so once the backlog is read its slot stays a transaction behind, unless
+	// heartbeats move it: each heartbeat confirms the WAL position the server last reported,
+	// which moves only when other WAL is written. So each heartbeat also runs
+	// heartbeat.action.query, an UPDATE of a one-row table outside the publication: Debezium's
+	// documented remedy for a captured table that is quiet while the cluster is not, which on a
+	// quiet cluster is what makes the slot reach the end of the backlog at all.
 	debeziumHeartbeatMs = 1000
 	// confirmWait bounds the wait for the slot's confirmation once every row is in Kafka.
 	confirmWait = 2 * time.Minute
@@ -181,6 +185,9 @@ type debezium struct {
 // __debezium-heartbeat) + "." + topic.prefix.
 func (d *debezium) heartbeatTopic() string { return "__debezium-heartbeat." + d.name }
 
+// heartbeatTable is the table heartbeat.action.query updates; it is not in the publication.
+func (d *debezium) heartbeatTable() string { return d.name + "_heartbeat" }
+
 // create makes Debezium's publication (inserts only, like pgoutbox's), its pgoutput slot and its
 // two topics. The slot is created here, before the backlog: a slot decodes only what follows it,
 // and with snapshot.mode=no_data Debezium streams from the slot's position.
@@ -192,6 +199,10 @@ func (d *debezium) create(ctx context.Context) error {
 	table, pub := pgx.Identifier{d.o.name}.Sanitize(), pgx.Identifier{d.name}.Sanitize()
 	if err := d.o.exec(ctx, "CREATE PUBLICATION "+pub+" FOR TABLE "+table+" WITH (publish = 'insert')"); err != nil {
 		return fmt.Errorf("create Debezium's publication: %w", err)
+	}
+	hb := pgx.Identifier{d.heartbeatTable()}.Sanitize()
+	if err := d.o.exec(ctx, "CREATE TABLE "+hb+" (id int PRIMARY KEY, at timestamptz); INSERT INTO "+hb+" VALUES (1, now())"); err != nil {
+		return fmt.Errorf("create Debezium's heartbeat table: %w", err)
 	}
 	if err := d.o.exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, d.name); err != nil {
 		return fmt.Errorf("create Debezium's slot: %w", err)
@@ -218,7 +229,8 @@ func (d *debezium) create(ctx context.Context) error {
 func (d *debezium) drop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	errs := []error{d.o.dropSlot(ctx, d.name), d.o.exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{d.name}.Sanitize())}
+	errs := []error{d.o.dropSlot(ctx, d.name), d.o.exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{d.name}.Sanitize()),
+		d.o.exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{d.heartbeatTable()}.Sanitize())}
 	topics := []string{d.name, d.heartbeatTopic()}
 	res, err := d.b.kafkaClient().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
 	if err != nil {
@@ -277,6 +289,7 @@ publication.autocreate.mode=disabled
 table.include.list=public.%[7]s
 snapshot.mode=no_data
 heartbeat.interval.ms=%[8]d
+heartbeat.action.query=UPDATE %[10]s SET at = now() WHERE id = 1
 transforms=outbox
 transforms.outbox.type=io.debezium.transforms.outbox.EventRouter
 transforms.outbox.predicate=outboxTable
@@ -289,7 +302,7 @@ predicates=outboxTable
 predicates.outboxTable.type=org.apache.kafka.connect.transforms.predicates.TopicNameMatches
 predicates.outboxTable.pattern=%[9]s
 `, d.name, cfg.Host, cfg.Port, cfg.User, propEscape(cfg.Password), cfg.Database, d.o.name, d.b.opts.debeziumHeartbeatMs,
-		strings.ReplaceAll(d.name+".public."+d.o.name, ".", `\\.`))
+		strings.ReplaceAll(d.name+".public."+d.o.name, ".", `\\.`), propEscape(pgx.Identifier{"public", d.heartbeatTable()}.Sanitize()))
 	if err := os.WriteFile(worker, []byte(w), 0o600); err != nil {
 		return "", "", err
 	}
@@ -417,7 +430,7 @@ func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRu
 			confirmed = time.Since(started)
 		} else if time.Since(started)-acked > confirmWait {
 			return SideRun{}, nil, fail("every row is in Kafka since %.1fs, but %s later the slot is confirmed at %s, before the end of the backlog %s "+
-				"(heartbeat.interval.ms=%d: without heartbeats Debezium's slot stays behind its last event)",
+				"(heartbeat.interval.ms=%d: without heartbeats, and WAL written meanwhile, Debezium's slot stays at its last event)",
 				acked.Seconds(), confirmWait, c, end, d.b.opts.debeziumHeartbeatMs)
 		}
 	}
@@ -612,8 +625,9 @@ func printSideBySide(p, row func(string, ...any), flush func(), r *Results) {
 		producer = append(producer, k+"="+s.ProducerConfig[k])
 	}
 	p("  %s; Connect standalone, StringConverter, outbox EventRouter (key = channel, value = data), snapshot.mode=no_data,", s.Versions)
-	p("  heartbeat.interval.ms=%d (without it Debezium's slot stays one transaction behind), offset.flush.interval.ms=%d (Debezium confirms the slot at Connect's offset flush; default 60000);",
-		s.HeartbeatMs, s.OffsetFlushMs)
+	p("  heartbeat.interval.ms=%d with heartbeat.action.query (an UPDATE of a table outside the publication: without both, Debezium's slot stays at its last event),",
+		s.HeartbeatMs)
+	p("  offset.flush.interval.ms=%d (Debezium confirms the slot at Connect's offset flush; the worker's default is 60000), plugin.discovery=service_load;", s.OffsetFlushMs)
 	p("  Connect's own producer defaults: %s.", strings.Join(producer, ", "))
 	p("  ready = Connect's task RUNNING (REST status) / pgoutbox's \"streaming started\"; both topics checked: every row once, key = channel, value = data.")
 	flush()
