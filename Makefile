@@ -43,6 +43,6 @@ clean: ## remove build output (not the services' state)
 demo: ## the whole pipeline live in a browser: services, setup, relay and a shared task board at http://127.0.0.1:8080/ (PGOUTBOX_DEMO_PORT; Ctrl-C stops)
 	@deploy/local/demo.sh
 
-bench: ## throughput, latency and memory of the relay next to pg_recvlogical and a bare Kafka producer (QUICK=1: under 5 minutes)
+bench: ## throughput, latency and memory of the relay next to pg_recvlogical, a bare Kafka producer and Debezium (QUICK=1: under 5 minutes)
 	@deploy/local/services.sh up >/dev/null
 	$(GO) run ./cmd/pgoutbox-bench $(if $(QUICK),--quick) $(BENCH_FLAGS)

@@ -14,6 +14,8 @@
 //  8. the write side: the application's throughput with pgbench, WAL bytes per event and the
 //     table's size, for the table outbox (pgoutbox deleting, or the application deleting in its
 //     transaction) and the WAL-only outbox (pgoutbox_send).
+//  9. side by side with Debezium: Kafka Connect standalone with Debezium's PostgreSQL connector
+//     and its outbox EventRouter, then pgoutbox, on one backlog of 1-row transactions.
 //
 // Each scenario has its own table, publication, slot(s) and topic, named bench_*, dropped at its
 // end even on error (a slot left behind pins WAL). `make bench` runs it; `make bench QUICK=1`
@@ -53,6 +55,9 @@ type options struct {
 	writeClients int           // pgbench clients of scenario 8
 	writeFor     time.Duration // pgbench's run per mode of scenario 8
 	writeRounds  int           // rounds over the modes of scenario 8
+
+	debeziumRows        int // backlog rows of scenario 9
+	debeziumHeartbeatMs int // Debezium's heartbeat.interval.ms in scenario 9 (0: off, Debezium's default)
 }
 
 // bench holds what the scenarios share.
@@ -107,10 +112,12 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.rates, "rates", "1000,3000,5000", "write rates of the latency scenario, rows/s, comma-separated")
 	fs.DurationVar(&o.latencyFor, "latency-for", 0, "duration of each latency rate (default 60s; 15s with --quick)")
 	fs.IntVar(&o.bigRows, "big-rows", 1_000_000, "rows of the one large transaction of the memory scenario")
-	fs.StringVar(&o.only, "only", "1,2,3,4,5,6,7", "scenarios to run, comma-separated")
+	fs.StringVar(&o.only, "only", "1,2,3,4,5,6,7,9", "scenarios to run, comma-separated")
 	fs.IntVar(&o.writeClients, "write-clients", 4, "pgbench clients of the write-side scenario 8")
 	fs.IntVar(&o.writeRounds, "write-rounds", 2, "rounds over the modes of scenario 8, interleaved (the best tps per mode is printed)")
 	fs.DurationVar(&o.writeFor, "write-for", 0, "pgbench's run per mode of scenario 8 (default 30s; 10s with --quick)")
+	fs.IntVar(&o.debeziumRows, "debezium-rows", 0, "backlog rows of the side-by-side scenario 9 (default 100,000; 20,000 with --quick)")
+	fs.IntVar(&o.debeziumHeartbeatMs, "debezium-heartbeat-ms", debeziumHeartbeatMs, "Debezium's heartbeat.interval.ms in scenario 9 (0 turns heartbeats off, Debezium's default: its slot then stays behind)")
 	fs.StringVar(&o.out, "out", "", "JSON results file (default $PGOUTBOX_STATE_DIR/bench/bench-<time>.json)")
 	fs.StringVar(&o.relayLogs, "relay-logs", "", "directory to keep each relay's log in, as <outbox>.log (default: not kept)")
 	fs.StringVar(&o.logLevel, "relay-log-level", "info", "the relays' --log-level (debug logs every Kafka round)")
@@ -128,6 +135,12 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.writeFor == 0 {
 		o.writeFor = map[bool]time.Duration{false: 30 * time.Second, true: 10 * time.Second}[o.quick]
+	}
+	if o.debeziumRows == 0 {
+		o.debeziumRows = map[bool]int{false: 100_000, true: 20_000}[o.quick]
+	}
+	if o.debeziumRows < 1 || o.debeziumHeartbeatMs < 0 {
+		return o, fmt.Errorf("--debezium-rows %d, --debezium-heartbeat-ms %d: want at least 1 row and a heartbeat ≥ 0", o.debeziumRows, o.debeziumHeartbeatMs)
 	}
 	if o.writeClients < 1 || o.writeFor < time.Second || o.writeRounds < 1 {
 		return o, fmt.Errorf("--write-clients %d, --write-for %s, --write-rounds %d: want at least 1 client, 1s and 1 round",
@@ -232,7 +245,8 @@ func (b *bench) runScenarios(ctx context.Context) {
 	}
 	steps = append(steps, step{5, "one large transaction", b.bigTxnScenario}, step{6, "micro-benchmarks", b.microScenario},
 		step{7, "exactly-once start-up: partition tail reads", b.tailReadScenario},
-		step{8, "write side: table outbox vs WAL-only", b.writeSideScenario})
+		step{8, "write side: table outbox vs WAL-only", b.writeSideScenario},
+		step{debeziumScenario, "side by side with Debezium", b.sideBySideScenario})
 	for _, s := range steps {
 		if !b.opts.runs(s.scenario) || ctx.Err() != nil {
 			continue

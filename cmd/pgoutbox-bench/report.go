@@ -29,6 +29,7 @@ type Results struct {
 	Micro      []MicroResult     `json:"micro_benchmarks"`
 	WriteSide  []WriteSideResult `json:"write_side"`
 	TailReads  []TailReadResult  `json:"tail_reads"`
+	SideBySide *SideBySideResult `json:"side_by_side,omitempty"`
 	Targets    []Target          `json:"targets"`
 	PerfReport string            `json:"perf_report,omitempty"`
 	Errors     []string          `json:"errors"`
@@ -211,6 +212,7 @@ func printReport(out io.Writer, r *Results) {
 		flush()
 	}
 	printWriteSide(p, row, flush, r)
+	printSideBySide(p, row, flush, r)
 
 	if len(r.Targets) > 0 {
 		p("\nTargets")
