@@ -59,8 +59,12 @@ func (pl *pipeline) run(parent context.Context, in <-chan Message) error {
 			return nil
 		}
 		recv := in
-		if pl.held >= pl.capacity {
-			recv = nil // full: only an answer makes room
+		if pl.held >= pl.capacity || pl.everyPartitionWaits() {
+			// Full, or whatever comes would only queue behind a request in flight: leave it in the
+			// channel and wake for the next answer, which takes it all at once. A wake-up per
+			// row costs more CPU than the sending (at thousands of rows per second, on cores
+			// shared with PostgreSQL and Kafka), and the row would not leave sooner.
+			recv = nil
 		}
 		select {
 		case <-parent.Done():
@@ -92,6 +96,11 @@ func (pl *pipeline) run(parent context.Context, in <-chan Message) error {
 		}
 		pl.sendReady()
 	}
+}
+
+// everyPartitionWaits reports whether every partition seen has a request in flight.
+func (pl *pipeline) everyPartitionWaits() bool {
+	return pl.inFlight > 0 && pl.inFlight == len(pl.queues)
 }
 
 // takeQueued takes what in holds now, without waiting, up to the capacity. It returns nil for

@@ -623,13 +623,18 @@ func TestPublisher_Run_nextRequestCarriesWhatQueued(t *testing.T) {
 	}
 	p := newTestPublisher(t, fake, Config{})
 	acks := newAckLog(t, fake)
-	in := make(chan Message)
+	in := make(chan Message, 8) // buffered, like the relay's queue
 	done := make(chan error, 1)
 	go func() { done <- p.Run(context.Background(), in, acks.acked) }()
 	in <- Message{ID: "a"}
 	<-firstSent
 	for _, id := range []string{"b", "c", "d", "e"} {
-		in <- Message{ID: id} // taken while a is in flight
+		in <- Message{ID: id} // queued while a is in flight
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(in); n != 4 {
+		// Every partition waits for Kafka: taking them now would only cost a wake-up per row.
+		t.Errorf("the publisher took %d rows while its only partition's request was in flight; want them left queued", 4-n)
 	}
 	close(release)
 	close(in)
