@@ -168,7 +168,7 @@ func (e outboxEnv) startRelayWith(t *testing.T, bin string, extraEnv ...string) 
 		}
 		checkLogLines(t, "relay", p.log.String())
 		if t.Failed() {
-			t.Logf("relay log (pid %d):\n%s", cmd.Process.Pid, p.log.tail(80))
+			t.Logf("relay log (pid %d), info and above:\n%s\nlast lines:\n%s", cmd.Process.Pid, p.log.above("debug", 200), p.log.tail(20))
 		}
 	})
 	return p
@@ -227,6 +227,18 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// above returns the last lines of a JSON log that are not at level (e.g. the debug lines, one
+// per produce request, that would push everything else out of a tail).
+func (b *syncBuffer) above(level string, lines int) string {
+	var kept []string
+	for _, l := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+		if !strings.Contains(l, `"level":"`+level+`"`) {
+			kept = append(kept, l)
+		}
+	}
+	return strings.Join(kept[max(0, len(kept)-lines):], "\n")
 }
 
 func (b *syncBuffer) tail(lines int) string {
