@@ -168,6 +168,9 @@ func (pl *pipeline) take(m Message) error {
 // linger.
 func (pl *pipeline) sendReady() {
 	for _, q := range pl.ready {
+		if q.inFlight || q.lingering || len(q.pending) == 0 {
+			continue // already handled: never a second request in flight, nor an empty one
+		}
 		if pl.shouldLinger(q) {
 			pl.linger(q)
 			continue
