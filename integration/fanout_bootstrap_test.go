@@ -152,7 +152,9 @@ func (c *bootClient) start(t *testing.T) {
 		t.Errorf("%s: subscribe: %v", c.name, err)
 	}
 	if err := client.Connect(); err != nil {
-		t.Errorf("%s: connect: %v", c.name, err)
+		// A failed first dial is scheduled again by the SDK (centrifuge-go's startReconnecting):
+		// under load it is no failure; a client that never connects fails the final check.
+		t.Logf("%s: first connect attempt failed, the SDK retries: %v", c.name, err)
 	}
 }
 
