@@ -220,3 +220,8 @@ func (c *centrifugoProc) token(user string) string {
 	mac.Write([]byte(signing))
 	return signing + "." + enc.EncodeToString(mac.Sum(nil))
 }
+
+// clientHandshakeTimeout replaces centrifuge-go's 1 s default: two dozen clients dialling a
+// loaded 2-core machine miss it, and the SDK's reconnect after a missed handshake races with
+// its own resubscribe timer (a data race inside centrifuge-go v0.12.1, seen under -race).
+const clientHandshakeTimeout = 15 * time.Second

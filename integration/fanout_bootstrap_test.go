@@ -131,7 +131,7 @@ func (c *bootClient) onPublication(ev centrifuge.PublicationEvent) {
 }
 
 func (c *bootClient) start(t *testing.T) {
-	client := centrifuge.NewJsonClient(c.cf.wsURL(), centrifuge.Config{Token: c.cf.token(c.name)})
+	client := centrifuge.NewJsonClient(c.cf.wsURL(), centrifuge.Config{Token: c.cf.token(c.name), HandshakeTimeout: clientHandshakeTimeout})
 	t.Cleanup(client.Close)
 	sub, err := client.NewSubscription(c.channel, centrifuge.SubscriptionConfig{
 		Positioned: true, Recoverable: true, GetState: c.getState,

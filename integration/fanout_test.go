@@ -26,7 +26,7 @@ var fanoutTags = []string{"id", "name", "commit-lsn", "commit-index", "position"
 // connectClient connects a centrifuge-go client as user; the test's end closes it.
 func connectClient(t *testing.T, cf *centrifugoProc, user string) *centrifuge.Client {
 	t.Helper()
-	c := centrifuge.NewJsonClient(cf.wsURL(), centrifuge.Config{Token: cf.token(user)})
+	c := centrifuge.NewJsonClient(cf.wsURL(), centrifuge.Config{Token: cf.token(user), HandshakeTimeout: clientHandshakeTimeout})
 	if err := c.Connect(); err != nil {
 		t.Fatalf("connect to centrifugo: %v", err)
 	}
