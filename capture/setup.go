@@ -13,7 +13,7 @@ const outputPlugin = "pgoutput"
 
 // CreateTableSQL returns the statement that creates the outbox table with the configured column
 // names, if it does not exist. The id comes from a sequence: it is assigned at INSERT time, so
-// it is NOT the commit order (see DESIGN.md); the commit position header is.
+// it is NOT the commit order (see docs/architecture.md); the commit position header is.
 func CreateTableSQL(t Table) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", t.QualifiedName())

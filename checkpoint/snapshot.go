@@ -13,7 +13,7 @@ import (
 //
 // A client that read its state in a REPEATABLE READ transaction whose first statement took the
 // snapshot has seen exactly the transactions Visible reports, and no other: it applies an event
-// only if its transaction is not Visible. See the README's "Fan-out to browsers".
+// only if its transaction is not Visible. See docs/fan-out.md.
 type Snapshot struct {
 	Xmin uint64   // every transaction below it had ended (committed or aborted)
 	Xmax uint64   // every transaction at or above it had not started (or not been assigned an id)

@@ -90,7 +90,7 @@ func TestDemo_PageRules(t *testing.T) {
 // rejected change rolls back and never shows elsewhere, a relay SIGKILL, a Centrifugo restart
 // (new epoch: the pages bootstrap again) and a page reload in a burst all end with the pages
 // equal to the database, the commit→screen latency over 300
-// changes, no console errors. PGOUTBOX_DEMO_SCREENSHOT=path also writes the README's picture.
+// changes, no console errors. PGOUTBOX_DEMO_SCREENSHOT=path also writes the README's picture, deploy/demo/two-pages.png.
 func TestDemo_Browser(t *testing.T) {
 	t.Parallel()
 	node := needNode(t, true)

@@ -23,7 +23,7 @@ import (
 )
 
 // bootClient is one browser in the bootstrap property test: it subscribes to one channel,
-// bootstraps its state with the README's recipe (centrifuge-go calls GetState on the first
+// bootstraps its state with the recipe of docs/fan-out.md (centrifuge-go calls GetState on the first
 // subscribe and whenever Centrifugo cannot recover its position, e.g. after an epoch change),
 // and applies events with the checkpoint rules.
 type bootClient struct {
@@ -160,7 +160,7 @@ func (c *bootClient) start(t *testing.T) {
 
 // TestFanout_BootstrapProperty: writers commit concurrently on several channels (a counter per
 // channel is the ground truth, each event carries its new value); 24 clients bootstrap at
-// random moments with the README's recipe and apply events; at the end every client's state
+// random moments with the recipe of docs/fan-out.md and apply events; at the end every client's state
 // equals the database's, and no event was applied twice, skipped or out of order. The hard
 // cases are forced: transactions held open across bootstraps (the snapshot's in-progress list
 // is not empty and they commit after it), transactions whose outbox id was taken before another

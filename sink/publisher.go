@@ -12,7 +12,7 @@
 // skip.
 //
 // kafka-go's Writer is not used: its batch timer adds latency, and it keeps sending a
-// partition's later batches after one failed for good (see DESIGN.md, "Sink").
+// partition's later batches after one failed for good (see docs/architecture.md, "Sink: keeping order with kafka-go").
 package sink
 
 import (

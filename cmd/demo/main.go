@@ -2,7 +2,7 @@
 // together, live. Its state spans two tables (the board, its tasks); each change writes the
 // business rows and one outbox event in the same transaction; pgoutbox relays the event to
 // Kafka, Centrifugo fans it out to every page, and each page applies it with the bootstrap rules
-// of the README's "Fan-out to browsers" (cmd/demo/web/rules.js mirrors the checkpoint package).
+// of docs/fan-out.md (cmd/demo/web/rules.js mirrors the checkpoint package).
 //
 //	demo init    create the tables and the board, add the outbox's mutation_id/rejected columns
 //	demo serve   serve the page and its API (the default)

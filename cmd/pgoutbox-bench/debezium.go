@@ -25,7 +25,7 @@ import (
 // 1-row transactions, in the same run.
 const debeziumScenario = 9
 
-// The settings of the Debezium run that are not Connect's or Debezium's defaults; the README and
+// The settings of the Debezium run that are not Connect's or Debezium's defaults; docs/performance.md and
 // the report name them.
 const (
 	// debeziumHeartbeatMs is --debezium-heartbeat-ms's default. Debezium confirms the position

@@ -18,7 +18,7 @@ import (
 // Config is every setting of pgoutbox. Each one is settable by a flag and by a PGOUTBOX_*
 // environment variable (a flag wins over the environment). settings() is the one place that
 // names them and sets their defaults (from the constants of the package each setting belongs
-// to); `pgoutbox <command> --help` prints them, and a test checks that the README lists them.
+// to); `pgoutbox <command> --help` prints them, and a test checks that docs/operating.md lists them.
 type Config struct {
 	DatabaseURL  string // PostgreSQL URL; the role needs REPLICATION. Required.
 	KafkaBrokers string // comma-separated host:port list. Required.

@@ -12,7 +12,7 @@ import (
 )
 
 // metrics are the relay's Prometheus metrics, on their own registry (no global state), and the
-// readiness /readyz reports: the relay's Observer. The README's metrics table lists them; keep
+// readiness /readyz reports: the relay's Observer. docs/monitoring.md's metrics table lists them; keep
 // the two in step.
 type metrics struct {
 	reg *prometheus.Registry

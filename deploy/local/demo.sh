@@ -59,7 +59,7 @@ trap 'exit 0' INT TERM
 
 if ! "$HERE/postgres.sh" status >/dev/null 2>&1; then "$HERE/postgres.sh" start; started+=("$HERE/postgres.sh"); fi
 if ! "$HERE/kafka.sh" status >/dev/null 2>&1; then "$HERE/kafka.sh" start; started+=("$HERE/kafka.sh"); fi
-# Centrifugo fans the demo's topic out to the pages (README "Fan-out to browsers").
+# Centrifugo fans the demo's topic out to the pages (docs/fan-out.md).
 if ! "$HERE/centrifugo.sh" status >/dev/null 2>&1; then "$HERE/centrifugo.sh" start; started+=("$HERE/centrifugo.sh"); fi
 
 # The page's Centrifugo client, pinned in deploy/demo/package-lock.json, embedded by the build.

@@ -93,7 +93,7 @@ func (o *output) acked(msgs []sink.Message) error {
 	return nil
 }
 
-// ToMessage maps an outbox event onto the Kafka record the relay publishes (DESIGN.md, "The
+// ToMessage maps an outbox event onto the Kafka record the relay publishes (docs/architecture.md, "The
 // event"): key = channel, value = payload, the event's headers, the commit time as timestamp.
 // txn is the ledger's token of the event's transaction and size its accounting size; both come
 // back unchanged in the sink's acknowledgement. The benchmark uses it too, so that its records
