@@ -1,29 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
-	"time"
 
+	"github.com/pgoutbox/pgoutbox/client/modelserver"
 	"go.yaml.in/yaml/v3"
 )
 
 // centrifugo is what the app needs of the Centrifugo server: its server API (the channel's stream
 // position, step 1 of the bootstrap recipe) and the key that signs browsers' connection tokens.
 type centrifugo struct {
-	url       string // http://host:port, the server API at /api and WebSocket at /connection/websocket
-	apiKey    string // http_api.key
-	hmacKey   []byte // client.token.hmac_secret_key
-	tokenTTL  time.Duration
-	http      *http.Client
+	api       *modelserver.Centrifugo
+	tokens    *modelserver.Tokens
 	publicURL string // the WebSocket address browsers connect to
 }
 
@@ -63,59 +54,17 @@ func centrifugoSecrets(configPath string) (apiKey, hmacKey string, err error) {
 	return apiKey, hmacKey, nil
 }
 
-// streamPosition is a channel's place in Centrifugo's history: the offset of its newest
-// publication and the history's epoch (new when the history was lost).
-type streamPosition struct {
-	Offset uint64 `json:"offset"`
-	Epoch  string `json:"epoch"`
-}
+// streamPosition is a channel's place in Centrifugo's history.
+type streamPosition = modelserver.StreamPosition
 
-// streamTop returns the channel's current stream position: the server API's history with limit
-// 0, which returns no publications, only the position.
+// streamTop returns the channel's current stream position (step 1 of the bootstrap recipe).
 func (c *centrifugo) streamTop(ctx context.Context, channel string) (streamPosition, error) {
-	body, _ := json.Marshal(map[string]any{"channel": channel, "limit": 0})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/api/history", bytes.NewReader(body))
-	if err != nil {
-		return streamPosition{}, err
-	}
-	req.Header.Set("X-API-Key", c.apiKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return streamPosition{}, fmt.Errorf("read stream position of %s from Centrifugo at %s (is it running? `make up`): %w", channel, c.url, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var out struct {
-		Error *struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-		Result streamPosition `json:"result"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return streamPosition{}, fmt.Errorf("read stream position of %s: status %s: %w", channel, resp.Status, err)
-	}
-	if out.Error != nil {
-		return streamPosition{}, fmt.Errorf("read stream position of %s: Centrifugo error %d %s (is the channel in a namespace with history?)", channel, out.Error.Code, out.Error.Message)
-	}
-	return out.Result, nil
+	return c.api.StreamPosition(ctx, channel)
 }
 
-// connectionToken returns a Centrifugo connection token for user: an HS256 JWT {"sub", "exp"}.
-// The app authorizes here, once per connection; Centrifugo then fans every event out without
-// asking the database anything per client.
-func (c *centrifugo) connectionToken(user string, now time.Time) string {
-	return signJWT(c.hmacKey, map[string]any{"sub": user, "exp": now.Add(c.tokenTTL).Unix()})
-}
-
-func signJWT(key []byte, claims map[string]any) string {
-	enc := base64.RawURLEncoding
-	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	payload, _ := json.Marshal(claims)
-	signing := header + "." + enc.EncodeToString(payload)
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(signing))
-	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+// connectionToken returns a Centrifugo connection token for user.
+func (c *centrifugo) connectionToken(user string) (string, error) {
+	return c.tokens.Connection(user)
 }
 
 // wsURL turns Centrifugo's http(s) address into its WebSocket endpoint.

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgoutbox/pgoutbox/client/modelserver"
 	"github.com/rs/zerolog"
 )
 
@@ -101,11 +102,15 @@ func runApp(ctx context.Context, cmd string, args []string) error {
 	if err != nil {
 		return err
 	}
+	tokens, err := modelserver.NewHS256Tokens([]byte(hmacKey))
+	if err != nil {
+		return err
+	}
 	srv := &server{
 		store: st, boardID: c.board.ID, channel: "outbox:board-" + c.board.ID, log: log,
 		cf: &centrifugo{
-			url: c.centrifugoURL, apiKey: apiKey, hmacKey: []byte(hmacKey), tokenTTL: time.Hour,
-			http: &http.Client{Timeout: 5 * time.Second}, publicURL: wsURL(c.centrifugoURL),
+			api:    &modelserver.Centrifugo{URL: c.centrifugoURL, APIKey: apiKey},
+			tokens: tokens, publicURL: wsURL(c.centrifugoURL),
 		},
 	}
 	h, err := srv.routes()

@@ -80,14 +80,24 @@ func (s *server) handleState(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusInternalServerError, err)
 		return
 	}
+	token, err := s.cf.connectionToken(user)
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, stateResponse{
 		state: st, Channel: s.channel, Position: pos, User: user,
-		Centrifugo: s.cf.publicURL, Token: s.cf.connectionToken(user, time.Now()),
+		Centrifugo: s.cf.publicURL, Token: token,
 	})
 }
 
 func (s *server) handleToken(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"token": s.cf.connectionToken(userOf(r), time.Now())})
+	token, err := s.cf.connectionToken(userOf(r))
+	if err != nil {
+		s.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": token})
 }
 
 // handleMutation answers the outcome too (accepted or rejected, and the transaction's xid), but
