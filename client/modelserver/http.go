@@ -205,7 +205,7 @@ func (h *Handlers) logError(r *http.Request, err error) {
 		h.OnError(r, err)
 		return
 	}
-	log.Printf("modelserver: %s %s: %v", r.Method, r.URL.Path, err)
+	log.Printf("modelserver: %q %q: %v", r.Method, r.URL.Path, err) // #nosec G706 -- quoted: a request cannot forge a log line
 }
 
 // WriteJSON answers v as JSON with status code; responses are never cached.

@@ -31,8 +31,7 @@ type Event struct {
 }
 
 func (o Outbox) check() error {
-	switch {
-	case (o.Table == "") == (o.Send == ""):
+	if (o.Table == "") == (o.Send == "") {
 		return errors.New("modelserver: Outbox: set Table (the outbox table) or Send (pgoutbox_send), not both")
 	}
 	return nil
