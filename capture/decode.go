@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // Message is what [Decoder.Decode] returns for the messages the relay acts on: [Begin], [Row]
@@ -63,7 +65,7 @@ type Decoder struct {
 
 	values []value // scratch for tuple
 
-	source []byte // the HeaderSource value; nil = no such header
+	source []byte // the record.HeaderSource value; nil = no such header
 	xidRef uint64 // the newest full transaction id known, for widening Begin's xid
 
 	// schemaRowsBad turns the rows of an outbox Relation that lacks a configured column into
@@ -88,7 +90,7 @@ func (d *Decoder) SetMessages(prefix string, from EventsFrom) {
 // relay at the same place after every restart, even once the column is back.
 func (d *Decoder) SetSchemaErrorsAsBadRows(on bool) { d.schemaRowsBad = on }
 
-// SetSource makes every event carry the [HeaderSource] header with value s ([Source.Header]).
+// SetSource makes every event carry the [record.HeaderSource] header with value s ([Source.Header]).
 func (d *Decoder) SetSource(s string) { d.source = []byte(s) }
 
 // SetXIDReference gives the decoder a full (64-bit) transaction id near those it will decode:
@@ -362,7 +364,7 @@ func (d *Decoder) schemaBadRow(rel *relation, values []value, index int) error {
 		}
 	}
 	e.Payload, _ = json.Marshal(raw) // a map of strings always marshals
-	e.Headers = positionHeaders(&e, d.source, 0)
+	e.Headers = standardHeaders(&e, d.source, 0)
 	return &BadRowError{ID: e.ID, CommitLSN: e.CommitLSN, Index: index, Event: e,
 		Reason: rel.err.Error() + " — this row was written while the column was missing; its columns are the payload of this record"}
 }
@@ -443,7 +445,7 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 		}
 		e.Payload = raw
 	}
-	e.Headers = positionHeaders(&e, d.source, len(rel.extras)+2)
+	e.Headers = standardHeaders(&e, d.source, len(rel.extras)+2)
 	e.Headers = appendOptimistic(e.Headers, rel, values)
 	if rel.headers >= 0 && values[rel.headers] != nil {
 		headers, err := objectHeaders(values[rel.headers])
@@ -457,7 +459,7 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 		if values[col] != nil {
 			v = append([]byte{}, values[col]...)
 		}
-		e.Headers = append(e.Headers, Header{Key: d.table.ExtraHeaders[i], Value: v})
+		e.Headers = append(e.Headers, record.Header{Key: d.table.ExtraHeaders[i], Value: v})
 	}
 	if len(problems) > 0 {
 		return nil, &BadRowError{ID: e.ID, CommitLSN: e.CommitLSN, Index: index, Reason: strings.Join(problems, "; "), Event: e}
@@ -467,9 +469,9 @@ func (d *Decoder) row(rel *relation, values []value, index int) (Message, error)
 
 // appendOptimistic appends the mutation id and rejected headers of a row, for the configured
 // columns whose value is not NULL.
-func appendOptimistic(h []Header, rel *relation, values []value) []Header {
+func appendOptimistic(h []record.Header, rel *relation, values []value) []record.Header {
 	if rel.mutationID >= 0 && values[rel.mutationID] != nil {
-		h = append(h, Header{Key: HeaderMutationID, Value: append([]byte{}, values[rel.mutationID]...)})
+		h = append(h, record.Header{Key: record.HeaderMutationID, Value: append([]byte{}, values[rel.mutationID]...)})
 	}
 	if rel.rejected >= 0 && values[rel.rejected] != nil {
 		v := values[rel.rejected]
@@ -481,7 +483,7 @@ func appendOptimistic(h []Header, rel *relation, values []value) []Header {
 		default:
 			v = append([]byte{}, v...)
 		}
-		h = append(h, Header{Key: HeaderRejected, Value: v})
+		h = append(h, record.Header{Key: record.HeaderRejected, Value: v})
 	}
 	return h
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/pgoutbox/pgoutbox/capture"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 var updateCorpus = flag.Bool("update-corpus", false, "rewrite the seed-* files of testdata/fuzz/FuzzDecoder from fuzzSeeds")
@@ -124,7 +126,7 @@ func FuzzDecoder(f *testing.F) {
 // fields.
 func checkEvent(t *testing.T, e capture.Event) {
 	t.Helper()
-	keys := []string{capture.HeaderID, capture.HeaderName, capture.HeaderCommitLSN, capture.HeaderCommitIndex, capture.HeaderPosition, capture.HeaderXID, capture.HeaderChannel}
+	keys := []string{record.HeaderID, record.HeaderName, record.HeaderCommitLSN, record.HeaderCommitIndex, record.HeaderPosition, record.HeaderXID, record.HeaderChannel}
 	if len(e.Headers) < len(keys) {
 		t.Fatalf("event has %d headers", len(e.Headers))
 	}
@@ -133,7 +135,7 @@ func checkEvent(t *testing.T, e capture.Event) {
 			t.Fatalf("header %d is %q, want %q", i, e.Headers[i].Key, k)
 		}
 	}
-	if string(e.Headers[4].Value) != e.Position() || string(e.Headers[0].Value) != e.ID {
+	if string(e.Headers[4].Value) != e.Position().String() || string(e.Headers[0].Value) != e.ID {
 		t.Fatalf("headers %q do not match the event", e.Headers[:len(keys)])
 	}
 }

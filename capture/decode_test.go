@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/pgoutbox/pgoutbox/capture"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // Builders of pgoutput protocol version 1 messages, after
@@ -155,8 +157,8 @@ func outboxInsert(id, channel, name, data, headers val) []byte {
 }
 
 // positionHeaders are the pgoutbox-* headers of a row of the test transaction.
-func positionHeaders(id, name, channel, index string) []capture.Header {
-	return []capture.Header{
+func positionHeaders(id, name, channel, index string) []record.Header {
+	return []record.Header{
 		{Key: "pgoutbox-id", Value: []byte(id)},
 		{Key: "pgoutbox-name", Value: []byte(name)},
 		{Key: "pgoutbox-commit-lsn", Value: []byte("16/B374D848")},
@@ -167,7 +169,7 @@ func positionHeaders(id, name, channel, index string) []capture.Header {
 	}
 }
 
-func event(index int, id, channel, name string, payload []byte, headers ...capture.Header) capture.Event {
+func event(index int, id, channel, name string, payload []byte, headers ...record.Header) capture.Event {
 	return capture.Event{
 		XID: txnXID, FullXID: txnXID, CommitLSN: txnLSN, Index: index, CommitTime: commitTime,
 		ID: id, Channel: channel, Name: name, Payload: payload,
@@ -226,11 +228,11 @@ func TestDecoder_DecodeTransaction(t *testing.T) {
 				text(`{"id": 1, "body": "hi"}`),
 				text(`{"trace": "abc", "attempt": 2, "gone": null, "tags": {"a": [1, 2]}, "flag": true}`)),
 			want: row(event(0, "41", "room:1", "message.created", []byte(`{"id": 1, "body": "hi"}`),
-				capture.Header{Key: "attempt", Value: []byte("2")},
-				capture.Header{Key: "flag", Value: []byte("true")},
-				capture.Header{Key: "gone", Value: nil},
-				capture.Header{Key: "tags", Value: []byte(`{"a":[1,2]}`)},
-				capture.Header{Key: "trace", Value: []byte("abc")},
+				record.Header{Key: "attempt", Value: []byte("2")},
+				record.Header{Key: "flag", Value: []byte("true")},
+				record.Header{Key: "gone", Value: nil},
+				record.Header{Key: "tags", Value: []byte(`{"a":[1,2]}`)},
+				record.Header{Key: "trace", Value: []byte("abc")},
 			)),
 		},
 		{
@@ -245,7 +247,7 @@ func TestDecoder_DecodeTransaction(t *testing.T) {
 			want: row(capture.Event{
 				XID: txnXID + 1, FullXID: txnXID + 1, CommitLSN: txnLSN + 0x100, Index: 0, CommitTime: commitTime,
 				ID: "43", Channel: "room:1", Name: "x", Payload: []byte("{}"),
-				Headers: []capture.Header{
+				Headers: []record.Header{
 					{Key: "pgoutbox-id", Value: []byte("43")},
 					{Key: "pgoutbox-name", Value: []byte("x")},
 					{Key: "pgoutbox-commit-lsn", Value: []byte("16/B374D948")},
@@ -357,11 +359,11 @@ func TestDecoder_Decode(t *testing.T) {
 				{in: relationMsg(outboxID, "public", "outbox", append(append([]col(nil), outboxCols...), col{"tenant", oidText})...)},
 				{
 					in:   insertMsg(outboxID, text("2"), text("c"), text("n"), text("{}"), text(`{"z": "1"}`), null, text("acme")),
-					want: row(event(0, "2", "c", "n", []byte("{}"), capture.Header{Key: "z", Value: []byte("1")}, capture.Header{Key: "tenant", Value: []byte("acme")})),
+					want: row(event(0, "2", "c", "n", []byte("{}"), record.Header{Key: "z", Value: []byte("1")}, record.Header{Key: "tenant", Value: []byte("acme")})),
 				},
 				{
 					in:   insertMsg(outboxID, text("3"), text("c"), text("n"), text("{}"), null, null, null),
-					want: row(event(1, "3", "c", "n", []byte("{}"), capture.Header{Key: "tenant", Value: nil})),
+					want: row(event(1, "3", "c", "n", []byte("{}"), record.Header{Key: "tenant", Value: nil})),
 				},
 			},
 		},
@@ -446,7 +448,7 @@ func TestDecoder_Decode(t *testing.T) {
 				{in: outboxInsert(text("8"), text("c"), text("n"), text(`{"b": [1, 2], "a": "é"}`), null), want: row(event(7, "8", "c", "n", []byte(`{"b": [1, 2], "a": "é"}`)))},
 				{in: outboxInsert(text("9"), text("c"), text("n"), text(`\x00`), null), want: row(event(8, "9", "c", "n", []byte(`\x00`)))},
 				{in: relationMsg(outboxID, "public", "outbox", textCols...)},
-				{in: outboxInsert(text("10"), text("c"), text("n"), text(""), text(`{"k":"v"}`)), want: row(event(9, "10", "c", "n", []byte{}, capture.Header{Key: "k", Value: []byte("v")}))},
+				{in: outboxInsert(text("10"), text("c"), text("n"), text(""), text(`{"k":"v"}`)), want: row(event(9, "10", "c", "n", []byte{}, record.Header{Key: "k", Value: []byte("v")}))},
 			},
 		},
 		{
@@ -607,9 +609,9 @@ func TestDecoder_DecodeDoesNotRetainBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := event(0, "1", "c", "n", []byte(`{"a": 1}`),
-		capture.Header{Key: "h", Value: []byte("v")},
-		capture.Header{Key: "i", Value: []byte("[1]")},
-		capture.Header{Key: "created_at", Value: []byte("2025-03-14 15:09:26.535897+00")})
+		record.Header{Key: "h", Value: []byte("v")},
+		record.Header{Key: "i", Value: []byte("[1]")},
+		record.Header{Key: "created_at", Value: []byte("2025-03-14 15:09:26.535897+00")})
 	for i := range in {
 		in[i] = 0xEE
 	}
@@ -684,11 +686,11 @@ func TestEvent_Position(t *testing.T) {
 		{CommitLSN: 0x16_B374D848, Index: 0},
 	}
 	for i := 1; i < len(events); i++ {
-		if a, b := events[i-1].Position(), events[i].Position(); a >= b {
+		if a, b := events[i-1].Position().String(), events[i].Position().String(); a >= b {
 			t.Errorf("position %q does not sort before %q", a, b)
 		}
 	}
-	if got, want := events[4].Position(), "00000016B374D848-00000000"; got != want {
+	if got, want := events[4].Position().String(), "00000016B374D848-00000000"; got != want {
 		t.Errorf("Position() = %q, want %q", got, want)
 	}
 }
@@ -698,7 +700,7 @@ func TestEvent_Size(t *testing.T) {
 	small := capture.Event{ID: "1", Channel: "c"}
 	big := small
 	big.Payload = bytes.Repeat([]byte("x"), 1000)
-	big.Headers = []capture.Header{{Key: "k", Value: bytes.Repeat([]byte("v"), 500)}}
+	big.Headers = []record.Header{{Key: "k", Value: bytes.Repeat([]byte("v"), 500)}}
 	if small.Size() <= 0 {
 		t.Errorf("Size() of a small event = %d, want > 0", small.Size())
 	}
@@ -853,7 +855,7 @@ func TestDecoder_FullXID(t *testing.T) {
 		e := msg.(capture.Row).Event
 		var header string
 		for _, h := range e.Headers {
-			if h.Key == capture.HeaderXID {
+			if h.Key == record.HeaderXID {
 				header = string(h.Value)
 			}
 		}
@@ -882,22 +884,22 @@ func TestDecoder_OptimisticAndChannel(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		mutation, rejected val
-		want               []capture.Header
+		want               []record.Header
 	}{
-		{text("m-1"), text("t"), []capture.Header{{Key: "pgoutbox-mutation-id", Value: []byte("m-1")}, {Key: "pgoutbox-rejected", Value: []byte("true")}}},
-		{text("m-2"), text("f"), []capture.Header{{Key: "pgoutbox-mutation-id", Value: []byte("m-2")}, {Key: "pgoutbox-rejected", Value: []byte("false")}}},
+		{text("m-1"), text("t"), []record.Header{{Key: "pgoutbox-mutation-id", Value: []byte("m-1")}, {Key: "pgoutbox-rejected", Value: []byte("true")}}},
+		{text("m-2"), text("f"), []record.Header{{Key: "pgoutbox-mutation-id", Value: []byte("m-2")}, {Key: "pgoutbox-rejected", Value: []byte("false")}}},
 		{null, null, nil},
-		{null, text("t"), []capture.Header{{Key: "pgoutbox-rejected", Value: []byte("true")}}},
+		{null, text("t"), []record.Header{{Key: "pgoutbox-rejected", Value: []byte("true")}}},
 	} {
 		msg, err := d.Decode(insertMsg(outboxID, text("1"), text("room:1"), text("n"), null, text(`{"a": "b"}`), null, tc.mutation, tc.rejected))
 		if err != nil {
 			t.Fatal(err)
 		}
 		h := msg.(capture.Row).Event.Headers
-		if h[6].Key != capture.HeaderChannel || string(h[6].Value) != "room:1" {
+		if h[6].Key != record.HeaderChannel || string(h[6].Value) != "room:1" {
 			t.Errorf("header 6 is %q=%q, want the channel", h[6].Key, h[6].Value)
 		}
-		want := append(tc.want, capture.Header{Key: "a", Value: []byte("b")})
+		want := append(tc.want, record.Header{Key: "a", Value: []byte("b")})
 		if got := h[7:]; !reflect.DeepEqual(got, want) {
 			t.Errorf("mutation %v, rejected %v: headers after the channel %q, want %q", tc.mutation, tc.rejected, got, want)
 		}

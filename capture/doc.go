@@ -11,7 +11,7 @@
 //
 // Every event carries its commit position: the transaction's commit LSN and the row's index among
 // the transaction's outbox rows and messages, in WAL order. That position, not the outbox id, is the order in which
-// consumers must apply events (see [Event.Position] and [HeaderPosition]).
+// consumers must apply events (see [Event.Position] and [record.HeaderPosition]).
 //
 // Errors are documented in errors.go: [ErrProtocol] and [ErrUnknownRelation] mean the stream is
 // out of sync, [ErrSchema] that the outbox table does not match the configured [Table], and

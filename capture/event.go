@@ -6,48 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
-)
 
-// Keys of the headers that pgoutbox puts first on every record, in this order. Keys starting
-// with [HeaderPrefix] are reserved: a row whose headers object uses one is a bad row.
-const (
-	// HeaderPrefix starts every header key reserved for pgoutbox.
-	HeaderPrefix = "pgoutbox-"
-	// HeaderID holds the row's id column as text.
-	HeaderID = "pgoutbox-id"
-	// HeaderName holds the row's event name.
-	HeaderName = "pgoutbox-name"
-	// HeaderCommitLSN holds the transaction's commit LSN in PostgreSQL's form: 16/B374D848.
-	HeaderCommitLSN = "pgoutbox-commit-lsn"
-	// HeaderCommitIndex holds the row's index among the transaction's outbox rows, in decimal.
-	HeaderCommitIndex = "pgoutbox-commit-index"
-	// HeaderPosition holds the commit position (see [Event.Position]); consumers order and
-	// de-duplicate by it.
-	HeaderPosition = "pgoutbox-position"
-	// HeaderXID holds the transaction's full 64-bit id (xid8, the numbering of
-	// pg_current_xact_id() and pg_current_snapshot()), in decimal.
-	HeaderXID = "pgoutbox-xid"
-	// HeaderSource identifies the stream the record comes from (see [Source.Header]): a later
-	// session trusts a partition's last record to say how far the partition got only when it
-	// names the same system, timeline lineage and slot. Absent when the Decoder has no source.
-	HeaderSource = "pgoutbox-source"
-	// HeaderChannel holds the channel, equal to the key, for fan-out servers that read the
-	// channel from a header (Centrifugo's Kafka consumer in publication data mode).
-	HeaderChannel = "pgoutbox-channel"
-	// HeaderMutationID holds the row's mutation id column (see [Table.MutationID]), when
-	// configured and not NULL: the id a client gave its optimistic update.
-	HeaderMutationID = "pgoutbox-mutation-id"
-	// HeaderRejected holds the row's rejected column (see [Table.Rejected]), when configured and
-	// not NULL: "true" when the server rejected the client's optimistic update, else "false"
-	// (a boolean column; any other type gives its text).
-	HeaderRejected = "pgoutbox-rejected"
-	// HeaderError holds, on a dead-letter record, why the row could not be published.
-	HeaderError = "pgoutbox-error"
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // Event is one outbox row, ready to publish. It holds no reference to the replication buffer.
@@ -62,21 +26,20 @@ type Event struct {
 	Name       string        // the event name; "" when NULL
 	Topic      string        // from the topic column; "" = use the configured topic
 
+	// DeadLetter, when not "", says why the row cannot be published (a *BadRowError's reason,
+	// with StreamConfig.DeadLetterBadRows): the sink sends it to its dead-letter topic as a
+	// dead-letter record of stage record.StageDecode, instead of to Topic.
+	DeadLetter string
+
 	// Payload is the payload column as stored: json and jsonb give their JSON text, bytea its
 	// raw bytes, any other type its text form. A NULL payload is nil (a Kafka null value, which
 	// is a tombstone on compacted topics); an empty one is non-nil and empty.
 	Payload []byte
 
-	// Headers are the pgoutbox-* headers in the order of the Header* constants, then each key
-	// of the row's headers object in sorted order, then each extra header column in the
-	// configured order.
-	Headers []Header
-}
-
-// Header is one Kafka record header. A nil Value is a null header value.
-type Header struct {
-	Key   string
-	Value []byte
+	// Headers are the pgoutbox-* headers in the order of the record package's Header*
+	// constants, then each key of the row's headers object in sorted order, then each extra
+	// header column in the configured order.
+	Headers []record.Header
 }
 
 // Approximate fixed costs, in bytes, of an Event and of a Header (struct, slice and string
@@ -89,87 +52,29 @@ const (
 // Size returns the approximate number of bytes the event holds in memory (payload, headers, key
 // and strings), for bounding the in-flight window.
 func (e *Event) Size() int {
-	n := eventOverhead + len(e.ID) + len(e.Channel) + len(e.Name) + len(e.Topic) + len(e.Payload)
+	n := eventOverhead + len(e.ID) + len(e.Channel) + len(e.Name) + len(e.Topic) + len(e.DeadLetter) + len(e.Payload)
 	for _, h := range e.Headers {
 		n += headerOverhead + len(h.Key) + len(h.Value)
 	}
 	return n
 }
 
-// Position returns the row's commit position as a string that sorts lexicographically in commit
-// order: the commit LSN and the index, in fixed-width upper-case hex ("0000001600B374D8-00000003").
-func (e *Event) Position() string {
-	return position(e.CommitLSN, e.Index)
+// Position returns the row's commit position: the commit LSN and the row's index (the
+// pgoutbox-position header's value).
+func (e *Event) Position() record.Position {
+	return record.Position{LSN: record.LSN(e.CommitLSN), Index: uint32(e.Index)}
 }
 
-func position(lsn pglogrepl.LSN, index int) string {
-	return fmt.Sprintf("%016X-%08X", uint64(lsn), index)
-}
-
-// positionHeaders returns the pgoutbox-* headers of e, from the id to the channel, with room
-// for extra more headers, and the source header when source is not nil (its value is shared by
-// all events: never modify it). The seven other values share one allocation, formatted without
-// fmt.
-func positionHeaders(e *Event, source []byte, extra int) []Header {
-	buf := make([]byte, 0, len(e.ID)+len(e.Name)+len(e.Channel)+17+20+34+20)
-	field := func(start int) []byte { return buf[start:len(buf):len(buf)] }
-	s := len(buf)
-	buf = append(buf, e.ID...)
-	id := field(s)
-	s = len(buf)
-	buf = append(buf, e.Name...)
-	name := field(s)
-	s = len(buf)
-	buf = appendHex(buf, uint64(e.CommitLSN)>>32, 0)
-	buf = append(buf, '/')
-	buf = appendHex(buf, uint64(e.CommitLSN)&0xFFFFFFFF, 0)
-	lsn := field(s)
-	s = len(buf)
-	buf = strconv.AppendInt(buf, int64(e.Index), 10)
-	index := field(s)
-	s = len(buf)
-	buf = appendHex(buf, uint64(e.CommitLSN), 16)
-	buf = append(buf, '-')
-	buf = appendHex(buf, uint64(e.Index), 8)
-	pos := field(s)
-	s = len(buf)
-	buf = strconv.AppendUint(buf, e.FullXID, 10)
-	xid := field(s)
-	s = len(buf)
-	buf = append(buf, e.Channel...)
-	channel := field(s)
-	h := make([]Header, 0, 8+extra)
-	h = append(h,
-		Header{HeaderID, id}, Header{HeaderName, name}, Header{HeaderCommitLSN, lsn},
-		Header{HeaderCommitIndex, index}, Header{HeaderPosition, pos}, Header{HeaderXID, xid},
-		Header{HeaderChannel, channel})
-	if source != nil {
-		h = append(h, Header{HeaderSource, source})
-	}
-	return h
-}
-
-// appendHex appends v in upper-case hex, zero-padded to width digits.
-func appendHex(b []byte, v uint64, width int) []byte {
-	const digits = "0123456789ABCDEF"
-	var tmp [16]byte
-	i := len(tmp)
-	for v > 0 || i == len(tmp) {
-		i--
-		tmp[i] = digits[v&0xF]
-		v >>= 4
-	}
-	for len(tmp)-i < width {
-		i--
-		tmp[i] = '0'
-	}
-	return append(b, tmp[i:]...)
+// standardHeaders returns the pgoutbox-* headers of e, from the id to the channel and the source
+// header when source is not nil (see [record.StandardHeaders]), with room for extra more.
+func standardHeaders(e *Event, source []byte, extra int) []record.Header {
+	return record.StandardHeaders(record.Fields{ID: e.ID, Name: e.Name, Position: e.Position(), XID: e.FullXID, Channel: e.Channel}, source, extra)
 }
 
 // objectHeaders returns the headers held by a JSON object, in sorted key order: a string value
 // gives its string, null gives a nil value, any other value its compact JSON text. The returned
 // headers do not refer to text. The error is the reason the row is bad.
-func objectHeaders(text []byte) ([]Header, error) {
+func objectHeaders(text []byte) ([]record.Header, error) {
 	trimmed := bytes.TrimLeft(text, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, fmt.Errorf("headers column holds %s, not a JSON object", jsonKind(trimmed))
@@ -178,16 +83,16 @@ func objectHeaders(text []byte) ([]Header, error) {
 	if err := json.Unmarshal(text, &obj); err != nil {
 		return nil, fmt.Errorf("headers column is not valid JSON: %w", err)
 	}
-	headers := make([]Header, 0, len(obj))
+	headers := make([]record.Header, 0, len(obj))
 	for _, key := range slices.Sorted(maps.Keys(obj)) {
-		if strings.HasPrefix(key, HeaderPrefix) {
-			return nil, fmt.Errorf("headers column has key %q: keys starting with %q are reserved for pgoutbox", key, HeaderPrefix)
+		if strings.HasPrefix(key, record.HeaderPrefix) {
+			return nil, fmt.Errorf("headers column has key %q: keys starting with %q are reserved for pgoutbox", key, record.HeaderPrefix)
 		}
 		value, err := headerValue(obj[key])
 		if err != nil {
 			return nil, fmt.Errorf("headers column key %q: %w", key, err)
 		}
-		headers = append(headers, Header{Key: key, Value: value})
+		headers = append(headers, record.Header{Key: key, Value: value})
 	}
 	return headers, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pglogrepl"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // DefaultMessagePrefix is the prefix of the logical decoding messages that pgoutbox_send emits
@@ -105,7 +107,7 @@ func (d *Decoder) message(body []byte) (Message, error) {
 		return nil, protocolError("non-transactional message at %s inside transaction %d", lsn, d.txn.XID)
 	case !transactional:
 		e := Event{CommitLSN: lsn, Payload: bytes.Clone(content)}
-		e.Headers = positionHeaders(&e, d.source, 0)
+		e.Headers = standardHeaders(&e, d.source, 0)
 		e.Headers[0].Value = nil // no outbox id
 		return nil, &BadRowError{CommitLSN: lsn, MessageLSN: lsn, Outside: true, Event: e,
 			Reason: fmt.Sprintf("non-transactional logical decoding message with prefix %q: PostgreSQL decodes it even when its "+
@@ -135,7 +137,7 @@ func (d *Decoder) messageEvent(content []byte, index int) (Event, []string) {
 	m, err := parseMessage(content)
 	if err != nil {
 		e.Payload = bytes.Clone(content)
-		e.Headers = positionHeaders(&e, d.source, 0)
+		e.Headers = standardHeaders(&e, d.source, 0)
 		e.Headers[0].Value = nil
 		return e, []string{err.Error()}
 	}
@@ -159,13 +161,13 @@ func (d *Decoder) messageEvent(content []byte, index int) (Event, []string) {
 		}
 		e.Payload = raw
 	}
-	e.Headers = positionHeaders(&e, d.source, 2)
+	e.Headers = standardHeaders(&e, d.source, 2)
 	e.Headers[0].Value = nil // no outbox id: the event lives in the WAL only
 	if m.MutationID != nil {
-		e.Headers = append(e.Headers, Header{Key: HeaderMutationID, Value: []byte(*m.MutationID)})
+		e.Headers = append(e.Headers, record.Header{Key: record.HeaderMutationID, Value: []byte(*m.MutationID)})
 	}
 	if m.Rejected != nil {
-		e.Headers = append(e.Headers, Header{Key: HeaderRejected, Value: []byte(fmt.Sprint(*m.Rejected))})
+		e.Headers = append(e.Headers, record.Header{Key: record.HeaderRejected, Value: []byte(fmt.Sprint(*m.Rejected))})
 	}
 	if m.Headers != nil && string(m.Headers) != "null" {
 		headers, err := objectHeaders(m.Headers)

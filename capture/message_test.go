@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/pgoutbox/pgoutbox/capture"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 const msgLSN = pglogrepl.LSN(0x16_B374D000)
@@ -16,7 +18,7 @@ const msgLSN = pglogrepl.LSN(0x16_B374D000)
 func sendMsg(content string) []byte { return logicalMsg(true, msgLSN, "pgoutbox", content) }
 
 // msgEvent is the event of a message of the test transaction: no outbox id (a null header).
-func msgEvent(index int, channel, name string, payload []byte, headers ...capture.Header) capture.Event {
+func msgEvent(index int, channel, name string, payload []byte, headers ...record.Header) capture.Event {
 	e := capture.Event{
 		XID: txnXID, FullXID: txnXID, CommitLSN: txnLSN, Index: index, CommitTime: commitTime,
 		Channel: channel, Name: name, Payload: payload,
@@ -63,7 +65,7 @@ func TestDecoder_DecodeMessage(t *testing.T) {
 				{
 					in: sendMsg(`{"v": 1, "data": {"id": 1, "body": "hi"}, "name": "message.created", "channel": "room:1", "headers": {"trace": "abc", "n": 2}}`),
 					want: row(msgEvent(1, "room:1", "message.created", []byte(`{"id": 1, "body": "hi"}`),
-						capture.Header{Key: "n", Value: []byte("2")}, capture.Header{Key: "trace", Value: []byte("abc")})),
+						record.Header{Key: "n", Value: []byte("2")}, record.Header{Key: "trace", Value: []byte("abc")})),
 				},
 				{in: logicalMsg(true, msgLSN, "other", `{"v": 1, "channel": "x"}`)}, // another prefix: not counted
 				{in: logicalMsg(true, msgLSN, "pgoutbox2", `{"v": 1, "channel": "x"}`)},
@@ -89,12 +91,12 @@ func TestDecoder_DecodeMessage(t *testing.T) {
 				{in: begin(), want: beginWant},
 				{
 					in: sendMsg(`{"v": 1, "channel": "c", "name": "n", "rejected": true, "mutation_id": "m-17", "headers": {"k": "v"}}`),
-					want: row(msgEvent(0, "c", "n", nil, capture.Header{Key: "pgoutbox-mutation-id", Value: []byte("m-17")},
-						capture.Header{Key: "pgoutbox-rejected", Value: []byte("true")}, capture.Header{Key: "k", Value: []byte("v")})),
+					want: row(msgEvent(0, "c", "n", nil, record.Header{Key: "pgoutbox-mutation-id", Value: []byte("m-17")},
+						record.Header{Key: "pgoutbox-rejected", Value: []byte("true")}, record.Header{Key: "k", Value: []byte("v")})),
 				},
 				{
 					in:   sendMsg(`{"v": 1, "channel": "c", "rejected": false, "headers": null}`),
-					want: row(msgEvent(1, "c", "", nil, capture.Header{Key: "pgoutbox-rejected", Value: []byte("false")})),
+					want: row(msgEvent(1, "c", "", nil, record.Header{Key: "pgoutbox-rejected", Value: []byte("false")})),
 				},
 				{in: commit(), want: commitWant},
 			},
@@ -131,7 +133,7 @@ func TestDecoder_DecodeMessage(t *testing.T) {
 						!strings.Contains(bad.Reason, "non-transactional") || string(bad.Event.Payload) != `{"v": 1, "channel": "c"}` {
 						t.Fatalf("got %#v", err)
 					}
-					if bad.Event.Position() != "00000016B374D000-00000000" || !strings.Contains(err.Error(), "outside any transaction") {
+					if bad.Event.Position().String() != "00000016B374D000-00000000" || !strings.Contains(err.Error(), "outside any transaction") {
 						t.Errorf("position %s, error %q", bad.Event.Position(), err)
 					}
 				}},

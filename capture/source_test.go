@@ -5,11 +5,13 @@ import (
 	"testing"
 
 	"github.com/pgoutbox/pgoutbox/capture"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 func TestSource_Header(t *testing.T) {
 	t.Parallel()
-	s := capture.Source{SystemID: "7401286427335794708", Timeline: 3, Slot: "pgoutbox_orders", Routing: "5f3a09c2"}
+	s := record.Source{SystemID: "7401286427335794708", Timeline: 3, Slot: "pgoutbox_orders", Routing: "5f3a09c2"}
 	if got, want := s.Header(), "7401286427335794708/3/pgoutbox_orders/5f3a09c2"; got != want {
 		t.Fatalf("Header() = %q, want %q", got, want)
 	}
@@ -49,7 +51,7 @@ func TestParseTimelineHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []capture.TimelineSwitch{{Timeline: 1, End: 0x3000158}, {Timeline: 2, End: 0x1_A0000028}}
+	want := []record.TimelineSwitch{{Timeline: 1, End: 0x3000158}, {Timeline: 2, End: 0x1_A0000028}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
@@ -74,8 +76,8 @@ func TestDecoder_SetSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := append(positionHeaders("42", "", "room:2", "0"),
-		capture.Header{Key: capture.HeaderSource, Value: []byte("7401286427335794708/1/pgoutbox")},
-		capture.Header{Key: "trace", Value: []byte("abc")})
+		record.Header{Key: record.HeaderSource, Value: []byte("7401286427335794708/1/pgoutbox")},
+		record.Header{Key: "trace", Value: []byte("abc")})
 	if got := m.(capture.Row).Event.Headers; !reflect.DeepEqual(got, want) {
 		t.Fatalf("headers = %q, want %q", got, want)
 	}

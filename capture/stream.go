@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/rs/zerolog"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // StreamConfig configures a [Stream].
@@ -26,11 +28,12 @@ type StreamConfig struct {
 	// Default 1 s.
 	StatusInterval time.Duration
 
-	// DeadLetterTopic, when set, turns a row that cannot be published (a *BadRowError: NULL
-	// channel, headers not a JSON object...) into a record on this topic — the raw row, its
-	// position headers and a pgoutbox-error header with the reason — and streaming goes on.
-	// Default "": such a row stops the stream, and the slot is never confirmed past it.
-	DeadLetterTopic string
+	// DeadLetterBadRows, when true, turns a row that cannot be published (a *BadRowError: NULL
+	// channel, headers not a JSON object...) into an Event with DeadLetter set to the reason —
+	// the raw row and its position headers — which the sink sends to its dead-letter topic, and
+	// streaming goes on. Default false: such a row stops the stream, and the slot is never
+	// confirmed past it.
+	DeadLetterBadRows bool
 
 	// MessagePrefix is the prefix of the logical decoding messages that are events (those of
 	// pgoutbox_send). Default [DefaultMessagePrefix].
@@ -96,7 +99,7 @@ type Stream struct {
 	conn    *pgconn.PgConn
 	dec     *Decoder
 	start   pglogrepl.LSN // the slot's confirmed_flush_lsn when streaming started
-	source  Source        // read by Open
+	source  record.Source // read by Open
 	recv    pglogrepl.LSN // the newest server position received
 	recvPub atomic.Uint64 // recv, for readers on other goroutines (metrics)
 	out     Output
@@ -154,8 +157,8 @@ func (s *Stream) Open(ctx context.Context) (pglogrepl.LSN, error) {
 }
 
 // Source returns the identity of the stream, read by Open (zero before): every event carries
-// it in its [HeaderSource] header.
-func (s *Stream) Source() Source { return s.source }
+// it in its [record.HeaderSource] header.
+func (s *Stream) Source() record.Source { return s.source }
 
 // Run streams until ctx is done or an error occurs. It returns ctx.Err() on cancellation;
 // [Stream.Close] then sends the final status update.
@@ -165,7 +168,7 @@ func (s *Stream) Run(ctx context.Context, out Output) error {
 	}
 	s.out = out
 	s.dec = NewDecoder(s.cfg.Table)
-	s.dec.SetSchemaErrorsAsBadRows(s.cfg.DeadLetterTopic != "")
+	s.dec.SetSchemaErrorsAsBadRows(s.cfg.DeadLetterBadRows)
 	s.dec.SetSource(s.source.Header())
 	s.dec.SetMessages(s.cfg.MessagePrefix, s.cfg.EventsFrom)
 	if err := s.readXIDReference(ctx); err != nil { // full 64-bit xids for pgoutbox-xid
@@ -232,14 +235,14 @@ func (s *Stream) Run(ctx context.Context, out Output) error {
 func (s *Stream) handle(ctx context.Context, txn uint64, walData []byte) (uint64, error) {
 	m, err := s.dec.Decode(walData)
 	var bad *BadRowError
-	if errors.As(err, &bad) && s.cfg.DeadLetterTopic != "" {
+	if errors.As(err, &bad) && s.cfg.DeadLetterBadRows {
 		s.log.Error().Str("id", bad.ID).Stringer("commit_lsn", bad.CommitLSN).Int("index", bad.Index).
-			Stringer("message_lsn", bad.MessageLSN).Str("reason", bad.Reason).Str("dead_letter_topic", s.cfg.DeadLetterTopic).
+			Stringer("message_lsn", bad.MessageLSN).Str("reason", bad.Reason).
 			Msg("bad outbox row sent to the dead-letter topic")
 		if bad.Outside {
 			return txn, s.deadLetterOutside(ctx, bad)
 		}
-		return txn, s.offer(ctx, txn, deadLetter(bad, s.cfg.DeadLetterTopic))
+		return txn, s.offer(ctx, txn, deadLetter(bad))
 	}
 	if err != nil {
 		return txn, err
@@ -264,17 +267,17 @@ func (s *Stream) deadLetterOutside(ctx context.Context, bad *BadRowError) error 
 	now := time.Now() // it has no commit time; the Kafka timestamp and the age alarm need one
 	bad.Event.CommitTime = now
 	txn := s.out.Begin(Begin{FinalLSN: bad.MessageLSN, CommitTime: now})
-	if err := s.offer(ctx, txn, deadLetter(bad, s.cfg.DeadLetterTopic)); err != nil {
+	if err := s.offer(ctx, txn, deadLetter(bad)); err != nil {
 		return err
 	}
 	return s.out.Commit(txn, Commit{CommitLSN: bad.MessageLSN, EndLSN: bad.MessageLSN, CommitTime: now})
 }
 
-// deadLetter turns a bad row into the record that carries it to the dead-letter topic.
-func deadLetter(bad *BadRowError, topic string) Event {
+// deadLetter turns a bad row into the event that carries it to the dead-letter topic: the sink
+// builds the dead-letter record (record.DeadLetter).
+func deadLetter(bad *BadRowError) Event {
 	ev := bad.Event
-	ev.Topic = topic
-	ev.Headers = append(ev.Headers[:len(ev.Headers):len(ev.Headers)], Header{Key: HeaderError, Value: []byte(bad.Reason)})
+	ev.DeadLetter = bad.Reason
 	return ev
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // maxIdentifierLen is PostgreSQL's NAMEDATALEN-1: longer identifiers are silently truncated by
@@ -94,8 +96,8 @@ func (t Table) Validate() error {
 			continue
 		}
 		seen[c.name] = c.role
-		if c.role == roleExtraHeader && strings.HasPrefix(c.name, HeaderPrefix) {
-			problem("extra header column %q: header keys starting with %q are reserved for pgoutbox", c.name, HeaderPrefix)
+		if c.role == roleExtraHeader && strings.HasPrefix(c.name, record.HeaderPrefix) {
+			problem("extra header column %q: header keys starting with %q are reserved for pgoutbox", c.name, record.HeaderPrefix)
 		}
 	}
 	return errors.Join(errs...)

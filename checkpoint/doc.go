@@ -37,11 +37,13 @@
 // whatever the transaction size and however long Kafka is down.
 //
 // For consumers downstream of Kafka (a fan-out server's clients, any Go reader of the topic) the
-// package holds the two rules they need, with no relay code: Position parses and orders the
-// pgoutbox-position header and Cursors applies each channel's events once, in commit order;
+// package holds the two rules they need, with no relay code: Cursors applies each channel's
+// events once, in commit order of their positions (record.Position parses and orders the
+// pgoutbox-position header);
 // Snapshot parses pg_current_snapshot() and tells whether an event's transaction (its
 // pgoutbox-xid header) was already visible to a state read in that snapshot, so that a client
 // that bootstraps from the database applies exactly the events its state lacks.
 //
-// The package is pure logic: no I/O, standard library only.
+// The package is pure logic: no I/O, the standard library and the driver-free record package
+// (the record contract) only.
 package checkpoint

@@ -37,10 +37,6 @@ var (
 
 // Errors of the consumer-side types: text that is not what the relay or PostgreSQL writes.
 var (
-	// ErrBadPosition means a pgoutbox-position header is not in the relay's form
-	// (16 hex digits, '-', 8 hex digits).
-	ErrBadPosition = errors.New("checkpoint: malformed position")
-
 	// ErrBadSnapshot means a text is not pg_current_snapshot()'s "xmin:xmax:xip,..." form,
 	// or breaks its rules (xmin <= xmax, every in-progress id in [xmin, xmax)).
 	ErrBadSnapshot = errors.New("checkpoint: malformed snapshot")

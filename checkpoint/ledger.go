@@ -3,18 +3,14 @@ package checkpoint
 import (
 	"fmt"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
-// LSN is a PostgreSQL WAL position. It has the same bits as pglogrepl.LSN; the package keeps
-// its own type so that it imports nothing outside the standard library.
-type LSN uint64
-
-// String formats l as PostgreSQL does ("16/B374D848"), so that logs can be compared with
-// pg_replication_slots and pg_current_wal_lsn().
-func (l LSN) String() string {
-	// uint64, not LSN: fmt would call String again for %X.
-	return fmt.Sprintf("%X/%X", uint64(l>>32), uint64(l&0xFFFF_FFFF))
-}
+// LSN is a PostgreSQL WAL position: the record contract's (record.LSN), which formats as
+// PostgreSQL does ("16/B374D848"). The package imports nothing outside the standard library
+// but the driver-free record package.
+type LSN = record.LSN
 
 // TxnID identifies a transaction inside one Ledger. Begin assigns ids in WAL order, strictly
 // increasing from 1, so the zero TxnID never names a transaction.

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgoutbox/pgoutbox/checkpoint"
+	pgrecord "github.com/pgoutbox/pgoutbox/record"
 )
 
 // bootClient is one browser in the bootstrap property test: it subscribes to one channel,
@@ -101,7 +102,7 @@ func (c *bootClient) onPublication(ev centrifuge.PublicationEvent) {
 		c.anomalies = append(c.anomalies, fmt.Sprintf("tag xid %q: %v", ev.Tags["xid"], err))
 		return
 	}
-	pos, err := checkpoint.ParsePosition(ev.Tags["position"])
+	pos, err := pgrecord.ParsePosition(ev.Tags["position"])
 	if err != nil {
 		c.anomalies = append(c.anomalies, err.Error())
 		return

@@ -16,7 +16,7 @@ import (
 	"github.com/centrifugal/centrifuge-go"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/pgoutbox/pgoutbox/checkpoint"
+	pgrecord "github.com/pgoutbox/pgoutbox/record"
 )
 
 // fanoutTags are the publication tags a browser reads: the pgoutbox-* headers, which the
@@ -88,7 +88,7 @@ func TestFanout_EndToEnd(t *testing.T) {
 		}
 	}
 
-	var prev checkpoint.Position
+	var prev pgrecord.Position
 	var got [2]centrifuge.PublicationEvent
 	for i := range 2 {
 		var ev centrifuge.PublicationEvent
@@ -112,7 +112,7 @@ func TestFanout_EndToEnd(t *testing.T) {
 		if got := ev.Tags["xid"]; got != strconv.FormatUint(xids[i], 10) {
 			t.Errorf("publication %d: tag xid %q, want the transaction's pg_current_xact_id() %d", i+1, got, xids[i])
 		}
-		pos, err := checkpoint.ParsePosition(ev.Tags["position"])
+		pos, err := pgrecord.ParsePosition(ev.Tags["position"])
 		if err != nil {
 			t.Errorf("publication %d: %v", i+1, err)
 		} else if pos.Compare(prev) <= 0 {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // keyFor returns a key that murmur2 maps to partition p of n.
@@ -102,7 +104,7 @@ func TestPartitionQueue_nextIsNotAliased(t *testing.T) {
 
 func TestRecordSize_boundsTheEncoding(t *testing.T) {
 	t.Parallel()
-	m := Message{Key: []byte("key"), Value: []byte("value"), Headers: []Header{{Key: "h", Value: []byte("v")}}}
+	m := Message{Key: []byte("key"), Value: []byte("value"), Headers: []record.Header{{Key: "h", Value: []byte("v")}}}
 	// Key 3 + value 5 + header 2, plus overheads.
 	if got, want := recordSize(&m), 3+5+2+recordOverhead+headerOverhead; got != want {
 		t.Errorf("recordSize = %d, want %d", got, want)

@@ -103,17 +103,19 @@ type Config struct {
 	// the wait ends: every partition waits meanwhile, so it is worth an alarm. Default none.
 	OnTopicWait func(topic string, waiting bool)
 
-	// DeadLetterTopic, when set, receives each message that Kafka rejects for good (too large,
-	// invalid), with headers pgoutbox-error (the broker's reason) and pgoutbox-original-topic
-	// added; the original then counts as delivered and publishing goes on. Create it with a
+	// DeadLetterTopic, when set, receives the dead-letter record (record.DeadLetter) of each
+	// message that Kafka rejects for good (too large, invalid; stage record.StageKafka, with the
+	// broker's reason) and of each message that is a bad row (Message.DeadLetter; stage
+	// record.StageDecode); the original then counts as delivered and publishing goes on. Create it with a
 	// max.message.bytes large enough for the rejected payloads. If the dead-letter topic also
 	// rejects the message, Run stops with a *RejectedError. Default "": a rejected message
 	// stops Run.
 	DeadLetterTopic string
 
-	// OnDeadLetter, when set, is called for each message sent to the dead-letter topic, e.g. to
+	// OnDeadLetter, when set, is called for each dead-letter record, with its stage
+	// (record.StageDecode when queued, record.StageKafka once Kafka acknowledged it), e.g. to
 	// count them. It runs on the sending goroutine: it must be quick. Default none.
-	OnDeadLetter func(m Message, reason error)
+	OnDeadLetter func(dl Message, stage string)
 
 	// Security sets TLS and SASL for the connections to the brokers. Default: plaintext, no
 	// authentication.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // SkipAlreadyInKafka is the reason Config.OnSkipped is given for messages that the partition's
@@ -27,7 +29,7 @@ type tailReader interface {
 // appear — and again after a produce request to it failed with an unknown outcome.
 type tails struct {
 	mu   sync.Mutex
-	src  Source
+	src  record.Source
 	byTP map[topicPartition]*tailState
 }
 
@@ -44,14 +46,14 @@ type tailState struct {
 // each is read again on its first use. Call it before Run, for every session (the server's
 // timeline and WAL position may have changed). Without it, or with the zero Source, every
 // message is sent (at-least-once). It must not be called while Run runs.
-func (p *Publisher) BeginSession(src Source) {
+func (p *Publisher) BeginSession(src record.Source) {
 	p.tails.mu.Lock()
 	defer p.tails.mu.Unlock()
 	p.tails.src = src
 	p.tails.byTP = make(map[topicPartition]*tailState)
 }
 
-func (t *tails) state(tp topicPartition) (Source, *tailState) {
+func (t *tails) state(tp topicPartition) (record.Source, *tailState) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byTP == nil {
@@ -71,7 +73,7 @@ func (t *tails) state(tp topicPartition) (Source, *tailState) {
 // messages take the same acknowledgement path as sent ones. The error is ctx's.
 func (p *Publisher) unsent(ctx context.Context, tp topicPartition, msgs []Message, log zerolog.Logger) ([]Message, error) {
 	src, st := p.tails.state(tp)
-	if !src.enabled() || len(msgs) == 0 {
+	if !src.Known() || len(msgs) == 0 {
 		return msgs, nil
 	}
 	st.mu.Lock()
@@ -99,9 +101,9 @@ func (p *Publisher) unsent(ctx context.Context, tp topicPartition, msgs []Messag
 		}
 	}
 	for i := range keep {
-		pos, _ := headerOf(keep[i].Headers, HeaderPosition)
-		if lsn, ok := positionLSN(pos); ok && lsn > st.sentMax {
-			st.sentMax = lsn
+		pos, _ := record.Lookup(keep[i].Headers, record.HeaderPosition)
+		if p, err := record.ParseExactPosition(pos); err == nil && uint64(p.LSN) > st.sentMax {
+			st.sentMax = uint64(p.LSN)
 		}
 	}
 	return keep, nil
@@ -109,11 +111,11 @@ func (p *Publisher) unsent(ctx context.Context, tp topicPartition, msgs []Messag
 
 // known reports whether the tail proves m to be in Kafka.
 func (st *tailState) known(m *Message) bool {
-	if _, dl := headerOf(m.Headers, HeaderOriginalTopic); dl {
-		return false // a dead-letter copy: never ordered with the rest, never skipped
+	if record.IsOutOfOrder(m.Headers) {
+		return false // the sink's dead-letter copy: never ordered with the rest, never skipped
 	}
-	pos, ok := headerOf(m.Headers, HeaderPosition)
-	if _, valid := positionLSN(pos); !ok || !valid {
+	pos, ok := record.Lookup(m.Headers, record.HeaderPosition)
+	if _, err := record.ParseExactPosition(pos); !ok || err != nil {
 		return false
 	}
 	return m.routed == st.routed && pos <= st.upTo
@@ -142,7 +144,7 @@ const maxSettleReads = 5
 // duplicates of 16,456 rows). The first read that succeeds shows the broker answering again;
 // what it had received before is handled within moments of that, so an end offset that does
 // not move for tailSettle is taken as final.
-func (p *Publisher) readTail(ctx context.Context, tp topicPartition, src Source, st *tailState, routed int, log zerolog.Logger) error {
+func (p *Publisher) readTail(ctx context.Context, tp topicPartition, src record.Source, st *tailState, routed int, log zerolog.Logger) error {
 	r, ok, err := p.readTailRetrying(ctx, tp, log)
 	for n := 1; err == nil && ok && st.settle && n <= maxSettleReads; n++ {
 		if err := sleep(ctx, p.tailSettle); err != nil {
@@ -168,7 +170,7 @@ func (p *Publisher) readTail(ctx context.Context, tp topicPartition, src Source,
 		st.read, st.upTo = true, ""
 		return nil
 	}
-	v := judgeTail(src, max(src.WALEnd, st.sentMax), routed, r)
+	v := judgeTail(src, max(uint64(src.WALEnd), st.sentMax), routed, r)
 	st.read, st.upTo, st.routed = true, v.upTo, routed
 	switch {
 	case v.distrust != "":

@@ -13,18 +13,20 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // itSource is the stream identity of the sink's exactly-once integration tests.
-var itSource = Source{SystemID: "7401286427335794708", Timeline: 1, Slot: "it_slot", Routing: "5f3a09c2", WALEnd: 1 << 40}
+var itSource = record.Source{SystemID: "7401286427335794708", Timeline: 1, Slot: "it_slot", Routing: "5f3a09c2", WALEnd: 1 << 40}
 
 // itMessage is message i of stream source, at commit LSN 0x1000*(i+1), keyed over 10 channels.
 func itMessage(i int, source string) Message {
 	return Message{
 		ID: fmt.Sprint(i), Key: []byte(fmt.Sprintf("ch-%d", i%10)), Value: []byte(fmt.Sprint(i)),
-		Headers: []Header{
-			{Key: HeaderPosition, Value: []byte(pos(uint64(0x1000*(i+1)), 0))},
-			{Key: HeaderSource, Value: []byte(source)},
+		Headers: []record.Header{
+			{Key: record.HeaderPosition, Value: []byte(pos(uint64(0x1000*(i+1)), 0))},
+			{Key: record.HeaderSource, Value: []byte(source)},
 		},
 	}
 }
@@ -38,7 +40,7 @@ func itMessages(from, to int, source string) []Message {
 }
 
 // session publishes msgs in one session of src on p and waits until all are acknowledged.
-func session(t *testing.T, p *Publisher, src Source, msgs []Message) {
+func session(t *testing.T, p *Publisher, src record.Source, msgs []Message) {
 	t.Helper()
 	p.BeginSession(src)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -135,12 +137,12 @@ func TestPublisher_integration_foreignTail(t *testing.T) {
 	const ours = "7401286427335794708/1/it_slot/5f3a09c2"
 	session(t, p, itSource, itMessages(0, 20, ours))
 	// Another relay (slot it_other) writes the same topic, then a producer without headers.
-	session(t, p, Source{}, itMessages(100, 120, "7401286427335794708/1/it_other/5f3a09c2"))
+	session(t, p, record.Source{}, itMessages(100, 120, "7401286427335794708/1/it_other/5f3a09c2"))
 	foreign := itMessages(200, 320, "") // with the other relay's: more than the 100-record window
 	for i := range foreign {
 		foreign[i].Headers = nil
 	}
-	session(t, p, Source{}, foreign)
+	session(t, p, record.Source{}, foreign)
 	// Our next session restarts at 0. Our records are beyond the window: the partition is
 	// distrusted and sent at-least-once. (Fewer foreign records are stepped over: TestJudgeTail.)
 	session(t, p, itSource, itMessages(0, 30, ours))

@@ -12,6 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // tailFake reads tails from what a fakeKafka wrote (offset = index in the partition).
@@ -40,9 +42,9 @@ func (f *tailFake) readTail(_ context.Context, topic string, partition int) (tai
 	for i := max(0, len(msgs)-tailWindow); i < len(msgs); i++ {
 		m := msgs[i]
 		t := tailRecord{offset: int64(i)}
-		t.position, _ = headerOf(m.Headers, HeaderPosition)
-		t.source, _ = headerOf(m.Headers, HeaderSource)
-		_, t.deadLetter = headerOf(m.Headers, HeaderOriginalTopic)
+		t.position, _ = record.Lookup(m.Headers, record.HeaderPosition)
+		t.source, _ = record.Lookup(m.Headers, record.HeaderSource)
+		_, t.deadLetter = record.Lookup(m.Headers, record.HeaderOriginalTopic)
 		if m.routed > 0 {
 			t.partitions = fmt.Sprint(m.routed)
 		}
@@ -75,8 +77,8 @@ func ours(id string, lsn uint64) Message {
 }
 
 func sourced(id, source string, lsn uint64) Message {
-	return Message{ID: id, Key: []byte("k"), Headers: []Header{
-		{Key: HeaderPosition, Value: []byte(pos(lsn, 0))}, {Key: HeaderSource, Value: []byte(source)},
+	return Message{ID: id, Key: []byte("k"), Headers: []record.Header{
+		{Key: record.HeaderPosition, Value: []byte(pos(lsn, 0))}, {Key: record.HeaderSource, Value: []byte(source)},
 	}}
 }
 
@@ -147,7 +149,7 @@ func TestPublisher_BeginSession_foreignTailIsAtLeastOnce(t *testing.T) {
 		"another slot":       sourced("x", other, 0x900),
 		"another timeline":   sourced("x", tl4, 0x300),
 		"beyond the WAL end": ours("x", 0x9000001),
-		"no source header":   {ID: "x", Key: []byte("k"), Headers: []Header{{Key: HeaderPosition, Value: []byte(pos(0x900, 0))}}},
+		"no source header":   {ID: "x", Key: []byte("k"), Headers: []record.Header{{Key: record.HeaderPosition, Value: []byte(pos(0x900, 0))}}},
 		"foreign producer":   {ID: "x", Key: []byte("k")},
 	} {
 		t.Run(name, func(t *testing.T) {

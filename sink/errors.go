@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // Errors returned by this package. Test them with errors.Is.
@@ -216,7 +218,7 @@ func newRejected(tp topicPartition, msgs []Message, err error) *RejectedError {
 	e := &RejectedError{Topic: tp.topic, Partition: tp.partition, Messages: len(msgs), Err: err}
 	if len(msgs) > 0 {
 		e.ID, e.Token = msgs[0].ID, msgs[0].Token
-		e.Position, _ = headerOf(msgs[0].Headers, HeaderPosition)
+		e.Position, _ = record.Lookup(msgs[0].Headers, record.HeaderPosition)
 	}
 	var perr *produceError
 	if errors.As(err, &perr) && len(perr.records) > 0 {

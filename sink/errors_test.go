@@ -13,6 +13,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 func TestClassify(t *testing.T) {
@@ -86,7 +88,7 @@ func TestStaleMetadata(t *testing.T) {
 
 func TestRejectedError(t *testing.T) {
 	t.Parallel()
-	msgs := []Message{{ID: "41", Token: 7, Headers: []Header{{Key: HeaderPosition, Value: []byte("0000001600B374D8-00000003")}}},
+	msgs := []Message{{ID: "41", Token: 7, Headers: []record.Header{{Key: record.HeaderPosition, Value: []byte("0000001600B374D8-00000003")}}},
 		{ID: "42", Token: 7}, {ID: "43", Token: 8}}
 	perr := &produceError{
 		err:     fmt.Errorf("%w: one or more records have been rejected", kafka.InvalidRecord),

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // tailFetchBytes caps one fetch of a tail read. The broker still returns a whole record batch
@@ -74,18 +76,20 @@ func readRecords(rr kafka.RecordReader, from, end int64, out *[]tailRecord) (int
 			continue
 		}
 		t := tailRecord{offset: rec.Offset}
+		var dl []record.Header // what tells a dead-letter copy
 		for _, h := range rec.Headers {
 			switch h.Key {
-			case HeaderPosition:
+			case record.HeaderPosition:
 				t.position = string(h.Value)
-			case HeaderSource:
+			case record.HeaderSource:
 				t.source = string(h.Value)
-			case HeaderPartitions:
+			case record.HeaderPartitions:
 				t.partitions = string(h.Value)
-			case HeaderOriginalTopic:
-				t.deadLetter = true
+			case record.HeaderOriginalTopic, record.HeaderDeadLetterStage:
+				dl = append(dl, record.Header{Key: h.Key, Value: h.Value})
 			}
 		}
+		t.deadLetter = record.IsOutOfOrder(dl)
 		*out = append(*out, t)
 		next = rec.Offset + 1
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // kafka-go's client-side routing errors: its metadata cache does not know the topic, the
@@ -63,7 +65,7 @@ func newKafkaClient(cfg Config) (*kafkaClient, error) {
 func (c *kafkaClient) produce(ctx context.Context, topic string, partition int, msgs []Message) error {
 	// Records are read once when encoded: build them again for every attempt.
 	records := make([]kafka.Record, len(msgs))
-	var routed []byte // HeaderPartitions, shared by the records routed with the same count
+	var routed []byte // record.HeaderPartitions, shared by the records routed with the same count
 	for i := range msgs {
 		m := &msgs[i]
 		if m.routed > 0 && (routed == nil || (i > 0 && msgs[i-1].routed != m.routed)) {
@@ -96,8 +98,8 @@ func (c *kafkaClient) produce(ctx context.Context, topic string, partition int, 
 	return nil
 }
 
-// recordHeaders converts hs, and adds HeaderPartitions with value routed when withRouted.
-func recordHeaders(hs []Header, routed []byte, withRouted bool) []kafka.Header {
+// recordHeaders converts hs, and adds record.HeaderPartitions with value routed when withRouted.
+func recordHeaders(hs []record.Header, routed []byte, withRouted bool) []kafka.Header {
 	if len(hs) == 0 && !withRouted {
 		return nil
 	}
@@ -106,7 +108,7 @@ func recordHeaders(hs []Header, routed []byte, withRouted bool) []kafka.Header {
 		out[i] = kafka.Header{Key: h.Key, Value: h.Value}
 	}
 	if withRouted {
-		out = append(out, kafka.Header{Key: HeaderPartitions, Value: routed})
+		out = append(out, kafka.Header{Key: record.HeaderPartitions, Value: routed})
 	}
 	return out
 }

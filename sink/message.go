@@ -1,20 +1,10 @@
 package sink
 
-import "time"
+import (
+	"time"
 
-// Headers that the sink adds to a dead-letter record.
-const (
-	// HeaderError holds why Kafka refused the original record.
-	HeaderError = "pgoutbox-error"
-	// HeaderOriginalTopic holds the topic the record was meant for.
-	HeaderOriginalTopic = "pgoutbox-original-topic"
+	"github.com/pgoutbox/pgoutbox/record"
 )
-
-// Header is one Kafka record header.
-type Header struct {
-	Key   string
-	Value []byte
-}
 
 // Message is one record to publish. The sink hands it back, unchanged, to the acked callback
 // once Kafka has acknowledged it.
@@ -27,7 +17,7 @@ type Message struct {
 	// Value is the record value (the payload).
 	Value []byte
 	// Headers are the record headers, in order.
-	Headers []Header
+	Headers []record.Header
 	// Time is the record timestamp (the transaction's commit time); zero means "now".
 	Time time.Time
 	// ID names the message in logs and errors only (the outbox row id).
@@ -36,6 +26,11 @@ type Message struct {
 	Token uint64
 	// Size is the caller's accounting size, handed back unchanged; the sink does not use it.
 	Size int
+	// DeadLetter, when not "", says why the message cannot be published (a bad row that capture
+	// found): the sink sends its dead-letter record (record.DeadLetter, stage
+	// record.StageDecode, original topic = Topic or Config.Topic) to Config.DeadLetterTopic, in
+	// order with the other messages routed there. Run stops if there is no dead-letter topic.
+	DeadLetter string
 
 	routed int // the partition count the sink partitioned Key with; sent as HeaderPartitions
 }

@@ -3,7 +3,10 @@ package sink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // errStopped cancels the other partitions' requests when one failed for good.
@@ -127,6 +130,15 @@ func (pl *pipeline) takeQueued(in <-chan Message) (<-chan Message, error) {
 // take routes m to its partition's queue. A topic whose partition count is not cached needs a
 // metadata read, perhaps a wait: what is queued is sent first, so the wait holds up no request.
 func (pl *pipeline) take(m Message) error {
+	if m.DeadLetter != "" {
+		// A bad row capture found: its dead-letter record goes to the dead-letter topic, in order
+		// with the others routed there.
+		if pl.p.cfg.DeadLetterTopic == "" {
+			return fmt.Errorf("message %s is a bad row (%s) but the sink has no dead-letter topic", m.ID, m.DeadLetter)
+		}
+		m = pl.p.deadLetterRecord(m, record.StageDecode, m.DeadLetter, topicOf(m, pl.p.cfg.Topic))
+		pl.p.deadLettered(m, record.StageDecode)
+	}
 	topic := topicOf(m, pl.p.cfg.Topic)
 	n, ok := pl.p.freshPartitionCount(topic)
 	if !ok {

@@ -20,6 +20,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // testPublisher returns a Publisher on the integration tests' broker. When none answers, it
@@ -145,7 +147,7 @@ func TestPublisher_integration(t *testing.T) {
 			Topic:   topic,
 			Key:     []byte(fmt.Sprintf("channel-%d", i%keys)),
 			Value:   []byte(fmt.Sprintf(`{"n":%d}`, i)),
-			Headers: []Header{{Key: "id", Value: []byte(strconv.Itoa(i))}, {Key: "name", Value: []byte("e")}},
+			Headers: []record.Header{{Key: "id", Value: []byte(strconv.Itoa(i))}, {Key: "name", Value: []byte("e")}},
 			Time:    base.Add(time.Duration(i) * time.Millisecond),
 			ID:      strconv.Itoa(i),
 			Token:   uint64(i / 10),
@@ -181,7 +183,7 @@ func TestPublisher_integration(t *testing.T) {
 			value, _ := kafka.ReadAll(r.Value)
 			// The message's headers, in order, then the partition count the sink routed with.
 			if len(r.Headers) != 3 || r.Headers[0].Key != "id" || r.Headers[1].Key != "name" || string(r.Headers[1].Value) != "e" ||
-				r.Headers[2].Key != HeaderPartitions || string(r.Headers[2].Value) != strconv.Itoa(partitions) {
+				r.Headers[2].Key != record.HeaderPartitions || string(r.Headers[2].Value) != strconv.Itoa(partitions) {
 				t.Fatalf("record %d of partition %d: headers %v", r.Offset, part, r.Headers)
 			}
 			i, err := strconv.Atoi(string(r.Headers[0].Value))

@@ -15,6 +15,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/goleak"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 func TestMain(m *testing.M) {
@@ -585,7 +587,7 @@ func TestPublisher_Run_unroutableTopics(t *testing.T) {
 		_, written := fake.snapshot()
 		var dlq []string
 		for _, m := range written[topicPartition{topic: "outbox.dlq"}] {
-			reason, _ := headerOf(m.Headers, HeaderError)
+			reason, _ := record.Lookup(m.Headers, record.HeaderError)
 			dlq = append(dlq, m.ID+": "+reason)
 		}
 		if len(dlq) != 2 || !strings.Contains(dlq[0], "bad topic!") || !strings.Contains(dlq[1], "does not exist after waiting") {
@@ -732,4 +734,46 @@ func TestPublisher_Run_lingerEndsWhenQuarterFull(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 	acks.ackedOnce(t, []string{"a", "b"})
+}
+
+// A bad row (Message.DeadLetter) goes to the dead-letter topic as its dead-letter record of
+// stage decode, with the topic it was meant for; a message Kafka refuses gets one of stage
+// kafka. Both are counted by OnDeadLetter, and only there.
+func TestPublisher_Run_deadLetterRecords(t *testing.T) {
+	t.Parallel()
+	fake := newFake(1)
+	var mu sync.Mutex
+	var counted []string
+	p := newTestPublisher(t, fake, Config{DeadLetterTopic: "outbox.dlq", OnDeadLetter: func(dl Message, stage string) {
+		mu.Lock()
+		counted = append(counted, dl.ID+" "+stage)
+		mu.Unlock()
+	}})
+	msgs := []Message{{ID: "a"}, {ID: "bad", Topic: "orders", DeadLetter: "channel is NULL"}, {ID: "refused", Topic: "bad topic!"}, {ID: "b"}}
+	acks := newAckLog(t, fake)
+	if err := p.Run(context.Background(), feed(msgs, true), acks.acked); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	acks.ackedOnce(t, ids(msgs))
+	_, written := fake.snapshot()
+	var got []string
+	for _, m := range written[topicPartition{topic: "outbox.dlq"}] {
+		stage, _ := record.DeadLetterStage(m.Headers)
+		orig, _ := record.Lookup(m.Headers, record.HeaderOriginalTopic)
+		reason, _ := record.Lookup(m.Headers, record.HeaderError)
+		got = append(got, fmt.Sprintf("%s %s %s %t", m.ID, stage, orig, strings.Contains(reason, "NULL") || strings.Contains(reason, "bad topic!")))
+	}
+	slices.Sort(got)
+	if want := []string{"bad decode orders true", "refused kafka bad topic! true"}; !slices.Equal(got, want) {
+		t.Errorf("dead-letter topic holds %q, want %q", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(counted)
+	if want := []string{"bad decode", "refused kafka"}; !slices.Equal(counted, want) {
+		t.Errorf("OnDeadLetter calls %q, want %q", counted, want)
+	}
+	if n := len(written[topicPartition{topic: "orders"}]); n != 0 {
+		t.Errorf("the bad row reached its own topic %d times", n)
+	}
 }

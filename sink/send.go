@@ -1,6 +1,10 @@
 package sink
 
-import "context"
+import (
+	"context"
+
+	"github.com/pgoutbox/pgoutbox/record"
+)
 
 // sendBatch sends msgs to one partition as one request, and re-sends the same request until
 // Kafka acknowledges it, ctx is done, or Kafka refuses it for good. A batch that the broker
@@ -73,11 +77,7 @@ func (p *Publisher) sendBatch(ctx context.Context, tp topicPartition, msgs []Mes
 // the reason, and returns once Kafka acknowledged it there: only then does the original count as
 // delivered, so a row is never dropped silently.
 func (p *Publisher) deadLetter(ctx context.Context, tp topicPartition, m Message, reason error) error {
-	dl := m
-	dl.Topic = p.cfg.DeadLetterTopic
-	dl.Headers = append(m.Headers[:len(m.Headers):len(m.Headers)],
-		Header{Key: HeaderError, Value: []byte(reason.Error() + "; " + rejectHint(reason))},
-		Header{Key: HeaderOriginalTopic, Value: []byte(tp.topic)})
+	dl := p.deadLetterRecord(m, record.StageKafka, reason.Error()+"; "+rejectHint(reason), tp.topic)
 	n, err := p.waitPartitionCount(ctx, dl.Topic, 0)
 	if err != nil {
 		return err
@@ -90,8 +90,23 @@ func (p *Publisher) deadLetter(ctx context.Context, tp topicPartition, m Message
 	if err := p.sendBatch(ctx, dtp, []Message{dl}); err != nil {
 		return err
 	}
-	if p.cfg.OnDeadLetter != nil {
-		p.cfg.OnDeadLetter(m, reason)
-	}
+	p.deadLettered(dl, record.StageKafka)
 	return nil
+}
+
+// deadLetterRecord returns the dead-letter record of m (see record.DeadLetter), for the
+// dead-letter topic.
+func (p *Publisher) deadLetterRecord(m Message, stage, reason, originalTopic string) Message {
+	dl := m
+	dl.Topic = p.cfg.DeadLetterTopic
+	dl.Headers = record.DeadLetter(m.Headers, stage, reason, originalTopic)
+	dl.DeadLetter = ""
+	return dl
+}
+
+// deadLettered counts a dead-letter record: the one place that does (Config.OnDeadLetter).
+func (p *Publisher) deadLettered(dl Message, stage string) {
+	if p.cfg.OnDeadLetter != nil {
+		p.cfg.OnDeadLetter(dl, stage)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // A partition's tail tells how far the partition got, which lets a session skip what an earlier
@@ -25,10 +27,10 @@ import (
 // tailRecord is what the decision needs of one record.
 type tailRecord struct {
 	offset     int64
-	position   string // HeaderPosition; "" when absent
-	source     string // HeaderSource; "" when absent
-	partitions string // HeaderPartitions; "" when absent
-	deadLetter bool   // has HeaderOriginalTopic: a copy the sink sent to the dead-letter topic
+	position   string // record.HeaderPosition; "" when absent
+	source     string // record.HeaderSource; "" when absent
+	partitions string // record.HeaderPartitions; "" when absent
+	deadLetter bool   // a copy the sink sent to the dead-letter topic (record.IsOutOfOrder)
 }
 
 // tailRead is the end of one partition as read from Kafka.
@@ -56,7 +58,7 @@ type verdict struct {
 
 // judgeTail decides what r proves for stream src, for messages routed with partitions
 // partitions. walBound is a position no record of src's current timeline can lie beyond.
-func judgeTail(src Source, walBound uint64, partitions int, r tailRead) verdict {
+func judgeTail(src record.Source, walBound uint64, partitions int, r tailRead) verdict {
 	if len(r.records) == 0 {
 		if r.end <= r.logStart {
 			// Empty, or emptied by retention: nothing of ours is there to skip. Not a warning:
@@ -75,7 +77,7 @@ func judgeTail(src Source, walBound uint64, partitions int, r tailRead) verdict 
 			deadLetters++
 			continue
 		}
-		if _, ok := positionLSN(rec.position); !ok {
+		if _, err := record.ParseExactPosition(rec.position); err != nil {
 			foreign++ // another producer's record
 			continue
 		}
@@ -83,12 +85,12 @@ func judgeTail(src Source, walBound uint64, partitions int, r tailRead) verdict 
 			noSource++ // written by a pgoutbox without source headers: its stream is unknown
 			continue
 		}
-		rs, ok := parseSource(rec.source)
+		rs, ok := record.ParseSource(rec.source)
 		if !ok {
 			foreign++
 			continue
 		}
-		if rs.systemID != src.SystemID || rs.slot != src.Slot || rs.routing != src.Routing {
+		if rs.SystemID != src.SystemID || rs.Slot != src.Slot || rs.Routing != src.Routing {
 			// Another stream (another cluster, another slot: two relays write this topic; or
 			// this slot under another publication, table or channel/topic column: other rows
 			// or other partitions). Its records prove nothing about ours, and do not make ours
@@ -120,7 +122,7 @@ func judgeTail(src Source, walBound uint64, partitions int, r tailRead) verdict 
 }
 
 // judgeOurs decides about the newest record that names src's system and slot.
-func judgeOurs(src Source, walBound uint64, partitions int, rec tailRecord, rs recordSource) verdict {
+func judgeOurs(src record.Source, walBound uint64, partitions int, rec tailRecord, rs record.Source) verdict {
 	at := fmt.Sprintf("the record at offset %d (position %s, source %s)", rec.offset, rec.position, rec.source)
 	// The same slot name may belong to a slot that was dropped and created again: that needs no
 	// guard of its own. A new slot starts at the server's WAL position when it is created,
@@ -132,29 +134,30 @@ func judgeOurs(src Source, walBound uint64, partitions int, rec tailRecord, rs r
 		// this partition are not the ones that did.
 		return verdict{distrust: fmt.Sprintf("%s was partitioned for %q partitions, the topic has %d now", at, rec.partitions, partitions)}
 	}
-	lsn, _ := positionLSN(rec.position)
-	if rs.timeline == src.Timeline {
+	pos, _ := record.ParseExactPosition(rec.position) // judgeTail checked it
+	lsn := uint64(pos.LSN)
+	if rs.Timeline == src.Timeline {
 		// On this timeline no record can lie beyond the server's WAL: one that does comes from
 		// a history this server does not have (the database was restored from a copy taken
 		// before it was written, on the same timeline).
 		if lsn > walBound {
 			return verdict{distrust: fmt.Sprintf("%s lies beyond the server's WAL position %s: it cannot come from this server's history (was the database restored from a copy?)",
-				at, formatLSN(walBound))}
+				at, record.LSN(walBound))}
 		}
 		return verdict{upTo: rec.position, offset: rec.offset}
 	}
 	for _, sw := range src.History {
-		if sw.Timeline != rs.timeline {
+		if sw.Timeline != rs.Timeline {
 			continue
 		}
 		// A promotion or a point-in-time recovery forked the current timeline from this one
 		// at sw.End: WAL before it is shared, WAL after it was discarded and its positions are
 		// reused for other transactions.
-		if lsn < sw.End {
+		if lsn < uint64(sw.End) {
 			return verdict{upTo: rec.position, offset: rec.offset}
 		}
 		return verdict{distrust: fmt.Sprintf("%s was written on timeline %d after position %s, where timeline %d forked from it: that WAL is not part of this server's history",
-			at, rs.timeline, formatLSN(sw.End), src.Timeline)}
+			at, rs.Timeline, sw.End, src.Timeline)}
 	}
-	return verdict{distrust: fmt.Sprintf("%s was written on timeline %d, which the server's timeline %d does not descend from", at, rs.timeline, src.Timeline)}
+	return verdict{distrust: fmt.Sprintf("%s was written on timeline %d, which the server's timeline %d does not descend from", at, rs.Timeline, src.Timeline)}
 }

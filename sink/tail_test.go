@@ -3,13 +3,15 @@ package sink
 import (
 	"strings"
 	"testing"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // ourSource is the stream of the tail tests: timeline 3, forked from 2 at 0/5000000 and from
 // 1 at 0/3000000.
-var ourSource = Source{
+var ourSource = record.Source{
 	SystemID: "7401286427335794708", Timeline: 3, Slot: "pgoutbox", Routing: "5f3a09c2",
-	History: []TimelineSwitch{{Timeline: 1, End: 0x3000000}, {Timeline: 2, End: 0x5000000}},
+	History: []record.TimelineSwitch{{Timeline: 1, End: 0x3000000}, {Timeline: 2, End: 0x5000000}},
 	WALEnd:  0x9000000,
 }
 
@@ -78,7 +80,7 @@ func TestJudgeTail(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			v := judgeTail(ourSource, ourSource.WALEnd, 3, tc.read)
+			v := judgeTail(ourSource, uint64(ourSource.WALEnd), 3, tc.read)
 			if v.upTo != tc.upTo {
 				t.Errorf("upTo = %q, want %q (distrust %q)", v.upTo, tc.upTo, v.distrust)
 			}
@@ -91,20 +93,5 @@ func TestJudgeTail(t *testing.T) {
 				t.Errorf("distrusted, but upTo = %q", v.upTo)
 			}
 		})
-	}
-}
-
-func TestPositionLSN(t *testing.T) {
-	t.Parallel()
-	if lsn, ok := positionLSN("00000016B374D848-00000003"); !ok || lsn != 0x16B374D848 {
-		t.Errorf("positionLSN = %x, %v", lsn, ok)
-	}
-	for _, bad := range []string{"", "16/B374D848", "00000016b374d848-00000003", "00000016B374D848_00000003", "00000016B374D848-0000003"} {
-		if _, ok := positionLSN(bad); ok {
-			t.Errorf("positionLSN(%q) ok", bad)
-		}
-	}
-	if got := formatLSN(0x16B374D848); got != "16/B374D848" {
-		t.Errorf("formatLSN = %q", got)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // runWatch is `demo watch`, the terminal view: it prints every record arriving from Kafka on
@@ -79,11 +81,11 @@ func startReaders(ctx context.Context, brokers []string, topic string, out chan<
 				a := arrival{channel: string(m.Key), partition: m.Partition, offset: m.Offset, latency: time.Since(m.Time)}
 				for _, h := range m.Headers {
 					switch h.Key {
-					case "pgoutbox-name":
+					case record.HeaderName:
 						a.name = string(h.Value)
-					case "pgoutbox-mutation-id":
+					case record.HeaderMutationID:
 						a.mutation = string(h.Value)
-					case "pgoutbox-rejected":
+					case record.HeaderRejected:
 						a.rejected = string(h.Value) == "true"
 					}
 				}

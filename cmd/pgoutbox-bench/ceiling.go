@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
+	"github.com/pgoutbox/pgoutbox/record"
 	"github.com/pgoutbox/pgoutbox/sink"
 	"github.com/rs/zerolog"
 )
@@ -102,7 +103,7 @@ func (b *bench) produceAll(ctx context.Context, pub *sink.Publisher, rows int) (
 }
 
 // benchSource is the source header of the benchmark's records: a made-up system, like a real one.
-var benchSource = []byte(capture.Source{SystemID: "7000000000000000001", Timeline: 1, Slot: "bench_s3",
+var benchSource = []byte(record.Source{SystemID: "7000000000000000001", Timeline: 1, Slot: "bench_s3",
 	Routing: capture.RoutingOf("bench_s3", capture.DefaultTable())}.Header())
 
 // benchMessage is the record the relay makes of backlog row k, alone in a transaction

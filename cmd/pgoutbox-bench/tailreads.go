@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
+	"github.com/pgoutbox/pgoutbox/record"
 	"github.com/pgoutbox/pgoutbox/sink"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
@@ -43,7 +44,7 @@ var tailReadPartitions = []int{3, 64}
 const tailReadRuns = 7
 
 // tailReadSource is the stream of scenario 7's records (a made-up system, like a real one).
-var tailReadSource = capture.Source{SystemID: "7000000000000000007", Timeline: 1, Slot: "bench_s7",
+var tailReadSource = record.Source{SystemID: "7000000000000000007", Timeline: 1, Slot: "bench_s7",
 	Routing: capture.RoutingOf("bench_s7", capture.DefaultTable())}
 
 func (b *bench) tailReadScenario(ctx context.Context) error {
@@ -81,7 +82,7 @@ func (b *bench) tailReads(ctx context.Context, n int) (TailReadResult, error) {
 	}()
 	keys := keysPerPartition(n)
 	// What a session of the stream hands the sink (no WAL bound: the positions are made up).
-	src := sink.Source{SystemID: tailReadSource.SystemID, Timeline: tailReadSource.Timeline, Slot: tailReadSource.Slot,
+	src := record.Source{SystemID: tailReadSource.SystemID, Timeline: tailReadSource.Timeline, Slot: tailReadSource.Slot,
 		Routing: tailReadSource.Routing, WALEnd: 1 << 60}
 	lsn := pglogrepl.LSN(0x1_0000_0000)
 	var skipped atomic.Int64 // told from the partitions' goroutines
@@ -97,7 +98,7 @@ func (b *bench) tailReads(ctx context.Context, n int) (TailReadResult, error) {
 		if exactlyOnce {
 			pub.BeginSession(src)
 		} else {
-			pub.BeginSession(sink.Source{})
+			pub.BeginSession(record.Source{})
 		}
 		queue := make(chan sink.Message, perPartition*len(keys))
 		for range perPartition {

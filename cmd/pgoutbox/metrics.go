@@ -156,9 +156,6 @@ func (m *metrics) SessionEnded(err error) {
 	m.health.set(false, reason)
 }
 
-// DeadLettered implements relay.Observer: a row the stream could not decode.
-func (m *metrics) DeadLettered() { m.deadLettered.WithLabelValues("decode").Inc() }
-
 // Received implements relay.Observer: a transaction arrived from PostgreSQL.
 func (m *metrics) Received(commitTime time.Time) {
 	m.commitToReceive.Observe(time.Since(commitTime).Seconds())

@@ -74,14 +74,14 @@ func (c *Config) relayConfig(table capture.Table) relay.Config {
 
 func (c *Config) streamConfig(table capture.Table) capture.StreamConfig {
 	return capture.StreamConfig{
-		DatabaseURL:     c.DatabaseURL,
-		Slot:            c.Slot,
-		Publication:     c.Publication,
-		Table:           table,
-		StatusInterval:  c.StatusInterval,
-		DeadLetterTopic: c.DeadLetter(),
-		MessagePrefix:   c.MessagePrefix,
-		EventsFrom:      c.From(),
+		DatabaseURL:       c.DatabaseURL,
+		Slot:              c.Slot,
+		Publication:       c.Publication,
+		Table:             table,
+		StatusInterval:    c.StatusInterval,
+		DeadLetterBadRows: c.DeadLetter() != "",
+		MessagePrefix:     c.MessagePrefix,
+		EventsFrom:        c.From(),
 	}
 }
 
@@ -89,7 +89,7 @@ func (c *Config) sinkConfig(m *metrics) sink.Config {
 	return sink.Config{
 		OnError:          m.publishError,
 		DeadLetterTopic:  c.DeadLetter(),
-		OnDeadLetter:     func(sink.Message, error) { m.deadLettered.WithLabelValues("kafka").Inc() },
+		OnDeadLetter:     func(_ sink.Message, stage string) { m.deadLettered.WithLabelValues(stage).Inc() },
 		OnSkipped:        func(reason string, msgs []sink.Message) { m.skipped.WithLabelValues(reason).Add(float64(len(msgs))) },
 		OnTopicWait:      m.topicWait,
 		MissingTopicWait: c.MissingTopicTimeout,

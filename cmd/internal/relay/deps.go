@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/record"
 	"github.com/pgoutbox/pgoutbox/sink"
 )
 
@@ -14,7 +15,7 @@ import (
 // status update.
 type Stream interface {
 	Open(ctx context.Context) (capture.LSN, error)
-	Source() capture.Source
+	Source() record.Source
 	Run(ctx context.Context, out capture.Output) error
 	Close(ctx context.Context) error
 	Received() capture.LSN
@@ -25,7 +26,7 @@ type Stream interface {
 // tells it which stream the next Run publishes, so that it can find, partition by partition,
 // what an earlier session already wrote (exactly-once); the zero Source turns that off.
 type Publisher interface {
-	BeginSession(src sink.Source)
+	BeginSession(src record.Source)
 	Run(ctx context.Context, in <-chan sink.Message, acked func([]sink.Message)) error
 }
 
@@ -75,8 +76,6 @@ type Observer interface {
 	Received(commitTime time.Time)
 	// Published: Kafka acknowledged these messages.
 	Published(msgs []sink.Message)
-	// DeadLettered: a row the stream could not decode went to the dead-letter topic.
-	DeadLettered()
 	// SlotChecked: one reading of the slot monitor and the alarm it raises.
 	SlotChecked(st capture.Slot, level capture.Level, reasons []string)
 	// Lost: events may be missing from Kafka (the lost alarm): the publication stopped
@@ -100,9 +99,6 @@ func (NopObserver) Received(time.Time) {}
 
 // Published implements Observer.
 func (NopObserver) Published([]sink.Message) {}
-
-// DeadLettered implements Observer.
-func (NopObserver) DeadLettered() {}
 
 // SlotChecked implements Observer.
 func (NopObserver) SlotChecked(capture.Slot, capture.Level, []string) {}

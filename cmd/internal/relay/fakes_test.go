@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/record"
 	"github.com/pgoutbox/pgoutbox/sink"
 )
 
@@ -77,8 +78,8 @@ func (s *fakeStream) Close(context.Context) error {
 
 func (s *fakeStream) Received() capture.LSN { return 0 }
 
-func (s *fakeStream) Source() capture.Source {
-	return capture.Source{SystemID: "7000000000000000001", Timeline: 1, Slot: "s", Routing: "00000000"}
+func (s *fakeStream) Source() record.Source {
+	return record.Source{SystemID: "7000000000000000001", Timeline: 1, Slot: "s", Routing: "00000000"}
 }
 
 func (s *fakeStream) finalConfirmed() (capture.LSN, bool) {
@@ -114,10 +115,10 @@ type fakePublisher struct {
 
 	mu       sync.Mutex
 	acked    []string
-	sessions []sink.Source
+	sessions []record.Source
 }
 
-func (p *fakePublisher) BeginSession(src sink.Source) {
+func (p *fakePublisher) BeginSession(src record.Source) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sessions = append(p.sessions, src)

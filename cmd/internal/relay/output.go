@@ -2,7 +2,6 @@ package relay
 
 import (
 	"fmt"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -20,19 +19,17 @@ type output struct {
 	queue   chan sink.Message // capacity = the window's event limit, so a send never blocks
 	ceiling *atomic.Uint64    // the publication guard's proven position (see pubGuard)
 
-	onDeadLetter func()                     // counts rows the stream routed to the dead-letter topic
-	onReceived   func(commitTime time.Time) // observes each transaction's arrival
+	onReceived func(commitTime time.Time) // observes each transaction's arrival
 }
 
 var _ capture.Output = (*output)(nil)
 
 func newOutput(start capture.LSN, lim checkpoint.Limits, ceiling *atomic.Uint64) *output {
 	return &output{
-		tracker:      checkpoint.NewTracker(checkpoint.LSN(start), lim),
-		ceiling:      ceiling,
-		queue:        make(chan sink.Message, lim.MaxEvents),
-		onDeadLetter: func() {},
-		onReceived:   func(time.Time) {},
+		tracker:    checkpoint.NewTracker(checkpoint.LSN(start), lim),
+		ceiling:    ceiling,
+		queue:      make(chan sink.Message, lim.MaxEvents),
+		onReceived: func(time.Time) {},
 	}
 }
 
@@ -46,9 +43,6 @@ func (o *output) Offer(txn uint64, ev capture.Event) (bool, error) {
 	ok, err := o.tracker.TryAdd(checkpoint.TxnID(txn), size)
 	if !ok || err != nil {
 		return false, err
-	}
-	if slices.ContainsFunc(ev.Headers, func(h capture.Header) bool { return h.Key == capture.HeaderError }) {
-		o.onDeadLetter()
 	}
 	select {
 	case o.queue <- ToMessage(txn, &ev, size):
@@ -93,24 +87,23 @@ func (o *output) acked(msgs []sink.Message) error {
 	return nil
 }
 
-// ToMessage maps an outbox event onto the Kafka record the relay publishes (docs/architecture.md, "The
-// event"): key = channel, value = payload, the event's headers, the commit time as timestamp.
+// ToMessage maps an outbox event onto the Kafka record the relay publishes (see package record
+// and docs/architecture.md, "The event"): key = channel, value = payload, the event's headers
+// (shared, not copied), the commit time as timestamp; a bad row keeps its reason, for the sink
+// to dead-letter it.
 // txn is the ledger's token of the event's transaction and size its accounting size; both come
 // back unchanged in the sink's acknowledgement. The benchmark uses it too, so that its records
 // are the relay's.
 func ToMessage(txn uint64, ev *capture.Event, size int) sink.Message {
-	headers := make([]sink.Header, len(ev.Headers))
-	for i, h := range ev.Headers {
-		headers[i] = sink.Header{Key: h.Key, Value: h.Value}
-	}
 	return sink.Message{
-		Topic:   ev.Topic,
-		Key:     []byte(ev.Channel),
-		Value:   ev.Payload,
-		Headers: headers,
-		Time:    ev.CommitTime,
-		ID:      ev.ID,
-		Token:   txn,
-		Size:    size,
+		Topic:      ev.Topic,
+		Key:        []byte(ev.Channel),
+		Value:      ev.Payload,
+		Headers:    ev.Headers,
+		Time:       ev.CommitTime,
+		ID:         ev.ID,
+		Token:      txn,
+		Size:       size,
+		DeadLetter: ev.DeadLetter,
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/record"
 	"github.com/pgoutbox/pgoutbox/sink"
 )
 
@@ -64,9 +65,9 @@ func (r *Relay) session(ctx context.Context) error {
 		return err
 	}
 	if r.cfg.AtLeastOnce {
-		r.deps.Publisher.BeginSession(sink.Source{})
+		r.deps.Publisher.BeginSession(record.Source{})
 	} else {
-		r.deps.Publisher.BeginSession(sinkSource(stream.Source()))
+		r.deps.Publisher.BeginSession(stream.Source())
 	}
 	// The sink runs on a context of its own: a shutdown stops the stream at once, but lets the
 	// sink deliver what is in flight for up to ShutdownTimeout.
@@ -77,7 +78,6 @@ func (r *Relay) session(ctx context.Context) error {
 
 	s := &session{stream: stream, out: newOutput(start, r.cfg.Window, &r.ceiling), start: start,
 		stop: func() { stopStream(); stopSink() }}
-	s.out.onDeadLetter = r.obs.DeadLettered
 	s.out.onReceived = r.obs.Received
 	r.current.Store(s)
 	r.obs.SessionStarted()
@@ -172,15 +172,4 @@ func (r *Relay) deliver(ctx context.Context, s *session) error {
 		return err
 	}
 	return sinkErr
-}
-
-// sinkSource hands the stream's identity to the sink, which checks each partition's tail
-// against it before trusting it.
-func sinkSource(s capture.Source) sink.Source {
-	hist := make([]sink.TimelineSwitch, len(s.History))
-	for i, h := range s.History {
-		hist[i] = sink.TimelineSwitch{Timeline: h.Timeline, End: uint64(h.End)}
-	}
-	return sink.Source{SystemID: s.SystemID, Timeline: s.Timeline, Slot: s.Slot, Routing: s.Routing,
-		History: hist, WALEnd: uint64(s.WALEnd)}
 }
