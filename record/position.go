@@ -65,13 +65,16 @@ func parsePosition(s string, upperOnly bool) (Position, error) {
 // parseHex parses digits that are all hex (strconv alone would also take a sign or "0x").
 func parseHex(s string, upperOnly bool) (uint64, bool) {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F' || !upperOnly && 'a' <= c && c <= 'f') {
+		if !isHexDigit(s[i], upperOnly) {
 			return 0, false
 		}
 	}
 	v, err := strconv.ParseUint(s, 16, 64)
 	return v, err == nil
+}
+
+func isHexDigit(c byte, upperOnly bool) bool {
+	return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' || !upperOnly && 'a' <= c && c <= 'f'
 }
 
 // String returns the position in the header's form.
