@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/pgoutbox/pgoutbox/capture"
-	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
+	"github.com/pgoutbox/pgoutbox/pipeline"
 	"github.com/pgoutbox/pgoutbox/record"
 	"github.com/pgoutbox/pgoutbox/sink"
 	"github.com/rs/zerolog"
@@ -69,8 +69,8 @@ func (b *bench) ceilingScenario(ctx context.Context) error {
 func (b *bench) produceAll(ctx context.Context, pub *sink.Publisher, rows int) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	queue := make(chan sink.Message, relay.DefaultMaxInflightEvents)
-	window := make(chan struct{}, relay.DefaultMaxInflightEvents)
+	queue := make(chan sink.Message, pipeline.DefaultMaxInflightEvents)
+	window := make(chan struct{}, pipeline.DefaultMaxInflightEvents)
 	acked := 0
 	began := time.Now()
 	go func() {
@@ -108,11 +108,11 @@ var benchSource = []byte(record.Source{SystemID: "7000000000000000001", Timeline
 
 // benchMessage is the record the relay makes of backlog row k, alone in a transaction
 // committed at lsn: the relay's own headers and mapping (capture.StandardHeaders,
-// relay.ToMessage).
+// pipeline.ToMessage).
 func (b *bench) benchMessage(k int64, lsn pglogrepl.LSN, commit time.Time) sink.Message {
 	ev := capture.Event{XID: uint32(k), CommitLSN: lsn, CommitTime: commit, ID: strconv.FormatInt(k, 10),
 		Channel: "ch-" + strconv.FormatInt(k%int64(b.opts.channels), 10), Name: "bench.event",
 		Payload: benchPayload(k, b.opts.channels)}
 	ev.Headers = capture.StandardHeaders(&ev, benchSource)
-	return relay.ToMessage(uint64(k), &ev, ev.Size())
+	return pipeline.ToMessage(uint64(k), &ev, ev.Size())
 }

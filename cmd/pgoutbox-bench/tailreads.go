@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/pgoutbox/pgoutbox/capture"
-	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
+	"github.com/pgoutbox/pgoutbox/pipeline"
 	"github.com/pgoutbox/pgoutbox/record"
 	"github.com/pgoutbox/pgoutbox/sink"
 	"github.com/rs/zerolog"
@@ -170,7 +170,7 @@ func tailReadMessage(key string, lsn pglogrepl.LSN) sink.Message {
 	ev := capture.Event{XID: uint32(k), CommitLSN: lsn, CommitTime: time.Now(), ID: strconv.FormatInt(k, 10),
 		Channel: key, Name: "bench.event", Payload: []byte(`{"n":` + strconv.FormatInt(k, 10) + `}`)}
 	ev.Headers = capture.StandardHeaders(&ev, []byte(tailReadSource.Header()))
-	return relay.ToMessage(uint64(k), &ev, ev.Size())
+	return pipeline.ToMessage(uint64(k), &ev, ev.Size())
 }
 
 func medianMs(ds []time.Duration) float64 {

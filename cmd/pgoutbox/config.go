@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/capture"
-	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
+	"github.com/pgoutbox/pgoutbox/pipeline"
 	"github.com/pgoutbox/pgoutbox/sink"
 )
 
@@ -125,14 +125,14 @@ func (c *Config) settings() []setting {
 		IDColumn: "sequence_id", ChannelColumn: "channel", NameColumn: "name", PayloadColumn: "data", HeadersColumn: "headers",
 		HTTPAddr: "127.0.0.1:9187", LogLevel: "info", LogFormat: "json",
 		// Each package owns the defaults of its settings; these are the same constants.
-		MaxInflightEvents: relay.DefaultMaxInflightEvents, MaxInflightBytes: relay.DefaultMaxInflightBytes,
+		MaxInflightEvents: pipeline.DefaultMaxInflightEvents, MaxInflightBytes: pipeline.DefaultMaxInflightBytes,
 		StatusInterval:  capture.DefaultStatusInterval,
-		ShutdownTimeout: relay.DefaultShutdownTimeout, ReconnectMax: relay.DefaultReconnectMax,
+		ShutdownTimeout: pipeline.DefaultShutdownTimeout, ReconnectMax: pipeline.DefaultReconnectMax,
 		KafkaBatchMessages: sink.DefaultMaxBatchMessages, KafkaRequestBytes: sink.DefaultMaxRequestBytes,
 		KafkaRequestTimeout: sink.DefaultRequestTimeout, KafkaLinger: sink.DefaultLinger, KafkaBackoffMax: sink.DefaultMaxBackoff,
 		KafkaCompression: sink.DefaultCompression, MissingTopicTimeout: sink.DefaultMissingTopicWait, ReplicationFactor: 1,
-		ExactlyOnce: true, OnBadRow: "stop", Retention: "none", JanitorBatch: relay.DefaultJanitorBatch,
-		MonitorInterval: relay.DefaultMonitorInterval,
+		ExactlyOnce: true, OnBadRow: "stop", Retention: "none", JanitorBatch: pipeline.DefaultJanitorBatch,
+		MonitorInterval: pipeline.DefaultMonitorInterval,
 		LagWarnBytes:    capture.DefaultLagWarnBytes, LagCriticalBytes: capture.DefaultLagCriticalBytes,
 		LagKeepFraction: capture.DefaultKeepFraction, LagWarnAge: capture.DefaultAgeWarn, LagCriticalAge: capture.DefaultAgeCritical,
 	}

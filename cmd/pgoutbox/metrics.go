@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/capture"
-	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
+	"github.com/pgoutbox/pgoutbox/pipeline"
 	"github.com/pgoutbox/pgoutbox/sink"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -40,18 +40,18 @@ type metrics struct {
 	topicWaits prometheus.Gauge
 
 	health   *health
-	progress func() relay.Progress // the relay's; set before the first scrape
-	lastAck  atomic.Int64          // unix nanoseconds of the last acknowledgement
+	progress func() pipeline.Progress // the relay's; set before the first scrape
+	lastAck  atomic.Int64             // unix nanoseconds of the last acknowledgement
 	startNow time.Time
 }
 
-var _ relay.Observer = (*metrics)(nil)
+var _ pipeline.Observer = (*metrics)(nil)
 
 var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
 
 func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry(), startNow: time.Now(), health: &health{reason: "starting"},
-		progress: func() relay.Progress { return relay.Progress{} }}
+		progress: func() pipeline.Progress { return pipeline.Progress{} }}
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}
@@ -97,21 +97,21 @@ func newMetrics() *metrics {
 	}, []string{"status"})
 	m.alarmLevel = gauge("pgoutbox_alarm_level", "Slot alarm level: 0 ok, 1 warn, 2 critical, 3 lost.")
 
-	progress := func(f func(relay.Progress) float64) func() float64 {
+	progress := func(f func(pipeline.Progress) float64) func() float64 {
 		return func() float64 { return f(m.progress()) }
 	}
 	m.reg.MustRegister(m.eventsPublished, m.bytesPublished, m.publishErrors, m.deadLettered, m.skipped, m.topicWaits, m.sessions, m.commitToAck, m.commitToReceive,
 		m.slotUnconfirmed, m.slotRetained, m.slotSafeWAL, m.slotKeepSize, m.slotActive, m.slotFailover, m.slotSynced, m.slotInactive, m.slotWALStatus, m.alarmLevel,
 		gaugeFunc("pgoutbox_inflight_events", "Rows read from PostgreSQL and not yet acknowledged by Kafka.",
-			progress(func(p relay.Progress) float64 { return float64(p.InFlightRows) })),
+			progress(func(p pipeline.Progress) float64 { return float64(p.InFlightRows) })),
 		gaugeFunc("pgoutbox_inflight_bytes", "Approximate bytes of the in-flight rows.",
-			progress(func(p relay.Progress) float64 { return float64(p.InFlightBytes) })),
+			progress(func(p pipeline.Progress) float64 { return float64(p.InFlightBytes) })),
 		gaugeFunc("pgoutbox_confirmed_lsn", "The position last confirmed to PostgreSQL (every earlier commit is in Kafka), as a number.",
-			progress(func(p relay.Progress) float64 { return float64(p.Confirmed) })),
+			progress(func(p pipeline.Progress) float64 { return float64(p.Confirmed) })),
 		gaugeFunc("pgoutbox_received_lsn", "The newest WAL position received from PostgreSQL, as a number.",
-			progress(func(p relay.Progress) float64 { return float64(p.Received) })),
+			progress(func(p pipeline.Progress) float64 { return float64(p.Received) })),
 		gaugeFunc("pgoutbox_oldest_unacked_commit_age_seconds", "Age of the oldest commit whose rows Kafka has not acknowledged; 0 when none.",
-			progress(func(p relay.Progress) float64 { return p.OldestUnacked.Seconds() })),
+			progress(func(p pipeline.Progress) float64 { return p.OldestUnacked.Seconds() })),
 		gaugeFunc("pgoutbox_time_since_last_ack_seconds", "Seconds since Kafka last acknowledged rows (since start when none yet).", func() float64 {
 			last := m.lastAck.Load()
 			if last == 0 {
@@ -141,13 +141,13 @@ func (m *metrics) topicWait(topic string, waiting bool) {
 	}
 }
 
-// SessionStarted implements relay.Observer.
+// SessionStarted implements pipeline.Observer.
 func (m *metrics) SessionStarted() {
 	m.sessions.Inc()
 	m.health.set(true, "")
 }
 
-// SessionEnded implements relay.Observer.
+// SessionEnded implements pipeline.Observer.
 func (m *metrics) SessionEnded(err error) {
 	reason := "stopping"
 	if err != nil {
@@ -156,12 +156,12 @@ func (m *metrics) SessionEnded(err error) {
 	m.health.set(false, reason)
 }
 
-// Received implements relay.Observer: a transaction arrived from PostgreSQL.
+// Received implements pipeline.Observer: a transaction arrived from PostgreSQL.
 func (m *metrics) Received(commitTime time.Time) {
 	m.commitToReceive.Observe(time.Since(commitTime).Seconds())
 }
 
-// Published implements relay.Observer: Kafka acknowledged msgs.
+// Published implements pipeline.Observer: Kafka acknowledged msgs.
 func (m *metrics) Published(msgs []sink.Message) {
 	now := time.Now()
 	bytes := 0
@@ -179,13 +179,13 @@ func (m *metrics) publishError(kind string, _ error) {
 	m.publishErrors.WithLabelValues(kind).Inc()
 }
 
-// Lost implements relay.Observer: the lost alarm, from the publication guard or a dropped slot.
+// Lost implements pipeline.Observer: the lost alarm, from the publication guard or a dropped slot.
 func (m *metrics) Lost(err error) {
 	m.alarmLevel.Set(float64(capture.LevelLost))
 	m.health.setAlarm(capture.LevelLost, err.Error())
 }
 
-// SlotChecked implements relay.Observer: it exports one reading of the slot monitor.
+// SlotChecked implements pipeline.Observer: it exports one reading of the slot monitor.
 func (m *metrics) SlotChecked(st capture.Slot, level capture.Level, reasons []string) {
 	m.health.setAlarm(level, capture.FormatReasons(reasons))
 	m.slotUnconfirmed.Set(float64(st.UnconfirmedBytes))

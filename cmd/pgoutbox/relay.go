@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/checkpoint"
-	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
+	"github.com/pgoutbox/pgoutbox/pipeline"
 	"github.com/pgoutbox/pgoutbox/sink"
 	"github.com/rs/zerolog"
 )
@@ -29,8 +29,8 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	}
 	defer func() { _ = pub.Close() }()
 
-	rl := relay.New(cfg.relayConfig(table), relay.Deps{
-		NewStream: func() relay.Stream {
+	pl, err := pipeline.New(cfg.pipelineConfig(table), pipeline.Deps{
+		NewStream: func() pipeline.Stream {
 			// Its "streaming started" line names the topic.
 			return capture.NewStream(cfg.streamConfig(table), log.With().Str("topic", cfg.Topic).Logger())
 		},
@@ -41,7 +41,10 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		Observer:    m,
 		Log:         log,
 	})
-	m.progress = rl.Progress
+	if err != nil {
+		return err
+	}
+	m.progress = pl.Progress
 
 	stopHTTP, err := serveHTTP(ctx, cfg.HTTPAddr, m, log.With().Str("component", "http").Logger())
 	if err != nil {
@@ -54,11 +57,11 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		}
 		return err
 	}
-	return rl.Run(ctx)
+	return pl.Run(ctx)
 }
 
-func (c *Config) relayConfig(table capture.Table) relay.Config {
-	return relay.Config{
+func (c *Config) pipelineConfig(table capture.Table) pipeline.Config {
+	return pipeline.Config{
 		Slot:            c.Slot,
 		Publication:     c.Publication,
 		Table:           table,
@@ -106,7 +109,7 @@ func (c *Config) sinkConfig(m *metrics) sink.Config {
 }
 
 // deleter is the janitor's database half with --retention=delete-after-publish, else nil.
-func (c *Config) deleter(table capture.Table) relay.Deleter {
+func (c *Config) deleter(table capture.Table) pipeline.Deleter {
 	if c.Retention != "delete-after-publish" {
 		return nil
 	}

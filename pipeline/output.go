@@ -1,4 +1,4 @@
-package relay
+package pipeline
 
 import (
 	"fmt"
@@ -50,7 +50,7 @@ func (o *output) Offer(txn uint64, ev capture.Event) (bool, error) {
 	default:
 		// Cannot happen: the tracker admits at most MaxEvents rows and the queue holds as many.
 		// Failing loudly beats blocking the stream (and its status updates) forever.
-		return false, fmt.Errorf("relay: sink queue full with %d rows although the window admitted one", len(o.queue))
+		return false, fmt.Errorf("pipeline: sink queue full with %d rows although the window admitted one", len(o.queue))
 	}
 }
 

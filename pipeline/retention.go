@@ -1,4 +1,4 @@
-package relay
+package pipeline
 
 import (
 	"context"
@@ -30,7 +30,7 @@ type janitor struct {
 	dead chan struct{} // closed when run returned: acked must not block then
 }
 
-func (r *Relay) newJanitor(ack func([]sink.Message) error) *janitor {
+func (r *Pipeline) newJanitor(ack func([]sink.Message) error) *janitor {
 	return &janitor{del: r.deps.Deleter, batch: r.cfg.JanitorBatch, clock: r.clock,
 		log: r.deps.Log.With().Str("component", "janitor").Logger(), ack: ack,
 		in: make(chan []sink.Message, 64), dead: make(chan struct{})}

@@ -1,4 +1,4 @@
-package relay
+package pipeline
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/record"
 	"github.com/pgoutbox/pgoutbox/sink"
+	"golang.org/x/sync/errgroup"
 )
 
 // session is one replication connection with its own ledger and queue. A new session starts
@@ -43,7 +44,7 @@ func (s *session) failure() error {
 // session streams over one replication connection. On return, the sink has drained (or given
 // up after the shutdown timeout) and the last confirmed position was sent to the server. It
 // returns nil only when ctx was cancelled and nothing failed.
-func (r *Relay) session(ctx context.Context) error {
+func (r *Pipeline) session(ctx context.Context) error {
 	stream := r.deps.NewStream()
 	var result error // what session returns, for the final status update
 	defer func() {
@@ -82,10 +83,16 @@ func (r *Relay) session(ctx context.Context) error {
 	r.current.Store(s)
 	r.obs.SessionStarted()
 
+	// The session's two goroutines, the sink and the stream, in one errgroup so that neither
+	// outlives the session. A plain Group, not WithContext: each side is stopped in its own
+	// order (the stream at once, the sink after draining), so their results come back on
+	// channels and Wait only joins them.
+	var g errgroup.Group
+	defer func() { _ = g.Wait() }()
 	sinkDone := make(chan error, 1)
-	go func() { sinkDone <- r.deliver(sinkCtx, s) }()
+	g.Go(func() error { sinkDone <- r.deliver(sinkCtx, s); return nil })
 	streamDone := make(chan error, 1)
-	go func() { streamDone <- stream.Run(streamCtx, s.out) }()
+	g.Go(func() error { streamDone <- stream.Run(streamCtx, s.out); return nil })
 
 	var streamErr, sinkErr error
 	sinkFinished := false
@@ -120,7 +127,7 @@ func sessionResult(ctx context.Context, failure, sinkErr, streamErr error) error
 }
 
 // drain waits for the sink to deliver what is in flight, at most the shutdown timeout.
-func (r *Relay) drain(sinkDone <-chan error, stopSink context.CancelFunc) error {
+func (r *Pipeline) drain(sinkDone <-chan error, stopSink context.CancelFunc) error {
 	select {
 	case err := <-sinkDone:
 		return err
@@ -134,7 +141,7 @@ func (r *Relay) drain(sinkDone <-chan error, stopSink context.CancelFunc) error 
 
 // deliver runs the sink — and, with a Deleter, the janitor between the sink's
 // acknowledgements and the ledger — until the queue is drained or ctx is done.
-func (r *Relay) deliver(ctx context.Context, s *session) error {
+func (r *Pipeline) deliver(ctx context.Context, s *session) error {
 	confirm := func(msgs []sink.Message) error {
 		if err := s.out.acked(msgs); err != nil {
 			r.log.Error().Err(err).Msg("ledger rejected an acknowledgement; stopping")
@@ -154,21 +161,21 @@ func (r *Relay) deliver(ctx context.Context, s *session) error {
 		s.fail(err)
 		return err
 	}
-	janitorDone := make(chan error, 1)
-	go func() {
+	var g errgroup.Group // the janitor: joined below, whatever the sink returns
+	g.Go(func() error {
 		err := j.run(ctx)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			r.log.Error().Err(err).Msg("retention failed; stopping")
 			s.fail(err) // nothing more can be confirmed: stop reading
 		}
-		janitorDone <- err
-	}()
+		return err
+	})
 	sinkErr := r.deps.Publisher.Run(ctx, s.out.queue, func(msgs []sink.Message) {
 		r.obs.Published(msgs)
 		j.acked(msgs)
 	})
 	close(j.in) // the sink was its only sender: the janitor finishes what it holds and returns
-	if err := <-janitorDone; err != nil && !errors.Is(err, context.Canceled) {
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return sinkErr

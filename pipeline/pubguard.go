@@ -1,4 +1,4 @@
-package relay
+package pipeline
 
 import (
 	"context"
@@ -94,7 +94,7 @@ func (e *gapError) Error() string {
 // guardPublication checks the publication every PublicationInterval until ctx is done
 // (ctx.Err()) or a check finds a gap (the error). It raises the confirmation ceiling after
 // each good check.
-func (r *Relay) guardPublication(ctx context.Context) error {
+func (r *Pipeline) guardPublication(ctx context.Context) error {
 	if r.deps.Publication == nil {
 		<-ctx.Done()
 		return ctx.Err()
@@ -121,7 +121,7 @@ type guardState struct {
 	failed bool // a gap was found: nothing more may be proven
 }
 
-func (r *Relay) closePublication() {
+func (r *Pipeline) closePublication() {
 	r.guard.mu.Lock()
 	defer r.guard.mu.Unlock()
 	r.deps.Publication.Close()
@@ -131,7 +131,7 @@ func (r *Relay) closePublication() {
 // update: two more checks, one interval apart, so that the final confirmed position reaches
 // what Kafka acknowledged instead of trailing it by the guard's one to two intervals (rows
 // between them would be decoded again, and bad rows judged again, at the next start).
-func (r *Relay) settlePublication() {
+func (r *Pipeline) settlePublication() {
 	if r.deps.Publication == nil {
 		return
 	}
@@ -155,7 +155,7 @@ func (r *Relay) settlePublication() {
 	r.closePublication()
 }
 
-func (r *Relay) checkPublication(ctx context.Context) error {
+func (r *Pipeline) checkPublication(ctx context.Context) error {
 	r.guard.mu.Lock()
 	defer r.guard.mu.Unlock()
 	if r.guard.failed {

@@ -1,4 +1,4 @@
-package relay
+package pipeline
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // observer, and raises or clears the alarm — one log line per change of level, never one per
 // check. A lost slot ends the relay: continuing would hide a gap. It returns ctx.Err() when ctx
 // is done.
-func (r *Relay) monitor(ctx context.Context) error {
+func (r *Pipeline) monitor(ctx context.Context) error {
 	defer r.deps.Slots.Close()
 	m := &slotWatch{slot: r.cfg.Slot, th: r.cfg.Thresholds, log: r.deps.Log.With().Str("component", "monitor").Logger()}
 	for {
@@ -30,7 +30,7 @@ func (r *Relay) monitor(ctx context.Context) error {
 
 // checkSlot reads the slot once. Failing to read is logged, not fatal: the database may be
 // restarting, and the replication session has its own reconnection.
-func (r *Relay) checkSlot(ctx context.Context, m *slotWatch) error {
+func (r *Pipeline) checkSlot(ctx context.Context, m *slotWatch) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	st, err := r.deps.Slots.ReadSlotStatus(cctx)

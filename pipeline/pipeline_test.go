@@ -1,4 +1,4 @@
-package relay
+package pipeline
 
 import (
 	"context"
@@ -22,7 +22,7 @@ const (
 
 // testRelay builds a relay on fakes. Waits of the monitor interval and the shutdown timeout
 // never fire unless fireShutdown; every other wait (reconnection pauses, retries) fires at once.
-func testRelay(t *testing.T, ss *streams, pub *fakePublisher, slots *fakeSlots, del Deleter, fireShutdown bool) (*Relay, *fakeClock, *recordingObserver) {
+func testRelay(t *testing.T, ss *streams, pub *fakePublisher, slots *fakeSlots, del Deleter, fireShutdown bool) (*Pipeline, *fakeClock, *recordingObserver) {
 	t.Helper()
 	clock := newFakeClock(func(d time.Duration) bool {
 		switch d {
@@ -38,7 +38,7 @@ func testRelay(t *testing.T, ss *streams, pub *fakePublisher, slots *fakeSlots, 
 	if del != nil {
 		deps.Deleter = del
 	}
-	r := New(Config{
+	r, err := New(Config{
 		Slot:            "s",
 		Window:          checkpoint.Limits{MaxEvents: 4, MaxBytes: 1 << 20},
 		ShutdownTimeout: shutdownWait,
@@ -46,11 +46,14 @@ func testRelay(t *testing.T, ss *streams, pub *fakePublisher, slots *fakeSlots, 
 		MonitorInterval: monitorEvery,
 		Thresholds:      capture.Thresholds{LagWarnBytes: 1 << 30},
 	}, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return r, clock, obs
 }
 
 // runAsync starts r.Run and returns a function that waits for its result.
-func runAsync(ctx context.Context, r *Relay) func(t *testing.T) error {
+func runAsync(ctx context.Context, r *Pipeline) func(t *testing.T) error {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	return func(t *testing.T) error {

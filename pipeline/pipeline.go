@@ -1,8 +1,9 @@
-package relay
+package pipeline
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync/atomic"
@@ -96,8 +97,8 @@ type Deps struct {
 	Log zerolog.Logger
 }
 
-// Relay runs the pipeline. Build it with [New]; it is single-use.
-type Relay struct {
+// Pipeline runs the pipeline. Build it with [New]; it is single-use.
+type Pipeline struct {
 	cfg   Config
 	deps  Deps
 	log   zerolog.Logger
@@ -109,8 +110,48 @@ type Relay struct {
 	guard   guardState
 }
 
-// New returns a relay with cfg's defaults filled in.
-func New(cfg Config, deps Deps) *Relay {
+// Validate reports every problem of c at once: a window that admits nothing (a zero Window
+// would stall the first row forever), a missing slot name, negative durations or batch size.
+// Zero durations are fine: they take their defaults.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Slot == "" {
+		errs = append(errs, errors.New("slot name is empty; set the replication slot's name"))
+	}
+	if err := c.Window.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("window: %w", err))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"publication check interval", c.PublicationInterval}, {"shutdown timeout", c.ShutdownTimeout},
+		{"first reconnect pause", c.ReconnectFirst}, {"longest reconnect pause", c.ReconnectMax},
+		{"standby poll", c.StandbyPoll}, {"monitor interval", c.MonitorInterval},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s is %s; set it to 0 (the default) or more", d.name, d.v))
+		}
+	}
+	if c.JanitorBatch < 0 {
+		errs = append(errs, fmt.Errorf("janitor batch is %d; set it to 0 (the default) or more", c.JanitorBatch))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("pipeline config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// New returns a pipeline with cfg's defaults filled in, or every problem of cfg (see
+// [Config.Validate]) and of deps at once.
+func New(cfg Config, deps Deps) (*Pipeline, error) {
+	errs := []error{cfg.Validate()}
+	if deps.NewStream == nil || deps.Publisher == nil || deps.Slots == nil {
+		errs = append(errs, errors.New("pipeline deps: NewStream, Publisher and Slots are required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	cfg.fillDefaults()
 	if deps.Observer == nil {
 		deps.Observer = NopObserver{}
@@ -118,19 +159,19 @@ func New(cfg Config, deps Deps) *Relay {
 	if deps.Clock == nil {
 		deps.Clock = realClock{}
 	}
-	r := &Relay{cfg: cfg, deps: deps, log: deps.Log.With().Str("component", "relay").Logger(),
+	r := &Pipeline{cfg: cfg, deps: deps, log: deps.Log.With().Str("component", "relay").Logger(),
 		clock: deps.Clock, obs: deps.Observer}
 	if deps.Publication == nil {
 		r.ceiling.Store(math.MaxUint64) // no guard: the ledger alone decides
 	}
-	return r
+	return r, nil
 }
 
 // Run streams sessions and monitors the slot until ctx is cancelled, which is a clean exit
 // (nil), or until something a retry cannot fix happens: a lost slot, a bad row under
 // --on-bad-row=stop, a ledger or retention failure. That error is returned; the process must
 // exit non-zero so that a supervisor notices.
-func (r *Relay) Run(ctx context.Context) error {
+func (r *Pipeline) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.monitor(gctx) })
 	g.Go(func() error { return r.guardPublication(gctx) })
@@ -144,7 +185,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // sessions runs one session after another until ctx is done (ctx.Err()) or a session fails
 // in a way a retry cannot fix.
-func (r *Relay) sessions(ctx context.Context) error {
+func (r *Pipeline) sessions(ctx context.Context) error {
 	b := newBackoff(r.cfg.ReconnectFirst, r.cfg.ReconnectMax, r.cfg.StandbyPoll)
 	for {
 		started := r.clock.Now()
@@ -165,7 +206,7 @@ func (r *Relay) sessions(ctx context.Context) error {
 			if err == nil {
 				// A session ends without error only on shutdown; anything else is a bug that
 				// must not pass as a clean exit.
-				err = errors.New("relay: streaming stopped without an error or a shutdown")
+				err = errors.New("pipeline: streaming stopped without an error or a shutdown")
 			}
 			return err
 		}
@@ -194,7 +235,7 @@ type Progress struct {
 
 // Progress reports the current (or last) session's figures; zero before the first session.
 // It is safe to call from any goroutine.
-func (r *Relay) Progress() Progress {
+func (r *Pipeline) Progress() Progress {
 	s := r.current.Load()
 	if s == nil {
 		return Progress{}
