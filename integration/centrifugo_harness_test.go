@@ -3,12 +3,7 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/client/modelserver"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -171,54 +167,49 @@ func (c *centrifugoProc) wsURL() string {
 	return fmt.Sprintf("ws://127.0.0.1:%d/connection/websocket", c.port)
 }
 
-// streamPosition is a channel's position in Centrifugo's history: the offset of its newest
-// publication and the history's epoch.
-type streamPosition struct {
-	Offset uint64 `json:"offset"`
-	Epoch  string `json:"epoch"`
+// streamPosition is a channel's position in Centrifugo's history.
+type streamPosition = modelserver.StreamPosition
+
+// api is the server API client the app's state endpoint uses (client/modelserver).
+func (c *centrifugoProc) api() *modelserver.Centrifugo {
+	return &modelserver.Centrifugo{URL: c.url(), APIKey: c.cfg.HTTPAPI.Key}
 }
 
-// streamTop calls the server API's history with limit 0, which returns no publications and the
-// channel's current stream position: step 1 of the bootstrap recipe.
+// streamTop returns the channel's current stream position: step 1 of the bootstrap recipe.
 func (c *centrifugoProc) streamTop(ctx context.Context, channel string) (streamPosition, error) {
-	body, _ := json.Marshal(map[string]any{"channel": channel, "limit": 0})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url()+"/api/history", bytes.NewReader(body))
-	if err != nil {
-		return streamPosition{}, err
-	}
-	req.Header.Set("X-API-Key", c.cfg.HTTPAPI.Key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return streamPosition{}, fmt.Errorf("history of %s: %w", channel, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var out struct {
-		Error *struct {
-			Code    int
-			Message string
-		} `json:"error"`
-		Result streamPosition `json:"result"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return streamPosition{}, fmt.Errorf("history of %s: status %s: %w", channel, resp.Status, err)
-	}
-	if out.Error != nil {
-		return streamPosition{}, fmt.Errorf("history of %s: error %d %s", channel, out.Error.Code, out.Error.Message)
-	}
-	return out.Result, nil
+	return c.api().StreamPosition(ctx, channel)
 }
 
-// token returns a connection token for user: an HS256 JWT signed with the configured key, as an
-// app's backend would issue it.
+// tokens signs tokens with the configured key, as an app's backend does.
+func (c *centrifugoProc) tokens() *modelserver.Tokens {
+	c.t.Helper()
+	tk, err := modelserver.NewHS256Tokens([]byte(c.cfg.Client.Token.HMACSecretKey))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	tk.ConnectionTTL, tk.SubscriptionTTL = time.Hour, time.Hour
+	return tk
+}
+
+// token returns a connection token for user.
 func (c *centrifugoProc) token(user string) string {
-	enc := base64.RawURLEncoding
-	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	claims, _ := json.Marshal(map[string]any{"sub": user, "exp": time.Now().Add(time.Hour).Unix()})
-	signing := header + "." + enc.EncodeToString(claims)
-	mac := hmac.New(sha256.New, []byte(c.cfg.Client.Token.HMACSecretKey))
-	mac.Write([]byte(signing))
-	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+	c.t.Helper()
+	tok, err := c.tokens().Connection(user)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return tok
+}
+
+// subToken returns a subscription token letting user's connection subscribe to channel: the
+// shipped configuration makes outbox channels private.
+func (c *centrifugoProc) subToken(user, channel string) string {
+	c.t.Helper()
+	tok, err := c.tokens().Subscription(user, channel)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return tok
 }
 
 // clientHandshakeTimeout replaces centrifuge-go's 1 s default: two dozen clients dialling a

@@ -136,6 +136,11 @@ func (c *bootClient) start(t *testing.T) {
 	t.Cleanup(client.Close)
 	sub, err := client.NewSubscription(c.channel, centrifuge.SubscriptionConfig{
 		Positioned: true, Recoverable: true, GetState: c.getState,
+		// The token expires in an hour; the SDK asks again after a Centrifugo restart too.
+		Token: c.cf.subToken(c.name, c.channel),
+		GetToken: func(centrifuge.SubscriptionTokenEvent) (string, error) {
+			return c.cf.subToken(c.name, c.channel), nil
+		},
 	})
 	if err != nil {
 		t.Errorf("%s: %v", c.name, err)

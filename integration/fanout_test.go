@@ -47,7 +47,7 @@ func TestFanout_EndToEnd(t *testing.T) {
 
 	const channel = "outbox:e2e"
 	client := connectClient(t, cf, "alice")
-	sub, err := client.NewSubscription(channel, centrifuge.SubscriptionConfig{Positioned: true, Recoverable: true})
+	sub, err := client.NewSubscription(channel, centrifuge.SubscriptionConfig{Positioned: true, Recoverable: true, Token: cf.subToken("alice", channel)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -11,7 +10,8 @@ import (
 )
 
 // centrifugo is what the app needs of the Centrifugo server: its server API (the channel's stream
-// position, step 1 of the bootstrap recipe) and the key that signs browsers' connection tokens.
+// position, step 1 of the bootstrap recipe), the key that signs browsers' tokens, and the
+// WebSocket address pages connect to.
 type centrifugo struct {
 	api       *modelserver.Centrifugo
 	tokens    *modelserver.Tokens
@@ -52,19 +52,6 @@ func centrifugoSecrets(configPath string) (apiKey, hmacKey string, err error) {
 		return "", "", fmt.Errorf("centrifugo config %s: want http_api.key and client.token.hmac_secret_key", configPath)
 	}
 	return apiKey, hmacKey, nil
-}
-
-// streamPosition is a channel's place in Centrifugo's history.
-type streamPosition = modelserver.StreamPosition
-
-// streamTop returns the channel's current stream position (step 1 of the bootstrap recipe).
-func (c *centrifugo) streamTop(ctx context.Context, channel string) (streamPosition, error) {
-	return c.api.StreamPosition(ctx, channel)
-}
-
-// connectionToken returns a Centrifugo connection token for user.
-func (c *centrifugo) connectionToken(user string) (string, error) {
-	return c.tokens.Connection(user)
 }
 
 // wsURL turns Centrifugo's http(s) address into its WebSocket endpoint.

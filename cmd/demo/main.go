@@ -107,7 +107,7 @@ func runApp(ctx context.Context, cmd string, args []string) error {
 		return err
 	}
 	srv := &server{
-		store: st, boardID: c.board.ID, channel: "outbox:board-" + c.board.ID, log: log,
+		store: st, boardID: c.board.ID, channel: "outbox:board-" + c.board.ID, log: log, sessionKey: []byte(hmacKey),
 		cf: &centrifugo{
 			api:    &modelserver.Centrifugo{URL: c.centrifugoURL, APIKey: apiKey},
 			tokens: tokens, publicURL: wsURL(c.centrifugoURL),

@@ -2,14 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net/http"
+	"regexp"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/pgoutbox/pgoutbox/client/modelserver"
 	"github.com/rs/zerolog"
 )
 
@@ -20,13 +26,16 @@ import (
 //go:embed web
 var web embed.FS
 
-// server is the app's HTTP API and page.
+// server is the app's HTTP API and page, built on client/modelserver: the app supplies who the
+// user is (a demo login), who may read which channel, how to read a board and how to apply a
+// change; modelserver does the bootstrap, the idempotent mutations and the tokens.
 type server struct {
-	store   *store
-	cf      *centrifugo
-	boardID string
-	channel string // the board's Centrifugo channel, outbox:board-<id>
-	log     zerolog.Logger
+	store      *store
+	cf         *centrifugo
+	boardID    string
+	channel    string // the board's Centrifugo channel, outbox:board-<id>
+	sessionKey []byte // signs the demo's session cookie
+	log        zerolog.Logger
 }
 
 func (s *server) routes() (http.Handler, error) {
@@ -37,11 +46,21 @@ func (s *server) routes() (http.Handler, error) {
 	if _, err := fs.Stat(static, "vendor/centrifuge.js"); err != nil {
 		return nil, errors.New("the page's Centrifugo client is missing (cmd/demo/web/vendor/centrifuge.js): run deploy/demo/npm.sh, then build again")
 	}
+	h := &modelserver.Handlers{
+		Centrifugo: s.cf.api, Tokens: s.cf.tokens, DB: s.store.pool, Mutations: s.store.mutations,
+		User: s.user, Authorize: s.authorize,
+		OnError: func(r *http.Request, err error) {
+			s.log.Error().Err(err).Str("path", r.URL.Path).Msg("request failed")
+		},
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /", http.FileServerFS(static))
-	mux.HandleFunc("GET /api/state", s.handleState)
-	mux.HandleFunc("GET /api/token", s.handleToken)
-	mux.HandleFunc("POST /api/mutations", s.handleMutation)
+	mux.HandleFunc("POST /api/login", s.handleLogin)
+	mux.HandleFunc("GET /api/config", s.handleConfig)
+	mux.Handle("GET /api/token", h.Token())
+	mux.Handle("GET /api/subscription-token", h.SubscriptionToken())
+	mux.Handle("GET /api/state", modelserver.StateHandler(h, s.readBoard))
+	mux.Handle("POST /api/mutations", h.Mutation(s.mutate))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return noCache(mux), nil
 }
@@ -54,95 +73,110 @@ func noCache(h http.Handler) http.Handler {
 	})
 }
 
-// stateResponse is the bootstrap: the state, the snapshot it was read in, the stream position to
-// subscribe from, and what the page needs to connect.
-type stateResponse struct {
-	state
-	Channel    string         `json:"channel"`
-	Position   streamPosition `json:"position"`
-	Centrifugo string         `json:"centrifugo"` // WebSocket address
-	Token      string         `json:"token"`      // connection token for user
-	User       string         `json:"user"`
-}
+// The demo's login: any name, no password — a stand-in for the app's real sign-in. What it
+// must show is the rest: the session cookie, not a query parameter, says who the user is, and
+// every token is signed for that user only after the channel check.
+const sessionCookie = "demo_session"
 
-// handleState is the bootstrap recipe: (1) the channel's stream position from Centrifugo,
-// then (2) the state and its snapshot in one REPEATABLE READ transaction. In this order, every
-// event not visible in the snapshot comes after the position.
-func (s *server) handleState(w http.ResponseWriter, r *http.Request) {
-	user := userOf(r)
-	pos, err := s.cf.streamTop(r.Context(), s.channel)
-	if err != nil {
-		s.fail(w, http.StatusBadGateway, err)
+var userName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+func (s *server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		User string `json:"user"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&in); err != nil || !userName.MatchString(in.User) {
+		modelserver.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "user: want 1 to 32 of a-z, 0-9, _ and -, starting with a letter or digit"})
 		return
 	}
-	st, err := s.store.readState(r.Context(), s.boardID)
-	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	token, err := s.cf.connectionToken(user)
-	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, stateResponse{
-		state: st, Channel: s.channel, Position: pos, User: user,
-		Centrifugo: s.cf.publicURL, Token: token,
+	// Secure when served over TLS; the demo runs on http://127.0.0.1, where a Secure cookie
+	// would not be sent back.
+	http.SetCookie(w, &http.Cookie{ // #nosec G124 -- Secure follows the request's scheme
+		Name: sessionCookie, Value: in.User + "." + s.sign(in.User), Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: int((24 * time.Hour).Seconds()), Secure: r.TLS != nil,
 	})
+	modelserver.WriteJSON(w, http.StatusOK, map[string]string{"user": in.User})
 }
 
-func (s *server) handleToken(w http.ResponseWriter, r *http.Request) {
-	token, err := s.cf.connectionToken(userOf(r))
+func (s *server) sign(user string) string {
+	mac := hmac.New(sha256.New, s.sessionKey)
+	mac.Write([]byte("demo-session:" + user))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// user is the app's authentication (modelserver.UserFunc): the session cookie's user.
+func (s *server) user(r *http.Request) (string, error) {
+	c, err := r.Cookie(sessionCookie)
 	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err)
-		return
+		return "", errors.New("no session cookie")
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"token": token})
+	user, sig, ok := strings.Cut(c.Value, ".")
+	if !ok || !userName.MatchString(user) || !hmac.Equal([]byte(sig), []byte(s.sign(user))) {
+		return "", errors.New("bad session cookie")
+	}
+	return user, nil
 }
 
-// handleMutation answers the outcome too (accepted or rejected, and the transaction's xid), but
-// the page confirms or rolls back on the event, which every page receives in the same order.
-func (s *server) handleMutation(w http.ResponseWriter, r *http.Request) {
-	var m Mutation
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		s.fail(w, http.StatusBadRequest, fmt.Errorf("bad mutation: %w", err))
-		return
+// authorize is the app's channel check (modelserver.AuthorizeFunc): every signed-in user is a
+// member of the demo's one board; outbox:user-<name> is name's own channel and no one else's;
+// no other channel is readable.
+func (s *server) authorize(_ *http.Request, user, channel string) error {
+	if channel == s.channel || channel == "outbox:user-"+user {
+		return nil
 	}
-	if err := m.check(); err != nil {
-		s.fail(w, http.StatusBadRequest, err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	out, err := s.store.mutate(ctx, s.boardID, s.channel, m)
+	return modelserver.Forbidden("you may not read " + channel)
+}
+
+// handleConfig tells the page where to connect and which channel is the board.
+func (s *server) handleConfig(w http.ResponseWriter, r *http.Request) {
+	user, err := s.user(r)
 	if err != nil {
-		s.fail(w, http.StatusInternalServerError, err)
+		modelserver.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "log in first (POST /api/login)"})
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	modelserver.WriteJSON(w, http.StatusOK, map[string]string{"centrifugo": s.cf.publicURL, "channel": s.channel, "user": user})
 }
 
-// userOf is the page's name for itself (?user=). The demo has no login: a real app would take
-// the user from its session here and sign the token for that user only.
-func userOf(r *http.Request) string {
-	u := r.URL.Query().Get("user")
-	if u == "" || len(u) > 64 {
-		return "guest"
+// boardState is the state endpoint's data: the board and its tasks in the board's order.
+type boardState struct {
+	Board Board  `json:"board"`
+	Tasks []Task `json:"tasks"`
+}
+
+// readBoard is the app's read (modelserver.ReadFunc): the board of the channel and its tasks.
+func (s *server) readBoard(ctx context.Context, tx pgx.Tx, channel string) (boardState, error) {
+	if channel != s.channel {
+		return boardState{}, modelserver.Errorf(http.StatusNotFound, "no board on channel %s", channel)
 	}
-	return u
+	b, tasks, err := s.store.readBoard(ctx, tx, s.boardID)
+	return boardState{Board: b, Tasks: tasks}, err
 }
 
-func (s *server) fail(w http.ResponseWriter, code int, err error) {
-	if code >= 500 {
-		s.log.Error().Err(err).Msg("request failed")
+// mutate is the app's write (modelserver.MutateFunc): add, toggle or delete a task. A change
+// the board's rules refuse is a rejection with the reason, which modelserver publishes as a
+// rejected event; a malformed request is a 400.
+func (s *server) mutate(ctx context.Context, tx pgx.Tx, m modelserver.Mutation) (modelserver.Change, error) {
+	req := Mutation{ID: m.ID, Op: m.Name, User: m.User}
+	var data struct {
+		TaskID string `json:"task_id"`
+		Title  string `json:"title"`
+		Done   bool   `json:"done"`
 	}
-	writeJSON(w, code, map[string]string{"error": err.Error()})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	if len(m.Data) > 0 {
+		if err := json.Unmarshal(m.Data, &data); err != nil {
+			return modelserver.Change{}, modelserver.BadRequest("data: want {task_id, title?, done?}")
+		}
+	}
+	req.TaskID, req.Title, req.Done = data.TaskID, data.Title, data.Done
+	if err := req.check(); err != nil {
+		return modelserver.Change{}, modelserver.BadRequest(err.Error())
+	}
+	ev, reason, err := s.store.mutate(ctx, tx, s.boardID, req)
+	if err != nil {
+		return modelserver.Change{}, err
+	}
+	ev.AtMillis = time.Now().UnixMilli()
+	return modelserver.Change{
+		Event:  modelserver.Event{Channel: s.channel, Name: ev.Kind, Data: ev},
+		Reject: reason,
+	}, nil
 }

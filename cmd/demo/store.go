@@ -2,20 +2,21 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgoutbox/pgoutbox/client/modelserver"
 )
 
 // store is the app's database: its two tables and the outbox, written in one transaction.
 type store struct {
-	pool   *pgxpool.Pool
-	boards string // quoted table names
-	tasks  string
-	outbox string
+	pool      *pgxpool.Pool
+	boards    string // quoted table names
+	tasks     string
+	outbox    string
+	mutations *modelserver.Mutations // writes the events; its ledger makes mutations idempotent
 }
 
 func newStore(pool *pgxpool.Pool, prefix, outboxTable string) (*store, error) {
@@ -28,6 +29,10 @@ func newStore(pool *pgxpool.Pool, prefix, outboxTable string) (*store, error) {
 		boards: pgx.Identifier{prefix + "boards"}.Sanitize(),
 		tasks:  pgx.Identifier{prefix + "tasks"}.Sanitize(),
 		outbox: pgx.Identifier{schema, name}.Sanitize(),
+		mutations: &modelserver.Mutations{
+			DB: pool, Outbox: modelserver.Outbox{Table: schema + "." + name},
+			Ledger: schema + "." + prefix + "mutations",
+		},
 	}, nil
 }
 
@@ -51,7 +56,7 @@ func cutDot(s string) (string, string, bool) {
 	return "", "", false
 }
 
-// migrate creates the app's tables and the board, and adds the optimistic-update columns the
+// migrate creates the app's tables, the board and the mutation ledger, and adds the optimistic-update columns the
 // relay reads (--mutation-id-column mutation_id, --rejected-column rejected) to the outbox
 // table `pgoutbox setup` created. Safe to run twice.
 func (s *store) migrate(ctx context.Context, board Board) error {
@@ -84,132 +89,81 @@ func (s *store) migrate(ctx context.Context, board Board) error {
 	if err != nil {
 		return fmt.Errorf("create board %s: %w", board.ID, err)
 	}
-	return nil
+	return s.mutations.Setup(ctx)
 }
 
-// state is what the state endpoint returns about the database: the board and its tasks, read
-// in one REPEATABLE READ transaction, and the snapshot they were read in.
-type state struct {
-	Snapshot string `json:"snapshot"` // pg_current_snapshot(): xmin:xmax:xip,…
-	Board    Board  `json:"board"`
-	Tasks    []Task `json:"tasks"` // in the board's order
-}
-
-// readState is step 2 of the bootstrap recipe (README "Fan-out to browsers"): the snapshot is
-// the transaction's first statement, so the state below is exactly what it shows.
-func (s *store) readState(ctx context.Context, boardID string) (state, error) {
-	var st state
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return st, fmt.Errorf("read state: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	if err := tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&st.Snapshot); err != nil {
-		return st, fmt.Errorf("read state: snapshot: %w", err)
-	}
+// readBoard reads the board and its tasks in tx, the state endpoint's transaction
+// (modelserver.ReadState opened it and took its snapshot first).
+func (s *store) readBoard(ctx context.Context, tx pgx.Tx, boardID string) (Board, []Task, error) {
+	var b Board
 	if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT id, title, open_limit, task_limit, open_tasks, tasks FROM %s WHERE id = $1`, s.boards), boardID).
-		Scan(&st.Board.ID, &st.Board.Title, &st.Board.OpenLimit, &st.Board.TaskLimit, &st.Board.OpenTasks, &st.Board.Tasks); err != nil {
-		return st, fmt.Errorf("read state: board %s: %w", boardID, err)
+		Scan(&b.ID, &b.Title, &b.OpenLimit, &b.TaskLimit, &b.OpenTasks, &b.Tasks); err != nil {
+		return b, nil, fmt.Errorf("read board %s: %w", boardID, err)
 	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT id, title, done, version, updated_by, seq FROM %s WHERE board_id = $1 ORDER BY seq`, s.tasks), boardID)
 	if err != nil {
-		return st, fmt.Errorf("read state: tasks: %w", err)
+		return b, nil, fmt.Errorf("read tasks: %w", err)
 	}
-	st.Tasks, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Task, error) {
+	tasks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Task, error) {
 		var t Task
 		return t, r.Scan(&t.ID, &t.Title, &t.Done, &t.Version, &t.By, &t.Seq)
 	})
 	if err != nil {
-		return st, fmt.Errorf("read state: tasks: %w", err)
+		return b, nil, fmt.Errorf("read tasks: %w", err)
 	}
-	return st, tx.Commit(ctx)
+	if tasks == nil {
+		tasks = []Task{}
+	}
+	return b, tasks, nil
 }
 
-// event is the outbox row's data: what a page needs to apply the change, and the time of the
-// transaction's last statement before COMMIT (for the commit→screen latency).
+// event is the outbox row's data: what a page needs to apply the change, and the time the app
+// decided it (for the commit→screen latency).
 type event struct {
-	Kind     string `json:"kind"` // task.added, task.updated, task.deleted, mutation.rejected
+	Kind     string `json:"kind"` // task.added, task.updated, task.deleted
 	Board    Board  `json:"board"`
 	Task     *Task  `json:"task,omitempty"`
 	TaskID   string `json:"task_id"`
 	Op       string `json:"op"`
-	Reason   string `json:"reason,omitempty"` // mutation.rejected
 	By       string `json:"by"`
-	AtMillis int64  `json:"at"` // filled in by SQL
+	AtMillis int64  `json:"at"`
 }
 
-// outcome is the answer to a mutation request.
-type outcome struct {
-	MutationID string `json:"mutation_id"`
-	Rejected   bool   `json:"rejected"`
-	Reason     string `json:"reason,omitempty"`
-	XID        string `json:"xid"` // the transaction's full id: the page checks it against a later snapshot
-}
-
-// mutate runs one mutation in one transaction: it locks the board (the rules read its counts),
-// decides, writes the business rows if accepted, and writes the outbox event either way — with
-// the mutation id, and rejected = true when refused — so the page that made the change learns
-// the outcome from the same stream as every other page.
-func (s *store) mutate(ctx context.Context, boardID, channel string, m Mutation) (outcome, error) {
-	out := outcome{MutationID: m.ID}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return out, fmt.Errorf("mutate: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
+// mutate runs one well-formed mutation in tx (modelserver.Mutations opened it, and writes the
+// event after): it locks the board (the rules read its counts), decides, and writes the business
+// rows if accepted. It returns the event, or the reason the board's rules refuse the change.
+func (s *store) mutate(ctx context.Context, tx pgx.Tx, boardID string, m Mutation) (event, string, error) {
 	var b Board
 	if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT id, title, open_limit, task_limit, open_tasks, tasks FROM %s WHERE id = $1 FOR UPDATE`, s.boards), boardID).
 		Scan(&b.ID, &b.Title, &b.OpenLimit, &b.TaskLimit, &b.OpenTasks, &b.Tasks); err != nil {
-		return out, fmt.Errorf("mutate: lock board %s: %w", boardID, err)
+		return event{}, "", fmt.Errorf("mutate: lock board %s: %w", boardID, err)
 	}
 	var t *Task
 	var cur Task
-	err = tx.QueryRow(ctx, fmt.Sprintf(`SELECT id, title, done, version, updated_by, seq FROM %s WHERE id = $1 AND board_id = $2`, s.tasks), m.TaskID, boardID).
+	err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT id, title, done, version, updated_by, seq FROM %s WHERE id = $1 AND board_id = $2`, s.tasks), m.TaskID, boardID).
 		Scan(&cur.ID, &cur.Title, &cur.Done, &cur.Version, &cur.By, &cur.Seq)
 	switch {
 	case err == nil:
 		t = &cur
 	case !errors.Is(err, pgx.ErrNoRows):
-		return out, fmt.Errorf("mutate: read task: %w", err)
+		return event{}, "", fmt.Errorf("mutate: read task: %w", err)
 	}
-
 	ev := event{Board: b, TaskID: m.TaskID, Op: m.Op, By: m.User}
 	if reason := decide(m, b, t); reason != "" {
-		out.Rejected, out.Reason = true, reason
-		ev.Kind, ev.Reason = "mutation.rejected", reason
-	} else {
-		nb, nt := apply(m, b, t)
-		if err := s.write(ctx, tx, m.Op, nb, nt, m.TaskID); err != nil {
-			return out, err
-		}
-		ev.Board, ev.Task = nb, nt
-		ev.Kind = map[string]string{"add": "task.added", "toggle": "task.updated", "delete": "task.deleted"}[m.Op]
-		if nt != nil && m.Op == "add" {
-			if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT seq FROM %s WHERE id = $1`, s.tasks), nt.ID).Scan(&nt.Seq); err != nil {
-				return out, fmt.Errorf("mutate: read new task: %w", err)
-			}
+		return ev, reason, nil
+	}
+	nb, nt := apply(m, b, t)
+	if err := s.write(ctx, tx, m.Op, nb, nt, m.TaskID); err != nil {
+		return event{}, "", err
+	}
+	ev.Board, ev.Task = nb, nt
+	ev.Kind = map[string]string{"add": "task.added", "toggle": "task.updated", "delete": "task.deleted"}[m.Op]
+	if nt != nil && m.Op == "add" {
+		if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT seq FROM %s WHERE id = $1`, s.tasks), nt.ID).Scan(&nt.Seq); err != nil {
+			return event{}, "", fmt.Errorf("mutate: read new task: %w", err)
 		}
 	}
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return out, err
-	}
-	var rejected any
-	if out.Rejected {
-		rejected = true
-	}
-	// The outbox row is the transaction's last statement; "at" is taken in it, as close to the
-	// commit as SQL can see.
-	err = tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (channel, name, data, mutation_id, rejected)
-		VALUES ($1, $2, jsonb_set($3::jsonb, '{at}', to_jsonb((extract(epoch FROM clock_timestamp()) * 1000)::bigint)), $4, $5)
-		RETURNING pg_current_xact_id()::text`, s.outbox), channel, ev.Kind, data, m.ID, rejected).Scan(&out.XID)
-	if err != nil {
-		return out, fmt.Errorf("mutate: write outbox event: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return out, fmt.Errorf("mutate: commit: %w", err)
-	}
-	return out, nil
+	return ev, "", nil
 }
 
 // write changes the business rows of an accepted mutation.

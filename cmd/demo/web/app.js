@@ -23,17 +23,17 @@ async function fetchJSON(url, init) {
   return body;
 }
 
-const stateURL = `/api/state?user=${encodeURIComponent(user)}`;
+let stateURL = ''; // /api/state?channel=<the board's channel>, once /api/config said it
 
 // bootstrap loads state + snapshot + position and returns the position to subscribe from.
 let prefetched = null;
 async function bootstrap() {
   const st = prefetched ?? (await fetchJSON(stateURL));
   prefetched = null;
-  notify(model.load(st));
+  notify(model.load({ ...st.data, snapshot: st.bootstrap.snapshot, channel: model.channel || config.channel }));
   stats.bootstraps++;
   render();
-  return st.position;
+  return st.bootstrap.position;
 }
 
 function onPublication(ctx) {
@@ -52,9 +52,10 @@ async function mutate(m) {
   const mutation = { mutation_id: crypto.randomUUID(), user, ...m };
   model.propose(mutation);
   render();
-  const body = { mutation_id: mutation.mutation_id, op: m.op, task_id: m.task_id, user };
-  if (m.op === 'add') body.title = m.title;
-  if (m.op === 'toggle') body.done = m.done;
+  const data = { task_id: m.task_id };
+  if (m.op === 'add') data.title = m.title;
+  if (m.op === 'toggle') data.done = m.done;
+  const body = { mutationId: mutation.mutation_id, name: m.op, data };
   // One request at a time, in the order made: a page's own changes must not overtake each other
   // (a toggle sent before the add of its task would be refused).
   sending = sending.then(async () => {
@@ -150,18 +151,26 @@ $('add').addEventListener('submit', (e) => {
   mutate({ op: 'add', task_id: crypto.randomUUID(), title });
 });
 
+let config = null;
 async function start() {
   $('user').textContent = user;
+  // The demo's login (any name): the session cookie, not the URL, says who asks for tokens.
+  await fetchJSON('/api/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user }) });
+  config = await fetchJSON('/api/config');
+  stateURL = `/api/state?channel=${encodeURIComponent(config.channel)}`;
   prefetched = await fetchJSON(stateURL);
-  const centrifuge = new Centrifuge(prefetched.centrifugo, {
-    token: prefetched.token,
-    getToken: async () => (await fetchJSON(`/api/token?user=${encodeURIComponent(user)}`)).token,
+  const centrifuge = new Centrifuge(config.centrifugo, {
+    getToken: async () => (await fetchJSON('/api/token')).token,
   });
   centrifuge.on('state', (ctx) => {
     stats.connection = ctx.newState;
     renderFigures();
   });
-  const sub = centrifuge.newSubscription(prefetched.channel, { getState: bootstrap });
+  // The board's channel is private: a subscription token, issued after the app's check.
+  const sub = centrifuge.newSubscription(config.channel, {
+    getState: bootstrap,
+    getToken: async () => (await fetchJSON(`/api/subscription-token?channel=${encodeURIComponent(config.channel)}`)).token,
+  });
   sub.on('publication', onPublication);
   sub.on('error', (ctx) => console.warn('subscription:', ctx.error?.message ?? ctx));
   sub.subscribe();

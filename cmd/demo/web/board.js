@@ -43,6 +43,8 @@ export class BoardModel {
   onPublication(data, tags) {
     const decision = decide(this.snapshot, this.cursors, this.channel, tags);
     if (decision !== 'apply') return { decision, notices: [] };
+    // A rejected event changes nothing; its data is {reason}: it only settles its mutation.
+    if (tags.rejected === 'true') return { decision, notices: tags['mutation-id'] ? this.#settle(tags['mutation-id'], true, data.reason) : [] };
     switch (data.kind) {
       case 'task.added':
       case 'task.updated':

@@ -41,6 +41,7 @@ before(async () => {
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
       '--disable-sync', '--no-first-run', '--disable-quic'],
   });
+  await login();
   A = await openPage('alice');
   B = await openPage('bob');
 });
@@ -64,15 +65,26 @@ function step(name, fn, opts = {}) {
   });
 }
 
-// api is the app's HTTP API, used to write as another user would and to read the database's state.
+// api is the app's HTTP API, used to write as another user would and to read the database's state,
+// signed in as carol (the demo's login: its session cookie).
+let session = '';
 async function api(path, body) {
-  const resp = await fetch(URL + path, body ? { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) } : {});
+  const headers = { Cookie: session };
+  if (body) headers['Content-Type'] = 'application/json';
+  const resp = await fetch(URL + path, body ? { method: 'POST', headers, body: JSON.stringify(body) } : { headers });
   const out = await resp.json();
-  if (!resp.ok) throw new Error(`${path}: ${out.error}`);
+  if (!resp.ok) throw new Error(`${path}: ${resp.status} ${out.error}`);
+  const cookie = resp.headers.get('set-cookie');
+  if (cookie) session = cookie.split(';')[0];
   return out;
 }
-const mutate = (m) => api('/api/mutations', { mutation_id: crypto.randomUUID(), user: 'carol', ...m });
-const dbState = () => api('/api/state?user=test');
+let boardChannel = '';
+async function login() {
+  await api('/api/login', { user: 'carol' });
+  boardChannel = (await api('/api/config')).channel;
+}
+const mutate = ({ op, ...data }) => api('/api/mutations', { mutationId: crypto.randomUUID(), name: op, data });
+const dbState = async () => (await api(`/api/state?channel=${encodeURIComponent(boardChannel)}`)).data;
 
 async function control(what) {
   const resp = await fetch(`${CONTROL}/${what.includes('/') ? what : 'relay/' + what}`, { method: 'POST' });
@@ -230,6 +242,24 @@ step('the README screenshot: two pages side by side', async () => {
   await page.screenshot({ path: process.env.DEMO_SCREENSHOT });
   await ctx.close();
 }, { skip: !process.env.DEMO_SCREENSHOT && 'DEMO_SCREENSHOT not set' });
+
+step('the API: a replayed mutation writes nothing, a NUL title is a 400, tokens only after the checks', async () => {
+  await clearBoard();
+  const body = { mutationId: crypto.randomUUID(), name: 'add', data: { task_id: crypto.randomUUID(), title: 'Once only' } };
+  const first = await api('/api/mutations', body);
+  const again = await api('/api/mutations', body);
+  assert.deepEqual(again, first, 'a replay answers the first outcome');
+  assert.equal((await dbState()).tasks.filter((t) => t.title === 'Once only').length, 1);
+  const status = async (path, init) => (await fetch(URL + path, init)).status;
+  const post = (b, cookie = session) => ({ method: 'POST', headers: { 'Content-Type': 'application/json', Cookie: cookie }, body: JSON.stringify(b) });
+  assert.equal(await status('/api/mutations', post({ mutationId: crypto.randomUUID(), name: 'add', data: { task_id: 'x', title: 'a\u0000b' } })), 400);
+  assert.equal(await status('/api/mutations', post({ mutationId: crypto.randomUUID(), name: 'add', data: { task_id: 'x', title: 'no session' } }, '')), 401);
+  assert.equal(await status('/api/token'), 401, 'a connection token without a session');
+  assert.equal(await status(`/api/subscription-token?channel=${encodeURIComponent(boardChannel)}`, { headers: { Cookie: session } }), 200);
+  assert.equal(await status('/api/subscription-token?channel=outbox%3Auser-alice', { headers: { Cookie: session } }), 403, 'carol asked for alice\'s channel');
+  assert.equal(await status('/api/state?channel=outbox%3Auser-alice', { headers: { Cookie: session } }), 403);
+  await showsDatabase(A);
+});
 
 step('no console errors on either page', async () => {
   // Chromium itself logs a refused WebSocket while Centrifugo restarts; the page logs nothing.
