@@ -57,6 +57,22 @@ install_test_tools() {
   $sudo service prometheus stop >/dev/null 2>&1 || true
 }
 
+# The client SDK (client/models, npm package @pgoutbox/models): `npm ci` of its pinned packages,
+# then `npm test` (tsc, its unit tests on node's test runner, the size budget). Node and npm come
+# from Debian's packages when missing.
+test_client_models() {
+  if ! command -v npm >/dev/null; then
+    local sudo=""
+    [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+    echo "services.sh: installing Debian's nodejs and npm packages (for client/models)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo apt-get install -y -qq nodejs npm >/dev/null; }
+  fi
+  # --ignore-scripts: nothing there needs an install script (esbuild and tsc ship their binaries
+  # as platform packages).
+  (cd "$ROOT/client/models" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm test)
+}
+
 # The version matrix's server binaries, installed before the tests so that a cold cache does not
 # count against a test's time. Under CI=true a version that cannot be installed fails the run;
 # elsewhere its tests skip with the reason.
@@ -99,8 +115,9 @@ run_tests() {
     PGOUTBOX_TEST_CENTRIFUGO_BIN="$("$CENTRIFUGO" bin)" # builds it once (a failed build stops here)
   fi
   export PGOUTBOX_TEST_CENTRIFUGO_BIN
-  go vet -tags integration ./...
   local rc=0
+  test_client_models || rc=$?
+  go vet -tags integration ./...
   go test -race -count=1 -tags integration -timeout 29m ./... || rc=$?
 
   local slots

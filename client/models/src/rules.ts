@@ -1,7 +1,8 @@
-// The rules of a live model, pure (no I/O, no timers): the position order and the snapshot rule
-// of the checkpoint package (checkpoint/position.go, checkpoint/snapshot.go — same texts, same
-// decisions, and test/rules.test.mjs runs the Go tests' cases), the apply decision built on them,
-// and the optimistic layer's rebase.
+// The rules of a live model, pure (no I/O, no timers): the position order, the cursors and the
+// snapshot rule of the Go packages record and checkpoint (record/position.go,
+// checkpoint/cursors.go, checkpoint/snapshot.go: same texts, same decisions, and
+// test/rules.test.mjs runs their Go tests' cases), the apply decision built on them, and the
+// optimistic layer's rebase.
 //
 // Transaction ids and LSNs are 64-bit: they are BigInts here, never Numbers.
 
@@ -23,7 +24,7 @@ const q = JSON.stringify;
 
 /**
  * Position is where an event stands in the commit order of one replication stream: the commit
- * LSN of its transaction and its index among that transaction's outbox rows (checkpoint.Position).
+ * LSN of its transaction and its index among that transaction's outbox rows (record.Position).
  */
 export interface Position {
   readonly lsn: bigint;
@@ -33,7 +34,7 @@ export interface Position {
 /**
  * parsePosition reads a pgoutbox-position header: 16 hex digits of the commit LSN, '-', 8 hex
  * digits of the index ("0000001600B374D8-00000003"), upper or lower case. Exactly that form and
- * nothing else, so that texts sort like positions (checkpoint.ParsePosition).
+ * nothing else, so that texts sort like positions (record.ParsePosition).
  */
 export function parsePosition(s: unknown): Position {
   if (typeof s !== 'string' || s.length !== 25 || s[16] !== '-') {

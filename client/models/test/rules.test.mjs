@@ -1,5 +1,5 @@
-// The rules module against the cases of the checkpoint package's Go tests (position_test.go,
-// snapshot_test.go), so that the SDK and Go consumers decide alike.
+// The rules module against the cases of the Go tests of record (position_test.go) and checkpoint
+// (cursors_test.go, snapshot_test.go), so that the SDK and Go consumers decide alike.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
