@@ -14,8 +14,9 @@ import (
 )
 
 // DefaultLedger is the table that records each mutation's outcome, unless Mutations.Ledger names
-// another.
-const DefaultLedger = "public.pgoutbox_mutations"
+// another; unqualified, it is found (and created) by the connection's search_path, like the
+// application's own tables.
+const DefaultLedger = "pgoutbox_mutations"
 
 // Mutations applies the application's mutations idempotently: it runs each in one transaction
 // with its outbox event and a ledger row holding the mutation id and its outcome, so that a
