@@ -54,11 +54,11 @@ func (s PublicationState) Problem(publication string, t Table) error {
 		return fmt.Errorf("%w: publication %q does not exist in this database: create it with `pgoutbox setup`",
 			ErrNoPublication, publication)
 	case !s.IncludesTable:
-		return fmt.Errorf("%w: publication %q does not include %s: run ALTER PUBLICATION %s ADD TABLE %s",
-			ErrNoPublication, publication, t.QualifiedName(), quote(publication), t.QualifiedName())
+		return fmt.Errorf("%w: publication %q does not include %s: run `pgoutbox setup`, which adds it back",
+			ErrNoPublication, publication, t.QualifiedName())
 	case !s.PublishesInserts:
-		return fmt.Errorf("%w: publication %q does not publish inserts: run ALTER PUBLICATION %s SET (publish = 'insert')",
-			ErrNoPublication, publication, quote(publication))
+		return fmt.Errorf("%w: publication %q does not publish inserts: run `pgoutbox setup`, which adds inserts to what it publishes",
+			ErrNoPublication, publication)
 	}
 	return nil
 }

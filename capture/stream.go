@@ -43,6 +43,16 @@ type StreamConfig struct {
 	// [FromBoth].
 	EventsFrom EventsFrom
 
+	// DecodePublication, when set, is the publication the stream decodes through instead of
+	// Publication, which still names the stream's routing (the source header): `pgoutbox
+	// recover` reads a stretch through the recovery publication ([RecoveryPublication]).
+	DecodePublication string
+
+	// CopySlot streams a temporary copy of Slot made at Open (pg_copy_logical_replication_slot
+	// at the slot's confirmed position), dropped by the server when the connection ends: the
+	// slot itself neither moves nor is held. For `pgoutbox recover`.
+	CopySlot bool
+
 	// MinStatusInterval rate-limits the status updates sent because the confirmed position
 	// moved: on a busy cluster a quiet database's walsender can send thousands of keepalives a
 	// second. Answers to ReplyRequested are never delayed. Default 100 ms.
@@ -96,16 +106,17 @@ type Stream struct {
 	cfg StreamConfig
 	log zerolog.Logger
 
-	conn    *pgconn.PgConn
-	dec     *Decoder
-	start   pglogrepl.LSN // the slot's confirmed_flush_lsn when streaming started
-	source  record.Source // read by Open
-	recv    pglogrepl.LSN // the newest server position received
-	recvPub atomic.Uint64 // recv, for readers on other goroutines (metrics)
-	out     Output
-	policy  statusPolicy
-	lastSSU time.Time     // when the last status update was sent
-	sentPos pglogrepl.LSN // the flush position of the last status update
+	conn       *pgconn.PgConn
+	streamSlot string // the slot streamed: Slot, or its temporary copy (CopySlot)
+	dec        *Decoder
+	start      pglogrepl.LSN // the slot's confirmed_flush_lsn when streaming started
+	source     record.Source // read by Open
+	recv       pglogrepl.LSN // the newest server position received
+	recvPub    atomic.Uint64 // recv, for readers on other goroutines (metrics)
+	out        Output
+	policy     statusPolicy
+	lastSSU    time.Time     // when the last status update was sent
+	sentPos    pglogrepl.LSN // the flush position of the last status update
 
 	// The receive deadline's context, kept across messages while the deadline holds (see
 	// receiveDeadline).
@@ -148,6 +159,14 @@ func (s *Stream) Open(ctx context.Context) (pglogrepl.LSN, error) {
 	if err := slot.checkStreamable(); err != nil {
 		return 0, err
 	}
+	s.streamSlot = s.cfg.Slot
+	if s.cfg.CopySlot {
+		s.streamSlot = copySlotName(s.cfg.Slot)
+		sql := fmt.Sprintf("SELECT pg_copy_logical_replication_slot(%s, %s, true)", literal(s.cfg.Slot), literal(s.streamSlot))
+		if _, err := conn.Exec(ctx, sql).ReadAll(); err != nil {
+			return 0, fmt.Errorf("copy slot %q: %w", s.cfg.Slot, err)
+		}
+	}
 	if s.source, err = identify(ctx, conn, s.cfg.Slot, RoutingOf(s.cfg.Publication, s.cfg.Table)); err != nil {
 		return 0, err
 	}
@@ -179,15 +198,19 @@ func (s *Stream) Run(ctx context.Context, out Output) error {
 			s.rcancel()
 		}
 	}()
-	err := pglogrepl.StartReplication(ctx, s.conn, s.cfg.Slot, s.start, pglogrepl.StartReplicationOptions{
+	publication := s.cfg.Publication
+	if s.cfg.DecodePublication != "" {
+		publication = s.cfg.DecodePublication
+	}
+	err := pglogrepl.StartReplication(ctx, s.conn, s.streamSlot, s.start, pglogrepl.StartReplicationOptions{
 		// messages 'true' (PostgreSQL 14+) in every mode: with --events-from=table a message
 		// with the prefix must be seen to be refused, never silently missed.
-		PluginArgs: []string{"proto_version '1'", "publication_names " + literal(s.cfg.Publication), "messages 'true'"},
+		PluginArgs: []string{"proto_version '1'", "publication_names " + literal(publication), "messages 'true'"},
 	})
 	if err != nil {
 		return classifyStreamError(err, s.cfg)
 	}
-	s.log.Info().Stringer("start_lsn", s.start).Str("publication", s.cfg.Publication).
+	s.log.Info().Stringer("start_lsn", s.start).Str("publication", publication).Str("stream_slot", s.streamSlot).
 		Str("source", s.source.Header()).Stringer("server_wal_end", s.source.WALEnd).
 		Str("table", s.cfg.Table.QualifiedName()).Msg("streaming started")
 
@@ -441,4 +464,13 @@ func (s *Stream) Close(ctx context.Context) error {
 		}
 	})
 	return s.closeErr
+}
+
+// copySlotName names the temporary copy of slot that CopySlot streams.
+func copySlotName(slot string) string {
+	const suffix = "_recover"
+	if len(slot)+len(suffix) > 63 {
+		slot = slot[:63-len(suffix)]
+	}
+	return slot + suffix
 }

@@ -59,14 +59,19 @@ func newOwnedOutbox(t *testing.T) outboxEnv {
 		t.Fatalf("setup --print-sql: %v\n%s", err, out)
 	}
 	stmts := strings.Split(out, ";\n\n")
-	if len(stmts) != 7 || !strings.HasPrefix(stmts[0], "CREATE TABLE") || !strings.HasPrefix(stmts[1], "CREATE PUBLICATION") {
-		t.Fatalf("setup --print-sql: want table, publication, slot, then the WAL-only outbox's functions; got:\n%s", out)
+	if len(stmts) != 9 || !strings.HasPrefix(stmts[0], "CREATE TABLE") || !strings.HasPrefix(stmts[1], "CREATE PUBLICATION") ||
+		!strings.HasPrefix(stmts[2], "CREATE PUBLICATION") || !strings.HasPrefix(stmts[3], "CREATE TABLE") {
+		t.Fatalf("setup --print-sql: want table, publication, recovery publication, stretch table, slot, then the WAL-only outbox's functions; got:\n%s", out)
 	}
-	execSQL(t, e.DatabaseURL, stmts[0])
-	execSQL(t, e.DatabaseURL, stmts[1])
+	t.Cleanup(func() { exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP PUBLICATION IF EXISTS %s_recovery`, e.Name)) })
+	for _, stmt := range stmts[:4] {
+		execSQL(t, e.DatabaseURL, stmt)
+	}
+	// The relay records a publication stretch there, and every start reads it.
+	execSQL(t, e.DatabaseURL, fmt.Sprintf(`GRANT SELECT, INSERT, UPDATE ON public.pgoutbox_gap TO %s`, relayRole))
 	// pgoutbox_send and pgoutbox_send_bytes (--events-from=both), in one transaction under the
 	// lock that setup takes, as parallel tests install them in the same schema.
-	execSQL(t, e.DatabaseURL, "SELECT pg_advisory_xact_lock(hashtext('pgoutbox_send public'));\n"+strings.Join(stmts[3:], ";\n"))
+	execSQL(t, e.DatabaseURL, "SELECT pg_advisory_xact_lock(hashtext('pgoutbox_send public'));\n"+strings.Join(stmts[5:], ";\n"))
 	return e
 }
 

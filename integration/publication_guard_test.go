@@ -77,7 +77,7 @@ func TestPublicationGuard(t *testing.T) {
 				t.Fatal("the relay exited 0; a stop that is not a requested shutdown must exit non-zero")
 			}
 			log := relay.log.String()
-			for _, want := range []string{"the publication stopped covering the outbox inserts", tt.want, "may be missing from Kafka", "re-publish"} {
+			for _, want := range []string{"the publication stopped covering the outbox inserts", tt.want, "may be missing from Kafka", "pgoutbox recover --apply"} {
 				// want may list alternatives, separated by '|'.
 				if !slices.ContainsFunc(strings.Split(want, "|"), func(w string) bool { return strings.Contains(log, w) }) {
 					t.Errorf("the relay's log lacks %q:\n%s", want, relay.infoTail(5))

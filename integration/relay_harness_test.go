@@ -77,6 +77,7 @@ func newOutboxOn(t *testing.T, svc services, partitions int, setupArgs ...string
 	dropSlotAtCleanup(t, e.DatabaseURL, e.Name)
 	t.Cleanup(func() {
 		exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP PUBLICATION IF EXISTS %s`, e.Name))
+		exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP PUBLICATION IF EXISTS %s_recovery`, e.Name))
 		exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, e.Name))
 		deleteTopic(e.Brokers, e.Name)
 	})

@@ -55,7 +55,7 @@ func matrixVersions() []string {
 // TestPostgresVersions runs the tests that prove the relay's core promises on every major
 // version of PGOUTBOX_TEST_PG_VERSIONS, each version on clusters of its own: completeness and
 // order, ack gating, crashes, idle progress, the lost slot, the start-up checks, and the
-// WAL-only outbox's messages mixed with rows. They are the
+// WAL-only outbox's messages mixed with rows, and the recovery of a publication stretch. They are the
 // same test functions as the default run's, given another target.
 func TestPostgresVersions(t *testing.T) {
 	versions := matrixVersions()
@@ -75,6 +75,7 @@ func TestPostgresVersions(t *testing.T) {
 			t.Run("SlotLost", func(t *testing.T) { t.Parallel(); testSlotLost(t, target) })
 			t.Run("StartupChecks", func(t *testing.T) { t.Parallel(); testStartupChecks(t, target) })
 			t.Run("MessagesMixed", func(t *testing.T) { t.Parallel(); testMessagesCompleteness(t, target) })
+			t.Run("PublicationRecover", func(t *testing.T) { t.Parallel(); testPublicationRecover(t, target, recoverCases[0]) })
 		})
 	}
 }

@@ -44,6 +44,12 @@ type PublicationReader interface {
 	Close()
 }
 
+// GapRecorder persists a publication stretch ([capture.RecordGap]) where every later start of
+// the relay finds it.
+type GapRecorder interface {
+	RecordGap(ctx context.Context, g capture.Gap) error
+}
+
 // Deleter deletes published outbox rows ([capture.OutboxDeleter]); with one, the relay
 // confirms a row only after its DELETE committed (--retention=delete-after-publish).
 type Deleter interface {

@@ -88,6 +88,8 @@ type Deps struct {
 	// Publication, when set, guards confirmation against a publication that stops covering
 	// the outbox (the command always sets it; unit tests of other paths leave it out).
 	Publication PublicationReader
+	// Gaps, when set, records the stretch that the publication guard finds.
+	Gaps GapRecorder
 	// Deleter, when set, turns on --retention=delete-after-publish.
 	Deleter  Deleter
 	Observer Observer // default: NopObserver

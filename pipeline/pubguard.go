@@ -77,18 +77,20 @@ func (e *gapError) Error() string {
 	if e.from == 0 {
 		from = "the slot's confirmed position when the relay started"
 	}
-	fix := "fix the publication, re-publish the outbox rows committed in that stretch, then start the relay again"
+	fix := "fix the publication (`pgoutbox setup` covers the outbox inserts again)"
 	if e.dropped {
-		// A slot cannot decode past a DROP PUBLICATION even once it is re-created: pgoutput
-		// looks publications up as of the WAL it decodes.
-		fix = "re-create the publication and the slot (`pgoutbox drop-slot --yes`, then `pgoutbox setup`): this slot can never decode past the drop, " +
-			"then re-publish the outbox rows committed in that stretch"
+		fix = "re-create the publication (`pgoutbox setup`)"
 	}
 	return fmt.Sprintf("%v: %s; PostgreSQL did not send the inserts committed in that stretch, so events committed after %s "+
-		"and up to %s (%s) may be missing from Kafka, and the slot was not confirmed past the first of them; to recover: %s, e.g. "+
-		"INSERT INTO %s (…) SELECT … FROM %s WHERE <its time column> >= '%s' minus the longest transaction, in id order",
-		ErrPublicationGap, e.reason, from, e.to, e.toAt.UTC().Format(time.RFC3339), fix,
-		e.table.QualifiedName(), e.table.QualifiedName(), e.fromAt.UTC().Format(time.RFC3339))
+		"and up to %s (%s) and until the publication covers them again may be missing from Kafka, and the slot was not confirmed past the first of them; "+
+		"every start refuses to stream until the stretch is recovered; to recover: %s, then `pgoutbox recover --apply` "+
+		"(which publishes the stretch's events with their true positions), then start the relay again",
+		ErrPublicationGap, e.reason, from, e.to, e.toAt.UTC().Format(time.RFC3339), fix)
+}
+
+// Gap returns the stretch as the gap table records it.
+func (e *gapError) Gap(slot string) capture.Gap {
+	return capture.Gap{Slot: slot, From: e.from, To: e.to, DetectedAt: e.toAt, Reason: e.reason, Dropped: e.dropped}
 }
 
 // guardPublication checks the publication every PublicationInterval until ctx is done
@@ -188,9 +190,31 @@ func (r *Pipeline) checkPublication(ctx context.Context) error {
 	ceiling, err := g.observe(wal, st, r.clock.Now(), r.cfg.Publication, r.cfg.Table)
 	if err != nil {
 		r.guard.failed = true
+		r.recordGap(ctx, err)
 		r.obs.Lost(err)
 		return err
 	}
 	r.ceiling.Store(uint64(ceiling))
 	return nil
+}
+
+// recordGap persists the stretch (see Deps.Gaps) before the relay stops, so that every later
+// start refuses to stream past it — even in another process, after a redeploy — until it is
+// recovered. A failure is logged: the slot still stays before the stretch, and the next start's
+// check of the publication's catalog rows against the slot (see cmd/pgoutbox) is the fallback.
+func (r *Relay) recordGap(ctx context.Context, err error) {
+	var ge *gapError
+	if r.deps.Gaps == nil || !errors.As(err, &ge) {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	g := ge.Gap(r.cfg.Slot)
+	if rerr := r.deps.Gaps.RecordGap(cctx, g); rerr != nil {
+		r.log.Error().Err(rerr).Stringer("from_lsn", g.From).Stringer("to_lsn", g.To).
+			Msg("cannot record the publication stretch in the database; a restart may not know of it: run `pgoutbox recover` before starting the relay again")
+		return
+	}
+	r.log.Info().Stringer("from_lsn", g.From).Stringer("to_lsn", g.To).
+		Msg("publication stretch recorded: every start refuses to stream until `pgoutbox recover --apply` has published it")
 }

@@ -41,7 +41,7 @@ func TestPubGuard_Observe(t *testing.T) {
 			if !errors.Is(err, ErrPublicationGap) {
 				t.Fatalf("step %d: %v does not wrap ErrPublicationGap", i, err)
 			}
-			for _, want := range []string{"after 0/C8", "up to 0/190", "re-publish"} {
+			for _, want := range []string{"after 0/C8", "up to 0/190", "pgoutbox recover --apply"} {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("gap error lacks %q: %v", want, err)
 				}
@@ -59,7 +59,7 @@ func TestPubGuard_Observe_StateProblems(t *testing.T) {
 	}{
 		{"table dropped from the publication", capture.PublicationState{Exists: true, PublishesInserts: true, Version: "v1"}, "does not include"},
 		{"inserts no longer published", capture.PublicationState{Exists: true, IncludesTable: true, Version: "v1"}, "does not publish inserts"},
-		{"publication dropped", capture.PublicationState{Version: "x"}, "pgoutbox drop-slot --yes"},
+		{"publication dropped", capture.PublicationState{Version: "x"}, "re-create the publication (`pgoutbox setup`)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			g := &pubGuard{}

@@ -104,7 +104,17 @@ const (
 	// Written by [DeadLetter] only. The sink relies on it when it reads a partition's tail
 	// (see [IsOutOfOrder]); the metric pgoutbox_dead_lettered_total counts by it.
 	HeaderDeadLetterStage = "pgoutbox-dead-letter-stage"
+
+	// HeaderControl marks a control record: no event of the stream, no position, never applied
+	// as an event. With the value [ControlResync], the channel's clients must bootstrap again
+	// (the models SDK calls sync): events may have reached Kafka out of commit order.
+	// Written by `pgoutbox recover`, with [HeaderChannel], after the events of a recovered
+	// publication stretch, once per channel that got some. Clients rely on it to re-sync.
+	HeaderControl = "pgoutbox-control"
 )
+
+// ControlResync is the value of [HeaderControl] that asks the channel's clients to re-sync.
+const ControlResync = "resync"
 
 // Fields are the values of the headers every record starts with.
 type Fields struct {

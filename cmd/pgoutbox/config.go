@@ -88,6 +88,10 @@ type Config struct {
 	// drop-slot only
 	Yes bool // really drop the slot
 
+	// recover only
+	Apply      bool // act; without it recover only says what it would do
+	AcceptLoss bool // close the open stretches without publishing them
+
 	// setup only
 	Partitions        int  // create the topic with this many partitions; 0 = do not create it
 	ReplicationFactor int  // of a topic setup creates
@@ -106,11 +110,12 @@ type setting struct {
 type scope int
 
 const (
-	scopeRun    scope = 1 << iota // `run` (and the commands that talk to the same services)
-	scopeSetup                    // `setup`
-	scopeStatus                   // `status`
-	scopeDrop                     // `drop-slot`
-	scopeAll    = scopeRun | scopeSetup | scopeStatus | scopeDrop
+	scopeRun     scope = 1 << iota // `run` (and the commands that talk to the same services)
+	scopeSetup                     // `setup`
+	scopeStatus                    // `status`
+	scopeDrop                      // `drop-slot`
+	scopeRecover                   // `recover`
+	scopeAll     = scopeRun | scopeSetup | scopeStatus | scopeDrop | scopeRecover
 )
 
 func envName(flagName string) string {
@@ -191,6 +196,8 @@ func (c *Config) settings() []setting {
 		{"lag-critical-age", "age of the oldest commit not yet acknowledged by Kafka that is critical; 0 = off", (*durationValue)(&c.LagCriticalAge), scopeRun},
 		{"json", "print JSON instead of a table", (*boolValue)(&c.JSON), scopeStatus},
 		{"yes", "drop-slot: really drop the slot (without it, drop-slot only says what would be lost)", (*boolValue)(&c.Yes), scopeDrop},
+		{"apply", "recover: act (without it, recover only says what it would do)", (*boolValue)(&c.Apply), scopeRecover},
+		{"accept-loss", "recover: give up the events of the open publication stretches instead of publishing them (logged with the positions; needs --apply)", (*boolValue)(&c.AcceptLoss), scopeRecover},
 		{"partitions", "create the topic with this many partitions (0: leave Kafka alone)", (*intValue)(&c.Partitions), scopeSetup},
 		{"replication-factor", "replication factor of a topic created by setup", (*intValue)(&c.ReplicationFactor), scopeSetup},
 		{"print-sql", "print the SQL instead of running it", (*boolValue)(&c.PrintSQL), scopeSetup},

@@ -31,6 +31,7 @@ Usage:
   pgoutbox run [flags]     stream outbox inserts to Kafka; confirm the slot only after Kafka acks
   pgoutbox status [flags]  the slot's lag and alarm level; exit 0 ok, 1 warn, 2 critical, 3 lost/missing/unknown
   pgoutbox drop-slot --yes drop the replication slot (refuses while a relay streams from it)
+  pgoutbox recover [--apply] publish the events of a publication stretch the relay stopped at (dry run without --apply)
   pgoutbox help [command]  show a command's flags (every flag also reads a PGOUTBOX_* variable)
 
 Exit status: 0 on success and on SIGINT/SIGTERM, 1 on a runtime error, 2 on bad configuration.
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		sc = scopeStatus
 	case "drop-slot":
 		sc = scopeDrop
+	case "recover":
+		sc = scopeRun | scopeRecover
 	default:
 		_, _ = fmt.Fprintf(stderr, "pgoutbox: unknown command %q\n\n%s", command, usage)
 		return 2
@@ -105,6 +108,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runSetup(ctx, &cfg, log, stdout)
 	case "drop-slot":
 		err = runDropSlot(ctx, &cfg, log, stdout)
+	case "recover":
+		err = runRecover(ctx, &cfg, log, stdout)
 	case "status":
 		code, err := runStatus(ctx, &cfg, stdout)
 		if err != nil {

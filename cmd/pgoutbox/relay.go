@@ -37,6 +37,7 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		Publisher:   pub,
 		Slots:       &slotReader{catalog: catalog{url: cfg.DatabaseURL}, slot: cfg.Slot},
 		Publication: &publicationReader{catalog: catalog{url: cfg.DatabaseURL}, publication: cfg.Publication, table: table},
+		Gaps:        &gapRecorder{catalog: catalog{url: cfg.DatabaseURL}, table: table},
 		Deleter:     cfg.deleter(table),
 		Observer:    m,
 		Log:         log,
@@ -146,6 +147,11 @@ func preflight(ctx context.Context, cfg *Config, table capture.Table, pub *sink.
 	if w := info.IdleSlotTimeoutWarning(); w != "" {
 		log.Warn().Stringer("idle_replication_slot_timeout", info.IdleSlotTimeout).Msg(w)
 	}
+	// A stretch the publication guard recorded and nobody recovered refuses every start: the
+	// slot would decode it again with the publication as it was then, and skip its inserts.
+	if err := checkGaps(cctx, conn, cfg, table); err != nil {
+		return err
+	}
 	var sendErr error
 	if cfg.From().Messages() {
 		sendErr = capture.CheckSendFunctions(cctx, conn, table, cfg.MessagePrefix)
@@ -230,4 +236,45 @@ func (p *publicationReader) ReadPublication(ctx context.Context) (capture.LSN, c
 	}
 	st, err := capture.ReadPublicationState(ctx, conn, p.publication, p.table)
 	return wal, st, err
+}
+
+// gapRecorder records the publication guard's stretch in the gap table, on a connection of its
+// own (the guard's may be the one that failed).
+type gapRecorder struct {
+	catalog
+	table capture.Table
+}
+
+func (g *gapRecorder) RecordGap(ctx context.Context, gap capture.Gap) error {
+	defer g.Close()
+	conn, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	return capture.RecordGap(ctx, conn, g.table, gap)
+}
+
+// checkGaps returns a *capture.UnrecoveredGapError while the slot has an open stretch. When the
+// publication covers the outbox inserts again, it records where that was first seen: the
+// stretch's end is at or before it.
+func checkGaps(ctx context.Context, conn *pgx.Conn, cfg *Config, table capture.Table) error {
+	gaps, err := capture.OpenGaps(ctx, conn, table, cfg.Slot)
+	if err != nil || len(gaps) == 0 {
+		return err
+	}
+	if capture.CheckPublication(ctx, conn, cfg.Publication, table) == nil {
+		wal, err := capture.CurrentWAL(ctx, conn)
+		if err != nil {
+			return err
+		}
+		for i := range gaps {
+			if gaps[i].Covered == 0 {
+				if err := capture.SetGapCovered(ctx, conn, table, gaps[i], wal); err != nil {
+					return err
+				}
+				gaps[i].Covered = wal
+			}
+		}
+	}
+	return &capture.UnrecoveredGapError{Gaps: gaps}
 }

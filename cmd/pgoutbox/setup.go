@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -26,7 +27,8 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 		if cfg.Failover {
 			slotSQL = capture.CreateFailoverSlotSQL(cfg.Slot)
 		}
-		stmts := []string{capture.CreateTableSQL(table), capture.CreatePublicationSQL(cfg.Publication, table), slotSQL}
+		stmts := []string{capture.CreateTableSQL(table), capture.CreatePublicationSQL(cfg.Publication, table),
+			capture.CreatePublicationSQL(capture.RecoveryPublication(cfg.Publication), table), capture.CreateGapTableSQL(table), slotSQL}
 		if cfg.From().Messages() {
 			stmts = append(stmts, capture.SendFunctionsSQL(table, cfg.MessagePrefix)...)
 		}
@@ -88,11 +90,30 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 	}
 	steps := []step{
 		{"table " + table.QualifiedName(), func() (bool, error) { return capture.EnsureTable(cctx, conn, table) }},
-		{"publication " + cfg.Publication, func() (bool, error) { return capture.EnsurePublication(cctx, conn, cfg.Publication, table) }},
+		{"publication " + cfg.Publication, func() (bool, error) {
+			created, err := capture.EnsurePublication(cctx, conn, cfg.Publication, table)
+			if errors.Is(err, capture.ErrNoPublication) {
+				// It exists but stopped covering the outbox inserts: cover them again (what the
+				// relay's and status's advice asks setup to do).
+				did, rerr := capture.RepairPublication(cctx, conn, cfg.Publication, table)
+				if rerr != nil {
+					return false, rerr
+				}
+				log.Warn().Str("repair", did).Msg("publication " + cfg.Publication + " did not cover the outbox inserts; repaired")
+				return false, capture.CheckPublication(cctx, conn, cfg.Publication, table)
+			}
+			return created, err
+		}},
+		// Before the slot: a copy of the slot decodes through it from the slot's position on
+		// (pgoutput looks publications up as of the WAL it decodes).
+		{"recovery publication " + capture.RecoveryPublication(cfg.Publication), func() (bool, error) {
+			return capture.EnsurePublication(cctx, conn, capture.RecoveryPublication(cfg.Publication), table)
+		}},
+		{"publication-stretch table " + capture.GapTable(table), func() (bool, error) { return capture.EnsureGapTable(cctx, conn, table) }},
 		{"replication slot " + cfg.Slot, ensureSlot},
 	}
 	if cfg.From().Messages() { // the WAL-only outbox (--events-from=both or messages)
-		steps = append(steps[:2:2], append([]step{{"functions " + capture.SendFunction + " and " + capture.SendBytesFunction +
+		steps = append(steps[:4:4], append([]step{{"functions " + capture.SendFunction + " and " + capture.SendBytesFunction +
 			" (message prefix " + cfg.MessagePrefix + ")", func() (bool, error) {
 			return capture.EnsureSendFunctions(cctx, conn, table, cfg.MessagePrefix)
 		}}}, steps[2:]...)...)

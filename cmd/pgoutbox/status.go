@@ -65,8 +65,23 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 		if problem := pst.Problem(cfg.Publication, table); problem != nil {
 			level = capture.LevelLost
 			reasons = append([]string{problem.Error() + " (inserts committed meanwhile are not sent to Kafka)"}, reasons...)
-			action = "fix the publication as the reason says, re-publish the outbox rows committed since it stopped covering them, " +
-				"and restart the relay; after a DROP PUBLICATION the slot must be re-created too (`pgoutbox drop-slot --yes`, then `pgoutbox setup`)"
+			action = "run `pgoutbox setup` (it covers the outbox inserts again), then `pgoutbox recover` to see what it will publish, " +
+				"then `pgoutbox recover --apply`, then start the relay"
+		}
+	}
+	if table, err := cfg.Table(); err == nil {
+		gaps, err := capture.OpenGaps(cctx, conn, table, cfg.Slot)
+		if err != nil {
+			return statusExitUnknown, err
+		}
+		if len(gaps) > 0 {
+			level = max(level, capture.LevelCritical)
+			for _, g := range gaps {
+				reasons = append(reasons, "publication stretch not recovered: "+g.String()+" (its events are not in Kafka; the relay refuses to start)")
+			}
+			if level < capture.LevelLost {
+				action = "run `pgoutbox recover` to see what it will publish, then `pgoutbox recover --apply`"
+			}
 		}
 	}
 	rep := slotReport{
