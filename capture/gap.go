@@ -192,6 +192,7 @@ type UnrecoveredGapError struct {
 // ErrUnrecoveredGap is what [UnrecoveredGapError] wraps, with [ErrNoPublication].
 var ErrUnrecoveredGap = errors.New("the publication stopped covering the outbox inserts")
 
+// Is reports ErrUnrecoveredGap and ErrNoPublication.
 func (e *UnrecoveredGapError) Is(target error) bool {
 	return target == ErrUnrecoveredGap || target == ErrNoPublication
 }

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
@@ -147,7 +146,7 @@ func acceptLoss(ctx context.Context, conn *pgx.Conn, cfg *Config, table capture.
 // decoded with the publication as it was when they were written, so one that inserted while
 // the publication did not cover them and committed after it did again has lost rows too: the
 // end must lie past its commit. It then writes a marker message just past the end.
-func stretchEnd(ctx context.Context, conn *pgx.Conn, log zerolog.Logger) (pglogrepl.LSN, error) {
+func stretchEnd(ctx context.Context, conn *pgx.Conn, log zerolog.Logger) (capture.LSN, error) {
 	var xmax uint64
 	if err := conn.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint`).Scan(&xmax); err != nil {
 		return 0, fmt.Errorf("read the current snapshot: %w", err)
@@ -181,7 +180,7 @@ func stretchEnd(ctx context.Context, conn *pgx.Conn, log zerolog.Logger) (pglogr
 
 // readStretch decodes the slot's copy through publication until the first transaction that
 // commits at or after end, and returns the events of those before, in commit order.
-func readStretch(ctx context.Context, cfg *Config, table capture.Table, publication string, end pglogrepl.LSN, log zerolog.Logger) ([]capture.Event, error) {
+func readStretch(ctx context.Context, cfg *Config, table capture.Table, publication string, end capture.LSN, log zerolog.Logger) ([]capture.Event, error) {
 	sc := cfg.streamConfig(table)
 	sc.CopySlot = true
 	sc.DecodePublication = publication
@@ -207,12 +206,12 @@ func readStretch(ctx context.Context, cfg *Config, table capture.Table, publicat
 // collector is the capture.Output of readStretch: it keeps every event of the transactions that
 // commit before end, and stops the stream at the first one that does not.
 type collector struct {
-	end       pglogrepl.LSN
+	end       capture.LSN
 	stop      func()
 	reached   bool
 	events    []capture.Event
 	pending   []capture.Event
-	confirmed pglogrepl.LSN
+	confirmed capture.LSN
 	room      chan struct{}
 }
 
@@ -243,7 +242,7 @@ func (c *collector) Commit(_ uint64, cm capture.Commit) error {
 	return nil
 }
 
-func (c *collector) Idle(walEnd pglogrepl.LSN) {
+func (c *collector) Idle(walEnd capture.LSN) {
 	if walEnd > c.end && len(c.pending) == 0 {
 		// The server has sent everything up to walEnd, so no transaction before end is left.
 		c.reached = true
@@ -251,8 +250,8 @@ func (c *collector) Idle(walEnd pglogrepl.LSN) {
 	}
 }
 
-func (c *collector) Confirmed() pglogrepl.LSN { return c.confirmed }
-func (c *collector) Busy() bool               { return false }
+func (c *collector) Confirmed() capture.LSN { return c.confirmed }
+func (c *collector) Busy() bool             { return false }
 
 // notInKafka returns the events whose positions their topic does not hold: an exact test, so
 // that running recover twice publishes nothing twice, and events of the stretch are published
