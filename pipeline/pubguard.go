@@ -202,7 +202,7 @@ func (r *Pipeline) checkPublication(ctx context.Context) error {
 // start refuses to stream past it — even in another process, after a redeploy — until it is
 // recovered. A failure is logged: the slot still stays before the stretch, and the next start's
 // check of the publication's catalog rows against the slot (see cmd/pgoutbox) is the fallback.
-func (r *Relay) recordGap(ctx context.Context, err error) {
+func (r *Pipeline) recordGap(ctx context.Context, err error) {
 	var ge *gapError
 	if r.deps.Gaps == nil || !errors.As(err, &ge) {
 		return

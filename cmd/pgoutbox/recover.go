@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/capture"
-	"github.com/pgoutbox/pgoutbox/cmd/internal/relay"
+	"github.com/pgoutbox/pgoutbox/pipeline"
 	"github.com/pgoutbox/pgoutbox/record"
 	"github.com/pgoutbox/pgoutbox/sink"
 	"github.com/rs/zerolog"
@@ -314,7 +314,7 @@ func publish(ctx context.Context, pub *sink.Publisher, events []capture.Event, c
 	}
 	msgs := make([]sink.Message, 0, len(events)+len(channels))
 	for _, e := range events {
-		msgs = append(msgs, relay.ToMessage(0, &e, 0))
+		msgs = append(msgs, pipeline.ToMessage(0, &e, 0))
 	}
 	g := gaps[0]
 	for _, ch := range channels {
