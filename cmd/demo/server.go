@@ -19,9 +19,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// web is the page: plain ES modules, no build step. web/vendor/centrifuge.js is the centrifuge
-// npm package's ESM build, copied there by deploy/demo/npm.sh (`make demo` runs it) from the
-// version pinned in deploy/demo/package-lock.json.
+// web is the page: plain ES modules on @pgoutbox/models. web/vendor/ holds the package's build
+// (client/models/dist) and the centrifuge ESM build it pins, copied there by deploy/demo/npm.sh
+// (`make demo` and the browser tests run it).
 //
 //go:embed web
 var web embed.FS
@@ -43,8 +43,10 @@ func (s *server) routes() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := fs.Stat(static, "vendor/centrifuge.js"); err != nil {
-		return nil, errors.New("the page's Centrifugo client is missing (cmd/demo/web/vendor/centrifuge.js): run deploy/demo/npm.sh, then build again")
+	for _, f := range []string{"vendor/centrifuge.js", "vendor/models/index.js"} {
+		if _, err := fs.Stat(static, f); err != nil {
+			return nil, errors.New("the page's packages are missing (cmd/demo/web/" + f + "): run deploy/demo/npm.sh, then build again")
+		}
 	}
 	h := &modelserver.Handlers{
 		Centrifugo: s.cf.api, Tokens: s.cf.tokens, DB: s.store.pool, Mutations: s.store.mutations,

@@ -1,34 +1,49 @@
 #!/usr/bin/env bash
-# The demo's JavaScript dependencies, at the versions pinned in deploy/demo/package-lock.json:
-# `npm ci` into deploy/demo/node_modules (the page's Centrifugo client `centrifuge`, and
-# `playwright-core` for the browser tests; no browser is downloaded), then the client's ESM
-# build is copied to cmd/demo/web/vendor/centrifuge.js, which the demo binary embeds.
+# The demo's JavaScript, at the versions pinned in the lock files: the page's package
+# @pgoutbox/models (client/models: `npm ci` there, built with tsc) and the centrifuge it pins are
+# copied into cmd/demo/web/vendor/ (models/*.js and centrifuge.js), which the demo binary embeds
+# and the page's import map loads; `npm ci` into deploy/demo/node_modules brings `playwright-core`
+# for the browser tests (no browser is downloaded).
 #
-#   deploy/demo/npm.sh            install (skipped when node_modules matches the lock file)
+#   deploy/demo/npm.sh            install and build (each step skipped when already up to date)
 #   deploy/demo/npm.sh chromium   also install Debian's chromium for the browser tests, if missing
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-VENDOR="$ROOT/cmd/demo/web/vendor/centrifuge.js"
+MODELS="$ROOT/client/models"
+VENDOR="$ROOT/cmd/demo/web/vendor"
 
 log() { echo "npm.sh: $*" >&2; }
 
 command -v npm >/dev/null || { log "node and npm are needed for the demo page; install Debian's nodejs and npm packages"; exit 1; }
 
-stamp="$HERE/node_modules/.lock-sha256"
-want="$(sha256sum "$HERE/package-lock.json" | cut -d' ' -f1)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  log "npm ci (deploy/demo/package-lock.json)"
-  # --ignore-scripts: nothing here needs an install script, and none may download a browser.
-  (cd "$HERE" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-  echo "$want" >"$stamp"
-fi
-src="$HERE/node_modules/centrifuge/build/index.mjs"
-if ! cmp -s "$src" "$VENDOR"; then
-  cp "$src" "$VENDOR"
-  log "copied centrifuge $(node -p "require('$HERE/node_modules/centrifuge/package.json').version") to ${VENDOR#"$ROOT"/}"
-fi
+# Two tests may call this at once: one at a time.
+exec 9>"$HERE/.npm.lock"
+flock 9
+
+# npm_ci DIR: `npm ci` in DIR unless its node_modules was installed from the same lock file.
+# --ignore-scripts: nothing here needs an install script, and none may download a browser.
+npm_ci() {
+  local stamp="$1/node_modules/.lock-sha256" want
+  want="$(sha256sum "$1/package-lock.json" | cut -d' ' -f1)"
+  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    log "npm ci (${1#"$ROOT"/}/package-lock.json)"
+    (cd "$1" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+  fi
+}
+
+npm_ci "$HERE"
+npm_ci "$MODELS"
+(cd "$MODELS" && npm run --silent build)
+
+# copy SRC DST: only when it changed (the embed, and so the demo binary, stays the same).
+copy() { cmp -s "$1" "$2" || cp "$1" "$2"; }
+mkdir -p "$VENDOR/models"
+for f in "$MODELS"/dist/*.js; do copy "$f" "$VENDOR/models/$(basename "$f")"; done
+for f in "$VENDOR"/models/*.js; do [[ -f "$MODELS/dist/$(basename "$f")" ]] || rm -f "$f"; done
+copy "$MODELS/node_modules/centrifuge/build/index.mjs" "$VENDOR/centrifuge.js"
 
 if [[ "${1:-}" == chromium && ! -x /usr/bin/chromium ]]; then
   sudo=""
