@@ -9,9 +9,10 @@ import type { ChannelLink, Publication, StreamPosition, Transport } from './tran
 
 /**
  * CONTROL_TAG and CONTROL_RESYNC: a publication whose tag CONTROL_TAG is CONTROL_RESYNC (the Kafka
- * header `pgoutbox-control: resync`, forwarded by Centrifugo without its prefix) makes every model
- * of its channel re-sync: call sync() again and subscribe from its position, keeping pending
- * optimistic events. Operators send it after repairing a channel's history.
+ * header `pgoutbox-control: resync`, Go's record.HeaderControl and record.ControlResync,
+ * forwarded by Centrifugo without its prefix) makes every model of its channel re-sync: call
+ * sync() again and subscribe from its position, keeping pending optimistic events. It has no
+ * position and is never merged. `pgoutbox recover` writes one after a recovered stretch.
  */
 export const CONTROL_TAG = 'control';
 /** The value of CONTROL_TAG that asks for a re-sync. */
