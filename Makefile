@@ -25,17 +25,19 @@ down: ## stop PostgreSQL, Kafka and Centrifugo, leaving no process behind
 build: ## build bin/pgoutbox
 	$(GO) build -o $(BIN) ./cmd/pgoutbox
 
-test: ## unit + integration tests with -race (starts the services it needs, stops what it started)
+test: lint ## make lint, then unit + integration tests with -race (starts the services it needs, stops what it started)
 	@deploy/local/services.sh test
 
 unit: ## unit tests only, no services
 	$(GO) test -race -count=1 ./...
 
-lint: ## gofmt, go vet and a pinned golangci-lint
+# --allow-serial-runners: a second golangci-lint on the machine (another checkout) waits for the
+# first instead of failing.
+lint: ## gofmt, go vet and a pinned golangci-lint (depguard keeps each driver in its package)
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
-	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run --allow-serial-runners ./...
 
 clean: ## remove build output (not the services' state)
 	rm -rf bin

@@ -7,7 +7,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/rs/zerolog"
 )
@@ -21,11 +20,11 @@ var errNeedYes = errors.New("nothing dropped: re-run with --yes to drop the slot
 func runDropSlot(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io.Writer) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, cfg.DatabaseURL)
+	conn, err := capture.Connect(cctx, cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), capture.RedactURL(cfg.DatabaseURL))
+		return err
 	}
-	defer func() { _ = conn.Close(context.Background()) }()
+	defer conn.Close()
 	st, err := capture.ReadSlot(cctx, conn, cfg.Slot)
 	if err != nil {
 		return err
@@ -44,8 +43,8 @@ func runDropSlot(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io
 	if !cfg.Yes {
 		return errNeedYes
 	}
-	if _, err := conn.Exec(cctx, `SELECT pg_drop_replication_slot($1)`, cfg.Slot); err != nil {
-		return fmt.Errorf("drop slot %q: %w", cfg.Slot, err)
+	if err := capture.DropSlot(cctx, conn, cfg.Slot); err != nil {
+		return err
 	}
 	log.Warn().Str("component", "setup").Str("slot", cfg.Slot).Stringer("confirmed_lsn", st.ConfirmedFlushLSN).Msg("replication slot dropped")
 	return nil

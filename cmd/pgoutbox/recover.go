@@ -9,7 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/pipeline"
 	"github.com/pgoutbox/pgoutbox/record"
@@ -35,11 +34,11 @@ func runRecover(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io
 		return err
 	}
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(stdout, format+"\n", args...) }
-	conn, err := pgx.Connect(ctx, cfg.DatabaseURL)
+	conn, err := capture.Connect(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), capture.RedactURL(cfg.DatabaseURL))
+		return err
 	}
-	defer func() { _ = conn.Close(context.Background()) }()
+	defer conn.Close()
 
 	gaps, err := capture.OpenGaps(ctx, conn, table, cfg.Slot)
 	if err != nil {
@@ -125,7 +124,7 @@ func runRecover(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io
 }
 
 // acceptLoss closes the stretches without publishing them: the operator gives their events up.
-func acceptLoss(ctx context.Context, conn *pgx.Conn, cfg *Config, table capture.Table, gaps []capture.Gap, log zerolog.Logger, say func(string, ...any)) error {
+func acceptLoss(ctx context.Context, conn *capture.Conn, cfg *Config, table capture.Table, gaps []capture.Gap, log zerolog.Logger, say func(string, ...any)) error {
 	if !cfg.Apply {
 		say("dry run: --accept-loss --apply closes these stretches without publishing their events; the relay then streams on past them")
 		return nil
@@ -146,7 +145,7 @@ func acceptLoss(ctx context.Context, conn *pgx.Conn, cfg *Config, table capture.
 // decoded with the publication as it was when they were written, so one that inserted while
 // the publication did not cover them and committed after it did again has lost rows too: the
 // end must lie past its commit. It then writes a marker message just past the end.
-func stretchEnd(ctx context.Context, conn *pgx.Conn, log zerolog.Logger) (capture.LSN, error) {
+func stretchEnd(ctx context.Context, conn *capture.Conn, log zerolog.Logger) (capture.LSN, error) {
 	var xmax uint64
 	if err := conn.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint`).Scan(&xmax); err != nil {
 		return 0, fmt.Errorf("read the current snapshot: %w", err)

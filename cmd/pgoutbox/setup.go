@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/capture"
 	"github.com/pgoutbox/pgoutbox/sink"
 	"github.com/rs/zerolog"
@@ -38,11 +37,11 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, cfg.DatabaseURL)
+	conn, err := capture.Connect(cctx, cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), capture.RedactURL(cfg.DatabaseURL))
+		return err
 	}
-	defer func() { _ = conn.Close(context.Background()) }()
+	defer conn.Close()
 	info, err := capture.CheckServer(cctx, conn)
 	if err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/capture"
 )
 
@@ -44,11 +43,11 @@ type slotReport struct {
 func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, cfg.DatabaseURL)
+	conn, err := capture.Connect(cctx, cfg.DatabaseURL)
 	if err != nil {
-		return statusExitUnknown, fmt.Errorf("%w (database %s)", capture.ClassifyConnectError(err), capture.RedactURL(cfg.DatabaseURL))
+		return statusExitUnknown, err
 	}
-	defer func() { _ = conn.Close(context.Background()) }()
+	defer conn.Close()
 	st, err := capture.ReadSlot(cctx, conn, cfg.Slot)
 	if err != nil {
 		return statusExitUnknown, err

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+
+	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/pipeline"
+	"github.com/pgoutbox/pgoutbox/sink"
+	"github.com/rs/zerolog"
+)
+
+// runRelay is `pgoutbox run`: it builds the pipeline's parts from the configuration, checks
+// everything a restart would not fix, serves /metrics and health, and runs the relay until
+// shutdown (nil) or a failure (an error: exit 1).
+func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
+	table, err := cfg.Table()
+	if err != nil {
+		return err
+	}
+	m := newMetrics()
+	pub, err := sink.New(cfg.sinkConfig(m), log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = pub.Close() }()
+
+	pl, err := pipeline.New(cfg.pipelineConfig(table), pipeline.Deps{
+		NewStream: func() pipeline.Stream {
+			// Its "streaming started" line names the topic.
+			return capture.NewStream(cfg.streamConfig(table), log.With().Str("topic", cfg.Topic).Logger())
+		},
+		Publisher:   pub,
+		Slots:       &slotReader{catalog: catalog{url: cfg.DatabaseURL}, slot: cfg.Slot},
+		Publication: &publicationReader{catalog: catalog{url: cfg.DatabaseURL}, publication: cfg.Publication, table: table},
+		Gaps:        &gapRecorder{catalog: catalog{url: cfg.DatabaseURL}, table: table},
+		Deleter:     cfg.deleter(table),
+		Observer:    m,
+		Log:         log,
+	})
+	if err != nil {
+		return err
+	}
+	m.progress = pl.Progress
+
+	stopHTTP, err := serveHTTP(ctx, cfg.HTTPAddr, m, log.With().Str("component", "http").Logger())
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
+	if err := preflight(ctx, cfg, table, pub, log.With().Str("component", "relay").Logger()); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	return pl.Run(ctx)
+}
