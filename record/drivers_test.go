@@ -11,7 +11,7 @@ import (
 
 // driverHomes says, for each driver, which packages of the module may import it (STYLE.md
 // rule 1; .golangci.yml's depguard rules say the same for each file). The demo, the model
-// server, the benchmark and the integration tests are applications of their own that read
+// server and its examples, the benchmark and the integration tests are applications of their own that read
 // PostgreSQL or Kafka directly on purpose.
 var driverHomes = []struct {
 	driver string   // import path prefix
@@ -19,7 +19,7 @@ var driverHomes = []struct {
 }{
 	{"github.com/jackc/pglogrepl", []string{"capture", "integration", "cmd/pgoutbox-bench"}},
 	{"github.com/jackc/pgx/v5/pgconn", []string{"capture", "integration", "cmd/pgoutbox-bench"}},
-	{"github.com/jackc/pgx/v5", []string{"capture", "integration", "cmd/pgoutbox-bench", "cmd/demo", "client/modelserver"}},
+	{"github.com/jackc/pgx/v5", []string{"capture", "integration", "cmd/pgoutbox-bench", "cmd/demo", "client/modelserver", "client/examples"}},
 	{"github.com/segmentio/kafka-go", []string{"sink", "integration", "cmd/pgoutbox-bench", "cmd/demo"}},
 }
 
