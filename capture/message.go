@@ -107,8 +107,9 @@ func (d *Decoder) message(body []byte) (Message, error) {
 		return nil, protocolError("non-transactional message at %s inside transaction %d", lsn, d.txn.XID)
 	case !transactional:
 		e := Event{CommitLSN: lsn, Payload: bytes.Clone(content)}
-		e.Headers = standardHeaders(&e, d.source, 0)
+		e.Headers = standardHeaders(&e, d.source, 1)
 		e.Headers[0].Value = nil // no outbox id
+		e.Headers = append(e.Headers, record.Header{Key: record.HeaderOriginalMessage, Value: e.Payload})
 		return nil, &BadRowError{CommitLSN: lsn, MessageLSN: lsn, Outside: true, Event: e,
 			Reason: fmt.Sprintf("non-transactional logical decoding message with prefix %q: PostgreSQL decodes it even when its "+
 				"transaction rolls back, so it is never published; call pgoutbox_send(), which emits transactional messages "+
@@ -122,6 +123,8 @@ func (d *Decoder) message(body []byte) (Message, error) {
 			"only the outbox table's inserts: set --events-from=both, or stop calling pgoutbox_send()", prefix, d.from)}, problems...)
 	}
 	if len(problems) > 0 {
+		// The message is the event's only copy: keep it whole, whatever could not be read of it.
+		e.Headers = append(e.Headers, record.Header{Key: record.HeaderOriginalMessage, Value: bytes.Clone(content)})
 		return nil, &BadRowError{CommitLSN: e.CommitLSN, MessageLSN: lsn, Index: index, Reason: strings.Join(problems, "; "), Event: e}
 	}
 	return Row{Event: e}, nil

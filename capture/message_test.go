@@ -42,6 +42,9 @@ func TestDecoder_DecodeMessage(t *testing.T) {
 				t.Errorf("BadRowError{MessageLSN: %s, CommitLSN: %s, Index: %d, Outside: %t, Reason: %q}, want index %d, reason containing %q",
 					bad.MessageLSN, bad.CommitLSN, bad.Index, bad.Outside, bad.Reason, index, reason)
 			}
+			if orig, ok := record.Lookup(bad.Event.Headers, record.HeaderOriginalMessage); !ok || orig == "" {
+				t.Errorf("the dead-letter event lacks the original message (%s): %q", record.HeaderOriginalMessage, bad.Event.Headers)
+			}
 			if bad.Event.Index != index || bad.Event.CommitLSN != txnLSN || bad.Event.Headers[0].Value != nil {
 				t.Errorf("BadRowError.Event has position %s/%d id header %q", bad.Event.CommitLSN, bad.Event.Index, bad.Event.Headers[0].Value)
 			}
@@ -114,7 +117,14 @@ func TestDecoder_DecodeMessage(t *testing.T) {
 				{in: sendMsg(`{"v": 1, "channel": "a,b"}`), wantErr: capture.ErrBadRow, check: badMsg(6, "contains a comma")},
 				{in: sendMsg(`{"v": 1, "channel": "c", "headers": [1]}`), wantErr: capture.ErrBadRow, check: badMsg(7, `message "headers" holds an array`)},
 				{in: sendMsg(`{"v": 1, "channel": "c", "headers": {"pgoutbox-id": "x"}}`), wantErr: capture.ErrBadRow, check: badMsg(8, "reserved")},
-				{in: sendMsg(`{"v": 1, "channel": "c", "data": 1, "data_base64": ""}`), wantErr: capture.ErrBadRow, check: badMsg(9, "both")},
+				{in: sendMsg(`{"v": 1, "channel": "c", "data": 1, "data_base64": ""}`), wantErr: capture.ErrBadRow, check: func(t *testing.T, err error) {
+					badMsg(9, "both")(t, err)
+					// Both parts are kept, though the event's value could hold neither.
+					bad, _ := errors.AsType[*capture.BadRowError](err)
+					if orig, _ := record.Lookup(bad.Event.Headers, record.HeaderOriginalMessage); orig != `{"v": 1, "channel": "c", "data": 1, "data_base64": ""}` {
+						t.Errorf("original message %q", orig)
+					}
+				}},
 				{in: sendMsg(`{"v": 1, "channel": "c", "data_base64": "!"}`), wantErr: capture.ErrBadRow, check: badMsg(10, "not valid base64")},
 				{in: sendMsg(`{"v": 1, "channel": "c"} {}`), wantErr: capture.ErrBadRow, check: badMsg(11, "data after the JSON object")},
 				{in: sendMsg(`{"v": "1", "channel": "c"}`), wantErr: capture.ErrBadRow, check: badMsg(12, "not a pgoutbox event")},

@@ -104,8 +104,9 @@ func testPublicationRecover(t *testing.T, target pgTarget, tc recoverCase) {
 		t.Fatal("the relay exited 0 after the guard fired")
 	}
 	firstLog := relay.log.String()
-	if !strings.Contains(firstLog, "pgoutbox recover --apply") || !strings.Contains(firstLog, "publication stretch recorded") {
-		t.Fatalf("the guard's advice does not name `pgoutbox recover --apply`, or the stretch was not recorded:\n%s", relay.infoTail(10))
+	if !strings.Contains(firstLog, "pgoutbox recover --apply") || !strings.Contains(firstLog, "publication stretch recorded") ||
+		!strings.Contains(firstLog, "slot alarm lost") {
+		t.Fatalf("the guard's advice does not name `pgoutbox recover --apply`, the stretch was not recorded, or no slot alarm lost line:\n%s", relay.infoTail(10))
 	}
 
 	var committed int

@@ -197,7 +197,7 @@ func (r *Pipeline) sessions(ctx context.Context) error {
 			// was committed after the last confirmed position may never reach Kafka. That is
 			// the lost alarm, not a first start's "create it with setup".
 			err = capture.SlotLostError(capture.Slot{Name: r.cfg.Slot}, r.Progress().Confirmed)
-			r.obs.Lost(err)
+			r.lost(err)
 		}
 		r.obs.SessionEnded(err)
 		if ctx.Err() != nil {

@@ -191,7 +191,7 @@ func (r *Pipeline) checkPublication(ctx context.Context) error {
 	if err != nil {
 		r.guard.failed = true
 		r.recordGap(ctx, err)
-		r.obs.Lost(err)
+		r.lost(err)
 		return err
 	}
 	r.ceiling.Store(uint64(ceiling))
@@ -217,4 +217,16 @@ func (r *Pipeline) recordGap(ctx context.Context, err error) {
 	}
 	r.log.Info().Stringer("from_lsn", g.From).Stringer("to_lsn", g.To).
 		Msg("publication stretch recorded: every start refuses to stream until `pgoutbox recover --apply` has published it")
+}
+
+// lost raises the lost alarm: the same "slot alarm lost" line as the slot monitor's, naming the
+// command that fixes it, and the observer's alarm.
+func (r *Pipeline) lost(err error) {
+	action := capture.Advice(capture.LevelLost, capture.Slot{Name: r.cfg.Slot})
+	if errors.Is(err, ErrPublicationGap) {
+		action = "run `pgoutbox setup` (it covers the outbox inserts again), then `pgoutbox recover` to see what it will publish, then `pgoutbox recover --apply`"
+	}
+	r.log.Error().Str("slot", r.cfg.Slot).Stringer("alarm", capture.LevelLost).Str("reason", err.Error()).Str("action", action).
+		Msg("slot alarm " + capture.LevelLost.String())
+	r.obs.Lost(err)
 }

@@ -111,6 +111,12 @@ const (
 	// Written by `pgoutbox recover`, with [HeaderChannel], after the events of a recovered
 	// publication stretch, once per channel that got some. Clients rely on it to re-sync.
 	HeaderControl = "pgoutbox-control"
+
+	// HeaderOriginalMessage holds, on the dead-letter record of a WAL-only event (a message of
+	// pgoutbox_send) that could not be published, the message's content exactly as emitted:
+	// the event has no other copy, and the record's value and headers hold only what could be
+	// read of it. Written by capture. Tools that re-publish dead letters rely on it.
+	HeaderOriginalMessage = "pgoutbox-original-message"
 )
 
 // ControlResync is the value of [HeaderControl] that asks the channel's clients to re-sync.

@@ -25,6 +25,7 @@ type kafkaClient struct {
 	transport   *kafka.Transport
 	brokers     string
 	compression kafka.Compression
+	setupTopics map[string]bool // the topics `pgoutbox setup` creates: Config.Topic and DeadLetterTopic
 }
 
 func newKafkaClient(cfg Config) (*kafkaClient, error) {
@@ -56,6 +57,7 @@ func newKafkaClient(cfg Config) (*kafkaClient, error) {
 		transport:   transport,
 		brokers:     strings.Join(cfg.Brokers, ","),
 		compression: compression,
+		setupTopics: map[string]bool{cfg.Topic: true, cfg.DeadLetterTopic: cfg.DeadLetterTopic != ""},
 	}, nil
 }
 
@@ -126,7 +128,7 @@ func (c *kafkaClient) partitionCount(ctx context.Context, topic string) (int, er
 		}
 		switch {
 		case errors.Is(t.Error, kafka.UnknownTopicOrPartition):
-			return 0, fmt.Errorf("%w: %q; create it with `pgoutbox setup --partitions N`", ErrTopicNotFound, topic)
+			return 0, c.topicNotFound(topic)
 		case t.Error != nil:
 			return 0, fmt.Errorf("read metadata of topic %q: %w", topic, t.Error)
 		case len(t.Partitions) == 0:
@@ -134,7 +136,17 @@ func (c *kafkaClient) partitionCount(ctx context.Context, topic string) (int, er
 		}
 		return len(t.Partitions), nil
 	}
-	return 0, fmt.Errorf("%w: %q; create it with `pgoutbox setup --partitions N`", ErrTopicNotFound, topic)
+	return 0, c.topicNotFound(topic)
+}
+
+// topicNotFound is ErrTopicNotFound with the fix: `pgoutbox setup --partitions N` creates the
+// configured topic and its dead-letter topic, but not a topic that a row's topic column names.
+func (c *kafkaClient) topicNotFound(topic string) error {
+	if c.setupTopics[topic] {
+		return fmt.Errorf("%w: %q; create it with `pgoutbox setup --partitions N`", ErrTopicNotFound, topic)
+	}
+	return fmt.Errorf("%w: %q (named by a row's topic column; `pgoutbox setup` creates only --topic and the dead-letter topic): "+
+		"create it in Kafka with the partition count of the others, or correct the rows' topic column", ErrTopicNotFound, topic)
 }
 
 // requestError wraps the error of an admin request that got no answer from the cluster. It

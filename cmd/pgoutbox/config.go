@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -280,6 +281,13 @@ func (c *Config) Validate(sc scope) error {
 	} else if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		if !strings.Contains(c.DatabaseURL, "=") { // also accept the key=value form
 			bad("--database-url: not a postgres:// URL nor a key=value connection string")
+		}
+	}
+	if sc&scopeRun != 0 && c.HTTPAddr != "" {
+		if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			bad("--http-addr %q: want host:port, e.g. 127.0.0.1:9187 (empty disables the endpoints)", c.HTTPAddr)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("--http-addr %q: port %q is not a number from 0 to 65535", c.HTTPAddr, port)
 		}
 	}
 	if len(c.Brokers()) == 0 && (sc&scopeRun != 0 || sc&scopeSetup != 0 && c.Partitions > 0) {

@@ -95,6 +95,19 @@ func TestRun_BadConfigExitsTwo(t *testing.T) {
 	}
 }
 
+// TestRun_BadHTTPAddrExitsTwo: a bad --http-addr is a configuration error (exit 2) found before
+// anything connects, not a run-time failure (exit 1).
+func TestRun_BadHTTPAddrExitsTwo(t *testing.T) {
+	t.Setenv("PGOUTBOX_DATABASE_URL", "postgres://u@127.0.0.1:1/db")
+	t.Setenv("PGOUTBOX_KAFKA_BROKERS", "127.0.0.1:1")
+	for _, addr := range []string{"127.0.0.1:99999", "127.0.0.1:http", "localhost"} {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"run", "--http-addr", addr}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--http-addr") {
+			t.Errorf("--http-addr %s: exit %d, want 2 naming --http-addr: %s", addr, code, errOut.String())
+		}
+	}
+}
+
 // TestConfig_Validate_NamesEveryFlag: every problem is reported at once, each naming its flag,
 // including the Kafka settings that used to pass validation and fail only at run time.
 func TestConfig_Validate_NamesEveryFlag(t *testing.T) {
@@ -133,6 +146,7 @@ func TestRun_UsageErrors(t *testing.T) {
 		{[]string{"status", "--jsn"}, statusExitUnknown, "pgoutbox status: unknown flag --jsn (did you mean --json?); see `pgoutbox status --help`\n"},
 		{[]string{"status", "--max-inflight-events", "x"}, statusExitUnknown, ""}, // not a status flag
 		{[]string{"run", "--max-inflight-events", "x"}, 2, "not an integer"},
+		{[]string{"run", "--max-inflight-events", "abc"}, 2, `for flag --max-inflight-events`},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer

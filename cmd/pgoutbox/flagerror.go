@@ -11,7 +11,9 @@ import (
 func flagError(fs *flag.FlagSet, err error) string {
 	name, unknown := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
 	if !unknown {
-		return err.Error()
+		// The flag package names flags with one dash ("invalid value \"abc\" for flag
+		// -max-inflight-events"); the documentation and the advice use two.
+		return strings.Replace(err.Error(), " for flag -", " for flag --", 1)
 	}
 	name = strings.TrimLeft(name, "-")
 	msg := fmt.Sprintf("unknown flag --%s", name)
