@@ -202,3 +202,19 @@ func sep(url string) string {
 	}
 	return "?"
 }
+
+// TestExample_LiveListPage type-checks the walkthrough's page (client/examples/livelist/web/app.ts,
+// shown verbatim in docs/build-a-live-model.md) against @pgoutbox/models' types, strict.
+func TestExample_LiveListPage(t *testing.T) {
+	t.Parallel()
+	needNode(t, false)
+	models, err := filepath.Abs(needModelsPackage(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", filepath.Join(models, "node_modules", "typescript", "bin", "tsc"), "-p", ".")
+	cmd.Dir = filepath.Join(repoRoot, "client", "examples", "livelist", "web")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tsc client/examples/livelist/web: %v\n%s", err, out)
+	}
+}
