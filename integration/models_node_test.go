@@ -35,7 +35,7 @@ func TestModels_NodeClient(t *testing.T) {
 	h := &modelserver.Handlers{
 		Centrifugo: cf.api(), Tokens: cf.tokens(), DB: pool, Mutations: app.ms,
 		User:      func(*http.Request) (string, error) { return "alice", nil },
-		Authorize: func(_ *http.Request, _, ch string) error { return nil },
+		Authorize: func(*http.Request, string, string) error { return nil },
 		OnError:   func(r *http.Request, err error) { t.Logf("%s: %v", r.URL.Path, err) },
 	}
 	type counter struct {
