@@ -62,8 +62,8 @@ func CheckMessagePrefix(prefix string) error {
 	return nil
 }
 
-// messageV1 is version 1 of the message encoding: a JSON object, as jsonb prints it (the
-// function builds it with jsonb_build_object and sends its text, so every key is unique).
+// messageV1 is version 1 of the message encoding: a JSON object with every key once (the
+// functions build it as text, see sendFunction.content).
 //
 //	{"v": 1, "channel": "room:1", "name": "message.created", "data": {...},
 //	 "headers": {"trace": "abc"}, "mutation_id": "m-17", "rejected": false}

@@ -18,10 +18,12 @@ type TxQuerier interface {
 }
 
 // EnsureSendFunctions installs pgoutbox_send and pgoutbox_send_bytes in the outbox table's
-// schema (see [SendFunctionsSQL]) unless both exist with the same body, in which case it only
+// schema (see [SendFunctionsSQL]) unless they exist with the same bodies, in which case it only
 // verifies them: a role that may not create functions in the schema can then run setup once
-// the schema's owner ran the statements of `pgoutbox setup --print-sql`. An advisory lock
-// serializes concurrent setups of one schema.
+// the schema's owner ran the statements of `pgoutbox setup --print-sql`. The form follows the
+// database: [SendInvoker] when PUBLIC may execute pg_logical_emit_message (the default),
+// [SendDefiner] when a hardened database revoked that. An advisory lock serializes concurrent
+// setups of one schema.
 func EnsureSendFunctions(ctx context.Context, q TxQuerier, t Table, prefix string) (created bool, err error) {
 	tx, err := q.Begin(ctx)
 	if err != nil {
@@ -31,31 +33,69 @@ func EnsureSendFunctions(ctx context.Context, q TxQuerier, t Table, prefix strin
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('pgoutbox_send ' || $1))`, t.Schema); err != nil {
 		return false, fmt.Errorf("install %s: %w", SendFunction, err)
 	}
-	same := true
-	for _, f := range sendFunctions {
-		var src *string
-		if err := tx.QueryRow(ctx, `SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure($1)`, f.identity(t)).Scan(&src); err != nil &&
-			!errors.Is(err, pgx.ErrNoRows) {
-			return false, fmt.Errorf("read function %s: %w", f.identity(t), err)
-		}
-		same = same && src != nil && *src == f.body(prefix)
+	sec, err := sendSecurity(ctx, tx)
+	if err != nil {
+		return false, err
 	}
-	if same {
-		return false, nil
+	same, err := sendFunctionsInstalled(ctx, tx, t, prefix, sec)
+	if err != nil || same {
+		return false, err
 	}
-	for _, stmt := range SendFunctionsSQL(t, prefix) {
+	for _, stmt := range SendFunctionsSQL(t, prefix, sec) {
 		if _, err := tx.Exec(ctx, stmt); err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "42501" {
-				return false, fmt.Errorf("%w: may not install %s in schema %s (%s): let the schema's owner run the CREATE FUNCTION "+
-					"and REVOKE statements of `pgoutbox setup --print-sql`, or GRANT CREATE ON SCHEMA %s to this role",
-					ErrPrivilege, SendFunction, quote(t.Schema), pgErr.Message, quote(t.Schema))
+				advice := "let the schema's owner run the CREATE FUNCTION and REVOKE statements of `pgoutbox setup --print-sql`"
+				if sec == SendDefiner {
+					// --print-sql prints the invoker form, which cannot work here.
+					advice = "PUBLIC may not execute pg_logical_emit_message in this database, so the functions must be " +
+						"SECURITY DEFINER: run `pgoutbox setup` as the schema's owner"
+				}
+				return false, fmt.Errorf("%w: may not install %s in schema %s (%s): %s, or GRANT CREATE ON SCHEMA %s to this role",
+					ErrPrivilege, SendFunction, quote(t.Schema), pgErr.Message, advice, quote(t.Schema))
 			}
 			return false, fmt.Errorf("install %s in schema %s: %w", SendFunction, quote(t.Schema), err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return false, fmt.Errorf("install %s: %w", SendFunction, err)
+	}
+	return true, nil
+}
+
+// sendSecurity is the form of the send functions that works in the database: SendInvoker when
+// PUBLIC may execute every pg_logical_emit_message that takes text (its signature changed in
+// PostgreSQL 17), SendDefiner otherwise.
+func sendSecurity(ctx context.Context, q Querier) (SendSecurity, error) {
+	var public bool
+	if err := q.QueryRow(ctx, `SELECT coalesce(bool_and(has_function_privilege('public', oid, 'EXECUTE')), false)
+		FROM pg_catalog.pg_proc WHERE proname = 'pg_logical_emit_message'
+		AND pronamespace = 'pg_catalog'::regnamespace AND proargtypes[2] = 'text'::regtype`).Scan(&public); err != nil {
+		return 0, fmt.Errorf("read the privileges of pg_logical_emit_message: %w", err)
+	}
+	if public {
+		return SendInvoker, nil
+	}
+	return SendDefiner, nil
+}
+
+// sendFunctionsInstalled reports whether the schema holds the send functions of the form sec
+// with the prefix, and the function raising a bad channel's error, as setup writes them.
+func sendFunctionsInstalled(ctx context.Context, q Querier, t Table, prefix string, sec SendSecurity) (bool, error) {
+	type fn struct{ identity, body string }
+	want := []fn{{rejectIdentity(t), rejectBody}}
+	for _, f := range sendFunctions {
+		want = append(want, fn{f.identity(t), f.body(t, prefix, sec)})
+	}
+	for _, f := range want {
+		var src *string
+		if err := q.QueryRow(ctx, `SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure($1)`, f.identity).Scan(&src); err != nil &&
+			!errors.Is(err, pgx.ErrNoRows) {
+			return false, fmt.Errorf("read function %s: %w", f.identity, err)
+		}
+		if src == nil || *src != f.body {
+			return false, nil
+		}
 	}
 	return true, nil
 }

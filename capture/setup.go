@@ -58,16 +58,36 @@ func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + 
 const (
 	SendFunction      = "pgoutbox_send"       // (channel, name, data jsonb, headers, mutation_id, rejected)
 	SendBytesFunction = "pgoutbox_send_bytes" // the same with data bytea
+	// RejectFunction raises the error of a bad channel for the other two. It only raises, so
+	// PUBLIC may call it: the invoker form calls it from the caller's own query.
+	RejectFunction = "pgoutbox_reject_channel"
 )
 
-// sendFunction is one function of the WAL-only outbox: its signature and its body.
+// SendSecurity is how the functions of the WAL-only outbox get the right to emit messages.
+type SendSecurity int
+
+const (
+	// SendInvoker is a LANGUAGE sql function with the caller's rights, which PostgreSQL inlines
+	// into the caller's query: no function call at run time, so an event costs little more than
+	// a bare pg_logical_emit_message. It needs the caller to be allowed pg_logical_emit_message,
+	// as every role is by default: then SECURITY DEFINER would protect nothing (any role could
+	// emit messages itself), and only costs (a PL/pgSQL call and a search_path switch per event).
+	SendInvoker SendSecurity = iota
+	// SendDefiner is a PL/pgSQL SECURITY DEFINER function with a fixed search_path, for a
+	// hardened database that revokes pg_logical_emit_message from PUBLIC: a role that may only
+	// execute the functions sends events, and cannot emit messages of its own.
+	SendDefiner
+)
+
+// sendFunction is one function of the WAL-only outbox: its signature and how it writes data.
 type sendFunction struct {
 	name, dataType, dataKey, dataValue string
 }
 
 var sendFunctions = []sendFunction{
-	{SendFunction, "jsonb", "data", "data"},
-	{SendBytesFunction, "bytea", "data_base64", `translate(encode(data, 'base64'), E'\n', '')`},
+	{SendFunction, "jsonb", "data", "data::pg_catalog.text"},
+	{SendBytesFunction, "bytea", "data_base64",
+		`'"' OPERATOR(pg_catalog.||) pg_catalog.translate(pg_catalog.encode(data, 'base64'), E'\n', '') OPERATOR(pg_catalog.||) '"'`},
 }
 
 // args is the argument list of the function, as in CREATE FUNCTION.
@@ -81,44 +101,99 @@ func (f sendFunction) identity(t Table) string {
 	return pgx.Identifier{t.Schema, f.name}.Sanitize() + "(text, text, " + f.dataType + ", jsonb, text, boolean)"
 }
 
-// body is the function's PL/pgSQL body: it checks the channel, as the outbox table's NOT NULL
-// would (so a bad event fails the application's transaction instead of becoming a bad row), and
-// emits a transactional message holding the event in encoding version 1 (see messageV1): keys
-// whose value is SQL NULL are left out; jsonb_strip_nulls is applied to the scalar keys only,
-// as it would also strip the nulls inside data and headers.
-func (f sendFunction) body(prefix string) string {
-	return fmt.Sprintf(`
-BEGIN
-  IF channel IS NULL OR channel = '' OR strpos(channel, ',') > 0 THEN
-    RAISE EXCEPTION '%s: channel %% is NULL, empty or contains a comma', quote_nullable(channel)
-      USING ERRCODE = '22023', HINT = 'fan-out servers read the channel header as a comma-separated list: give every event one non-empty channel';
-  END IF;
-  PERFORM pg_logical_emit_message(true, %s, (jsonb_strip_nulls(jsonb_build_object('v', %d, 'channel', channel,
-      'name', name, 'mutation_id', mutation_id, 'rejected', rejected))
-    || CASE WHEN headers IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('headers', headers) END
-    || CASE WHEN data IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('%s', %s) END)::text);
-END
-`, f.name, literal(prefix), MessageVersion, f.dataKey, f.dataValue)
+// rejectIdentity names the function that raises a bad channel's error.
+func rejectIdentity(t Table) string {
+	return pgx.Identifier{t.Schema, RejectFunction}.Sanitize() + "(text, text)"
 }
 
-// create is the CREATE OR REPLACE FUNCTION statement. SECURITY DEFINER with a fixed search_path:
-// pg_logical_emit_message is executable by PUBLIC by default, so any role could emit events; a
-// hardened database revokes that, and the functions still work for a role that may only execute
-// them, as they run with their owner's right to emit messages.
-func (f sendFunction) create(t Table, prefix string) string {
-	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s(%s)\nRETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER\n"+
-		"SET search_path = pg_catalog, pg_temp\nAS $pgoutbox$%s$pgoutbox$",
-		pgx.Identifier{t.Schema, f.name}.Sanitize(), f.args(), f.body(prefix))
+// content is the expression of the message: the event in encoding version 1 (see messageV1),
+// built as text in one concat() whose parts are NULL, and so left out, when their value is SQL
+// NULL. Text, not jsonb: building a jsonb object, stripping its nulls and printing it cost
+// about as much as emitting the message. Every name is qualified, so that the caller's
+// search_path cannot change what the inlined body means.
+func (f sendFunction) content() string {
+	pair := func(key, value string) string {
+		return fmt.Sprintf(`', "%s": ' OPERATOR(pg_catalog.||) %s`, key, value)
+	}
+	toJSON := func(arg string) string { return "pg_catalog.to_json(" + arg + ")::pg_catalog.text" }
+	return fmt.Sprintf(`pg_catalog.concat('{"v": %d', %s,
+      %s, %s,
+      %s, %s, %s, '}')`, MessageVersion, pair("channel", toJSON("channel")), pair("name", toJSON("name")),
+		pair("mutation_id", toJSON("mutation_id")), pair("rejected", "rejected::pg_catalog.text"),
+		pair("headers", "headers::pg_catalog.text"), pair(f.dataKey, f.dataValue))
+}
+
+// goodChannel is the condition on the channel, as the outbox table's NOT NULL would check it (so
+// a bad event fails the application's transaction instead of becoming a bad row): not NULL,
+// not empty, no comma. One regular expression: every operator of an inlined body is set up
+// again for each statement that calls it.
+const goodChannel = `channel OPERATOR(pg_catalog.~) '^[^,]+$'`
+
+// body is the function's body in the given form.
+func (f sendFunction) body(t Table, prefix string, sec SendSecurity) string {
+	if sec == SendDefiner {
+		return fmt.Sprintf(`
+DECLARE
+  lsn pg_lsn;
+BEGIN
+  IF NOT coalesce(%s, false) THEN
+    PERFORM %s(%s, channel);
+  END IF;
+  -- an assignment, not PERFORM: PL/pgSQL evaluates it as a simple expression, without an executor
+  lsn := pg_logical_emit_message(true, %s, %s);
+END
+`, goodChannel, pgx.Identifier{t.Schema, RejectFunction}.Sanitize(), literal(f.name), literal(prefix), f.content())
+	}
+	return fmt.Sprintf(`
+SELECT pg_catalog.pg_logical_emit_message(true, %s, CASE WHEN %s
+    THEN %s
+    ELSE %s(%s, channel) END)::pg_catalog.text::pg_catalog.void
+`, literal(prefix), goodChannel, f.content(), pgx.Identifier{t.Schema, RejectFunction}.Sanitize(), literal(f.name))
+}
+
+// create is the CREATE OR REPLACE FUNCTION statement.
+//
+// SendInvoker: a VOLATILE LANGUAGE sql function without SECURITY DEFINER and without SET, so
+// that PostgreSQL inlines it; its one SELECT names each argument but channel once (an argument
+// used twice would be evaluated twice, and one that is costly or volatile, such as a subquery,
+// keeps it from being inlined: it then runs as a plain SQL function, slower but the same).
+//
+// SendDefiner: SECURITY DEFINER with a fixed search_path (pg_logical_emit_message is executable
+// by PUBLIC by default; a hardened database revokes that, and the functions still work for a
+// role that may only execute them, as they run with their owner's right to emit messages).
+func (f sendFunction) create(t Table, prefix string, sec SendSecurity) string {
+	if sec == SendDefiner {
+		return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s(%s)\nRETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER\n"+
+			"SET search_path = pg_catalog, pg_temp\nAS $pgoutbox$%s$pgoutbox$",
+			pgx.Identifier{t.Schema, f.name}.Sanitize(), f.args(), f.body(t, prefix, sec))
+	}
+	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s(%s)\nRETURNS void LANGUAGE sql VOLATILE\nAS $pgoutbox$%s$pgoutbox$",
+		pgx.Identifier{t.Schema, f.name}.Sanitize(), f.args(), f.body(t, prefix, sec))
+}
+
+// rejectBody raises the error of a bad channel for function fn.
+const rejectBody = `
+BEGIN
+  RAISE EXCEPTION '%: channel % is NULL, empty or contains a comma', fn, pg_catalog.quote_nullable(channel)
+    USING ERRCODE = '22023', HINT = 'fan-out servers read the channel header as a comma-separated list: give every event one non-empty channel';
+END
+`
+
+// createReject is the CREATE OR REPLACE FUNCTION statement of the function that raises a bad
+// channel's error. It returns text so that it can stand in a CASE next to the message content.
+func createReject(t Table) string {
+	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s(fn text, channel text)\nRETURNS text LANGUAGE plpgsql VOLATILE\nAS $pgoutbox$%s$pgoutbox$", pgx.Identifier{t.Schema, RejectFunction}.Sanitize(), rejectBody)
 }
 
 // SendFunctionsSQL returns the statements that install pgoutbox_send and pgoutbox_send_bytes
-// in the outbox table's schema, emitting messages with prefix, and revoke their execution from
-// PUBLIC (grant it to the application's roles). Running them again changes nothing: CREATE OR
-// REPLACE keeps the grants.
-func SendFunctionsSQL(t Table, prefix string) []string {
-	var stmts []string
+// in the outbox table's schema in the form sec, emitting messages with prefix, and revoke
+// their execution from PUBLIC (grant it to the application's roles), and the function that
+// raises a bad channel's error, which PUBLIC may execute (it only raises). Running them again
+// changes nothing: CREATE OR REPLACE keeps the grants.
+func SendFunctionsSQL(t Table, prefix string, sec SendSecurity) []string {
+	stmts := []string{createReject(t), "GRANT EXECUTE ON FUNCTION " + rejectIdentity(t) + " TO PUBLIC"}
 	for _, f := range sendFunctions {
-		stmts = append(stmts, f.create(t, prefix), "REVOKE ALL ON FUNCTION "+f.identity(t)+" FROM PUBLIC")
+		stmts = append(stmts, f.create(t, prefix, sec), "REVOKE ALL ON FUNCTION "+f.identity(t)+" FROM PUBLIC")
 	}
 	return stmts
 }

@@ -445,8 +445,8 @@ func sharedSuperuser(t *testing.T, url string) *pgx.Conn {
 // on the functions (what capture.GrantSendSQL grants; no privilege on the table) sends events
 // that arrive with their payload, headers and optimistic-update headers; before the grant it
 // cannot (setup revokes EXECUTE from PUBLIC). In a hardened database where PUBLIC may not
-// call pg_logical_emit_message, the role still can send through pgoutbox_send (SECURITY
-// DEFINER) but not emit messages itself.
+// call pg_logical_emit_message, setup installs the SECURITY DEFINER form: the role still can
+// send through pgoutbox_send but not emit messages itself.
 func TestMessages_ExecuteOnly(t *testing.T) {
 	t.Parallel()
 	m := newMsgOutbox(t, 1)
@@ -504,11 +504,18 @@ func TestMessages_ExecuteOnly(t *testing.T) {
 	for _, stmt := range []string{
 		"REVOKE EXECUTE ON FUNCTION " + sigs + " FROM PUBLIC",
 		"GRANT EXECUTE ON FUNCTION " + sigs + " TO " + pgx.Identifier{owner}.Sanitize(), // the functions' owner
-		"SET LOCAL ROLE " + relayRole,
 	} {
 		if _, err := tx.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
+	}
+	// The invoker form setup installed cannot emit for the role any more; setup run again
+	// installs the SECURITY DEFINER form (CREATE OR REPLACE keeps the owner and the grants).
+	if created, err := capture.EnsureSendFunctions(ctx, tx, tbl, m.Name); err != nil || !created {
+		t.Fatalf("setup in the hardened database: created %v, %v; want the SECURITY DEFINER form installed", created, err)
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+relayRole); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := tx.Exec(ctx, "SAVEPOINT direct"); err != nil {
 		t.Fatal(err)

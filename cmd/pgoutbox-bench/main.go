@@ -113,7 +113,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.latencyFor, "latency-for", 0, "duration of each latency rate (default 60s; 15s with --quick)")
 	fs.IntVar(&o.bigRows, "big-rows", 1_000_000, "rows of the one large transaction of the memory scenario")
 	fs.StringVar(&o.only, "only", "1,2,3,4,5,6,7,9", "scenarios to run, comma-separated")
-	fs.IntVar(&o.writeClients, "write-clients", 4, "pgbench clients of the write-side scenario 8")
+	fs.IntVar(&o.writeClients, "write-clients", 64, "pgbench clients of the write-side scenario 8")
 	fs.IntVar(&o.writeRounds, "write-rounds", 2, "rounds over the modes of scenario 8, interleaved (the best tps per mode is printed)")
 	fs.DurationVar(&o.writeFor, "write-for", 0, "pgbench's run per mode of scenario 8 (default 30s; 10s with --quick)")
 	fs.IntVar(&o.debeziumRows, "debezium-rows", 0, "backlog rows of the side-by-side scenario 9 (default 100,000; 20,000 with --quick)")

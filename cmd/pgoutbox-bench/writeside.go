@@ -43,20 +43,47 @@ type WriteSideResult struct {
 
 // writeMode is one way of writing an event in the application's transaction.
 type writeMode struct {
-	name   string
-	label  string   // of the outbox's name
-	env    []string // the relay's extra settings
-	script string   // pgbench script; %[1]s is the schema, %[2]s the payload expression
+	name  string
+	label string   // of the outbox's name
+	env   []string // the relay's extra settings
+	// event is the event's statement(s) in the pgbench script, after the business UPDATE; %[1]s
+	// is the schema, %[2]s the payload expression. Empty: the baseline, no event.
+	event string
+	// delivered: the relay publishes the events (the baseline and the bare message have none).
+	delivered bool
 }
 
+// The modes of scenario 8; writeModes[0] is the baseline the others are compared with, and
+// (c) is compared with (d) too: the same message without the function around it.
 var writeModes = []writeMode{
+	{"(0) no event: the business UPDATE alone", "w0", nil, "", false},
 	{"(a) table, --retention=delete-after-publish", "wa", []string{"PGOUTBOX_RETENTION=delete-after-publish"},
-		"\\set ch random(0, 999)\nINSERT INTO %[1]s.outbox (channel, name, data) VALUES ('ch-' || :ch, 'bench.event', %[2]s);\n"},
+		"INSERT INTO %[1]s.outbox (channel, name, data) VALUES ('ch-' || :ch, 'bench.event', %[2]s);\n", true},
 	{"(b) table, the application deletes in its transaction", "wb", nil,
-		"\\set ch random(0, 999)\nBEGIN;\nINSERT INTO %[1]s.outbox (channel, name, data) VALUES ('ch-' || :ch, 'bench.event', %[2]s);\n" +
-			"DELETE FROM %[1]s.outbox WHERE sequence_id = lastval();\nCOMMIT;\n"},
+		"INSERT INTO %[1]s.outbox (channel, name, data) VALUES ('ch-' || :ch, 'bench.event', %[2]s);\n" +
+			"DELETE FROM %[1]s.outbox WHERE sequence_id = lastval();\n", true},
 	{"(c) WAL-only, pgoutbox_send()", "wc", nil,
-		"\\set ch random(0, 999)\nSELECT %[1]s.pgoutbox_send('ch-' || :ch, 'bench.event', %[2]s);\n"},
+		"SELECT %[1]s.pgoutbox_send('ch-' || :ch, 'bench.event', %[2]s);\n", true},
+	{"(d) a bare pg_logical_emit_message of the payload", "wd", nil,
+		"SELECT pg_logical_emit_message(true, '%[1]s_bare', (%[2]s)::text);\n", false},
+}
+
+// businessRows is the size of the table the business UPDATE writes to: with 64 writers, two of
+// them seldom want the same row.
+const businessRows = 10_000
+
+// script is the mode's pgbench script: one transaction with a business UPDATE and the event.
+func (m writeMode) script(schema string) string {
+	return fmt.Sprintf("\\set ch random(0, 999)\n\\set id random(1, %d)\nBEGIN;\n"+
+		"UPDATE %s.business SET n = n + 1 WHERE id = :id;\n", businessRows, schema) + m.eventSQL(schema) + "COMMIT;\n"
+}
+
+// eventSQL is the mode's event statement(s) for the schema.
+func (m writeMode) eventSQL(schema string) string {
+	if m.event == "" {
+		return ""
+	}
+	return fmt.Sprintf(m.event, schema, writePayload)
 }
 
 // writePayload is the payload of every event: about 200 bytes of JSON, as in the other scenarios.
@@ -96,8 +123,16 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 	if err != nil {
 		return r, err
 	}
+	business := pgx.Identifier{o.name, "business"}.Sanitize()
+	if err := o.exec(ctx, fmt.Sprintf("CREATE TABLE %[1]s (id int PRIMARY KEY, n bigint NOT NULL, note text);\n"+
+		"INSERT INTO %[1]s SELECT g, 0, repeat('b', 60) FROM generate_series(1, %[2]d) g", business, businessRows)); err != nil {
+		return r, err
+	}
+	if err := o.exec(ctx, "VACUUM ANALYZE "+business); err != nil {
+		return r, err
+	}
 	script := filepath.Join(b.tmp, o.name+".sql")
-	if err := os.WriteFile(script, fmt.Appendf(nil, m.script, o.name, writePayload), 0o600); err != nil {
+	if err := os.WriteFile(script, []byte(m.script(o.name)), 0o600); err != nil {
 		return r, err
 	}
 	// The application alone first: on a small machine a relay streaming meanwhile takes CPU
@@ -118,6 +153,11 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 		return r, err
 	}
 	r.AppWALBytes = int64(end - start)
+	n := float64(max(r.Transactions, 1))
+	r.AppWALBytesPerEvent = float64(r.AppWALBytes) / n
+	if !m.delivered {
+		return r, nil
+	}
 
 	relay, err := b.startRelay(o, append(o.schemaEnv(), m.env...)...)
 	if err != nil {
@@ -134,8 +174,7 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 		return r, err
 	}
 	r.WALBytes = int64(drained - start)
-	n := float64(max(r.Transactions, 1))
-	r.AppWALBytesPerEvent, r.WALBytesPerEvent = float64(r.AppWALBytes)/n, float64(r.WALBytes)/n
+	r.WALBytesPerEvent = float64(r.WALBytes) / n
 	if r.Records, err = topicEnd(ctx, b.kafkaClient(), o.name); err != nil {
 		return r, err
 	}
@@ -275,22 +314,30 @@ func bestWriteSide(all []WriteSideResult) (best []WriteSideResult, lo, hi []floa
 	return best, lo, hi
 }
 
-// printWriteSide prints scenario 8 with the ratios to mode (a).
+// printWriteSide prints scenario 8 with the ratios to the baseline (0), and (c) next to (d).
 func printWriteSide(p, row func(string, ...any), flush func(), r *Results) {
 	best, lo, hi := bestWriteSide(r.WriteSide)
 	if len(best) == 0 {
 		return
 	}
-	p("\nWrite side: pgbench, 1 event per transaction, synchronous_commit = on, the relay stopped; then a relay drains it")
+	p("\nWrite side: pgbench, a business UPDATE + 1 event per transaction, synchronous_commit = on, the relay stopped; then a relay drains it")
 	p("  (per mode the round with the highest tps; the tps range covers every round)")
-	row("mode\tclients\ttransactions\ttps\ttps range\tlatency ms\tapp WAL B/event\tWAL B/event with relay\ttable kB after\tdrain s\ttps × (a)\tWAL × (a)\t")
+	row("mode\tclients\ttransactions\ttps\ttps range\tlatency ms\tadded ms\tapp WAL B/txn\tWAL B/txn with relay\ttable kB after\tdrain s\ttps × (0)\t")
 	base := best[0]
+	byLabel := map[string]WriteSideResult{}
 	for i, w := range best {
-		row("%s\t%d\t%d\t%.0f\t%.0f–%.0f\t%.2f\t%.0f\t%.0f\t%d\t%.1f\t%.2f\t%.2f\t", w.Mode, w.Clients, w.Transactions, w.TPS, lo[i], hi[i], w.LatencyMs,
-			w.AppWALBytesPerEvent, w.WALBytesPerEvent, w.TableBytes/1024, w.Drain, w.TPS/base.TPS, w.WALBytesPerEvent/base.WALBytesPerEvent)
+		byLabel[w.Mode[:3]] = w
+		row("%s\t%d\t%d\t%.0f\t%.0f–%.0f\t%.2f\t%+.2f\t%.0f\t%.0f\t%d\t%.1f\t%.2f\t", w.Mode, w.Clients, w.Transactions, w.TPS, lo[i], hi[i], w.LatencyMs,
+			w.LatencyMs-base.LatencyMs, w.AppWALBytesPerEvent, w.WALBytesPerEvent, w.TableBytes/1024, w.Drain, w.TPS/base.TPS)
 	}
 	flush()
+	if c, d := byLabel["(c)"], byLabel["(d)"]; c.TPS > 0 && d.TPS > 0 {
+		p("  pgoutbox_send() / the bare message: %.2f× the tps (%.0f%% slower), %+.2f ms latency; (a) / (c): %.2f× the tps",
+			c.TPS/d.TPS, 100*(1-c.TPS/d.TPS), c.LatencyMs-d.LatencyMs, byLabel["(a)"].TPS/c.TPS)
+	}
+	p("  added ms: pgbench's average latency minus (0)'s; pgbench reports no percentiles without a per-transaction log.")
 	p("  WAL: the whole cluster's (autovacuum and other sessions too); \"with relay\" runs until the relay confirmed every event, so it holds (a)'s deletes.")
-	p("  table: pg_total_relation_size once every event was confirmed: dead tuples until vacuum reclaims them; (c) writes no table.")
+	p("  table: pg_total_relation_size once every event was confirmed: dead tuples until vacuum reclaims them; (c) and (d) write no table.")
+	p("  (d) is not an event the relay reads (another prefix, no channel): the cost of the message alone, for (c) to be compared with.")
 	p("  on a cluster with fsync = off the commits cost no disk flush, so tps compares CPU per transaction; with fsync the flush narrows the gaps.")
 }

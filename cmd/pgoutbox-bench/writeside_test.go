@@ -29,7 +29,7 @@ tps = 21908.172323 (without initial connection time)
 
 func TestBestWriteSide(t *testing.T) {
 	t.Parallel()
-	a, c := writeModes[0].name, writeModes[2].name
+	a, c := writeModes[0].name, writeModes[3].name
 	best, lo, hi := bestWriteSide([]WriteSideResult{
 		{Mode: a, Round: 1, TPS: 100}, {Mode: c, Round: 1, TPS: 90},
 		{Mode: a, Round: 2, TPS: 120}, {Mode: c, Round: 2, TPS: 80},
@@ -39,5 +39,20 @@ func TestBestWriteSide(t *testing.T) {
 	}
 	if lo[0] != 100 || hi[0] != 120 || lo[1] != 80 || hi[1] != 90 {
 		t.Errorf("ranges %v–%v", lo, hi)
+	}
+}
+
+func TestWriteMode_Script(t *testing.T) {
+	t.Parallel()
+	for _, m := range writeModes {
+		s := m.script("bench_x")
+		for _, want := range []string{"BEGIN;\n", "UPDATE bench_x.business SET n = n + 1 WHERE id = :id;\n", "COMMIT;\n"} {
+			if !strings.Contains(s, want) {
+				t.Errorf("%s: script lacks %q:\n%s", m.name, want, s)
+			}
+		}
+		if (m.event == "") != (m.label == "w0") || strings.Contains(s, "%!") {
+			t.Errorf("%s: script\n%s", m.name, s)
+		}
 	}
 }

@@ -29,7 +29,7 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 		stmts := []string{capture.CreateTableSQL(table), capture.CreatePublicationSQL(cfg.Publication, table),
 			capture.CreatePublicationSQL(capture.RecoveryPublication(cfg.Publication), table), capture.CreateGapTableSQL(table), slotSQL}
 		if cfg.From().Messages() {
-			stmts = append(stmts, capture.SendFunctionsSQL(table, cfg.MessagePrefix)...)
+			stmts = append(stmts, capture.SendFunctionsSQL(table, cfg.MessagePrefix, capture.SendInvoker)...)
 		}
 		_, err := fmt.Fprintf(stdout, "%s;\n", strings.Join(stmts, ";\n\n"))
 		return err
