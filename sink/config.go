@@ -170,7 +170,7 @@ func (c *Config) Validate() error {
 	if err := CheckCompression(c.Compression); err != nil {
 		errs = append(errs, fmt.Errorf("kafka compression: %w", err))
 	}
-	errs = append(errs, c.Security.validate()...)
+	errs = append(errs, c.Security.Problems(SecurityNames{})...)
 	return errors.Join(errs...)
 }
 

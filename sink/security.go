@@ -70,26 +70,70 @@ func (s Security) String() string {
 // GoString is String, for %#v.
 func (s Security) GoString() string { return "sink.Security{" + s.String() + "}" }
 
-// validate returns every problem that can be seen without reading the files.
-func (s Security) validate() []error {
+// SecurityNames names the settings of a [Security] in problem messages, so that a command can
+// use its flag names; a field left empty takes the name in words (see [Security.Problems]).
+type SecurityNames struct {
+	TLS, CAFile, CertFile, KeyFile string
+	Mechanism, Username, Password  string
+}
+
+func (n SecurityNames) withDefaults() SecurityNames {
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&n.TLS, "kafka TLS")
+	def(&n.CAFile, "the kafka TLS CA file")
+	def(&n.CertFile, "the client certificate file")
+	def(&n.KeyFile, "the client key file")
+	def(&n.Mechanism, "the kafka SASL mechanism")
+	def(&n.Username, "the SASL username")
+	def(&n.Password, "the SASL password")
+	return n
+}
+
+// Problems returns every mistake in s that can be seen without the files, all at once, naming
+// each setting as n says: TLS files without TLS, a certificate without its key, SASL
+// credentials without a mechanism, a mechanism without credentials, an unknown mechanism. The
+// files are read when the client is made (New), which reports what is wrong in them;
+// [Security.MissingFiles] finds those that cannot be found before that. These are the TLS and
+// SASL rules of pgoutbox: the command and the sink both ask them here.
+func (s Security) Problems(n SecurityNames) []error {
+	n = n.withDefaults()
 	var errs []error
 	if !s.TLS && (s.CAFile != "" || s.CertFile != "" || s.KeyFile != "") {
-		errs = append(errs, errors.New("kafka TLS files are set but TLS is off; turn TLS on"))
+		errs = append(errs, fmt.Errorf("%s, %s and %s need %s: TLS is off; turn it on", n.CAFile, n.CertFile, n.KeyFile, n.TLS))
 	}
 	if (s.CertFile == "") != (s.KeyFile == "") {
-		errs = append(errs, errors.New("kafka TLS client certificate: set both the certificate and the key file, or neither"))
+		errs = append(errs, fmt.Errorf("%s and %s go together: set both the certificate and the key file, or neither", n.CertFile, n.KeyFile))
 	}
 	switch strings.ToUpper(s.SASLMechanism) {
 	case "":
 		if s.SASLUsername != "" || s.SASLPassword != "" {
-			errs = append(errs, errors.New("kafka SASL credentials are set but no SASL mechanism; choose PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+			errs = append(errs, fmt.Errorf("%s/%s are set but no SASL mechanism: set %s to SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN", n.Username, n.Password, n.Mechanism))
 		}
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if s.SASLUsername == "" || s.SASLPassword == "" {
-			errs = append(errs, fmt.Errorf("kafka SASL %s needs a username and a password", strings.ToUpper(s.SASLMechanism)))
+			errs = append(errs, fmt.Errorf("%s %s needs a username and a password: set %s and %s", n.Mechanism, strings.ToUpper(s.SASLMechanism), n.Username, n.Password))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("kafka SASL mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.SASLMechanism))
+		errs = append(errs, fmt.Errorf("%s %q: use SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN", n.Mechanism, s.SASLMechanism))
+	}
+	return errs
+}
+
+// MissingFiles returns a problem, named as n says, for each TLS file of s that cannot be found.
+func (s Security) MissingFiles(n SecurityNames) []error {
+	n = n.withDefaults()
+	var errs []error
+	for _, f := range []struct{ name, path string }{{n.CAFile, s.CAFile}, {n.CertFile, s.CertFile}, {n.KeyFile, s.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+		}
 	}
 	return errs
 }

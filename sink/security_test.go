@@ -39,7 +39,7 @@ func TestSecurity_Validate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			errs := tt.s.validate()
+			errs := tt.s.Problems(SecurityNames{})
 			if len(errs) != len(tt.want) {
 				t.Fatalf("validate() = %v, want %d problems %q", errs, len(tt.want), tt.want)
 			}

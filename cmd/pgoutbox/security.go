@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -60,38 +59,18 @@ func (c *Config) kafkaSecurity() sink.Security {
 	}
 }
 
-// securityProblems lists the mistakes in the TLS and SASL settings, by flag name. The files'
-// contents are read when the Kafka client is made, which fails the start-up too.
+// securityProblems lists the mistakes in the TLS and SASL settings, by flag name, and the TLS
+// files that cannot be found: the rules are the sink's (sink.Security.Problems).
 func (c *Config) securityProblems() []error {
-	var errs []error
-	bad := func(msg string) { errs = append(errs, errors.New(msg)) }
-	if !c.KafkaTLS && (c.KafkaTLSCAFile != "" || c.KafkaTLSCertFile != "" || c.KafkaTLSKeyFile != "") {
-		bad("--kafka-tls-ca-file, --kafka-tls-cert-file and --kafka-tls-key-file need --kafka-tls (PGOUTBOX_KAFKA_TLS=true)")
+	s := c.kafkaSecurity()
+	names := sink.SecurityNames{ //nolint:gosec // flag names, not credentials
+		TLS:       "--kafka-tls (PGOUTBOX_KAFKA_TLS=true)",
+		CAFile:    "--kafka-tls-ca-file",
+		CertFile:  "--kafka-tls-cert-file",
+		KeyFile:   "--kafka-tls-key-file",
+		Mechanism: "--kafka-sasl-mechanism",
+		Username:  "--kafka-sasl-username",
+		Password:  "--kafka-sasl-password (or --kafka-sasl-password-file)",
 	}
-	if (c.KafkaTLSCertFile == "") != (c.KafkaTLSKeyFile == "") {
-		bad("--kafka-tls-cert-file and --kafka-tls-key-file go together: set both or neither")
-	}
-	for _, f := range []struct{ flag, path string }{
-		{"kafka-tls-ca-file", c.KafkaTLSCAFile}, {"kafka-tls-cert-file", c.KafkaTLSCertFile}, {"kafka-tls-key-file", c.KafkaTLSKeyFile},
-	} {
-		if f.path == "" {
-			continue
-		}
-		if _, err := os.Stat(f.path); err != nil {
-			errs = append(errs, fmt.Errorf("--%s: %w", f.flag, err))
-		}
-	}
-	switch strings.ToUpper(c.KafkaSASLMechanism) {
-	case "":
-		if c.KafkaSASLUsername != "" || c.KafkaSASLPassword != "" {
-			bad("--kafka-sasl-username/--kafka-sasl-password are set but --kafka-sasl-mechanism is not: set it to SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN")
-		}
-	case sink.SASLPlain, sink.SASLScramSHA256, sink.SASLScramSHA512:
-		if c.KafkaSASLUsername == "" || c.KafkaSASLPassword == "" {
-			bad("--kafka-sasl-mechanism needs --kafka-sasl-username and --kafka-sasl-password (or --kafka-sasl-password-file)")
-		}
-	default:
-		errs = append(errs, fmt.Errorf("--kafka-sasl-mechanism %q: use SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN", c.KafkaSASLMechanism))
-	}
-	return errs
+	return append(s.Problems(names), s.MissingFiles(names)...)
 }
