@@ -127,24 +127,13 @@ func TestModels_Property(t *testing.T) {
 	}, "--test", "--test-reporter=spec", "--test-concurrency=1", "deploy/demo/e2e/models-property.test.mjs")
 }
 
-// needModelsPackage builds @pgoutbox/models (client/models: npm ci when needed, then tsc) and
-// returns its folder; the page imports its dist/ and centrifuge's ESM build.
+// needModelsPackage builds @pgoutbox/models (client/models) and returns its folder; the page
+// imports its dist/ and centrifuge's ESM build. deploy/demo/npm.sh (needNode) installs and builds
+// it, one caller at a time, so that no test rebuilds dist/ while another reads it.
 func needModelsPackage(t *testing.T) string {
 	t.Helper()
-	dir := filepath.Join(repoRoot, "client", "models")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "typescript")); err != nil {
-		cmd := exec.Command("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			unavailable(t, "npm ci in client/models: %v\n%s", err, out)
-		}
-	}
-	cmd := exec.Command("node", "node_modules/typescript/bin/tsc", "-p", ".")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build client/models: %v\n%s", err, out)
-	}
-	return dir
+	needNode(t, false)
+	return filepath.Join(repoRoot, "client", "models")
 }
 
 // propApp is the property test's application: counters and a keyed list, on modelserver.

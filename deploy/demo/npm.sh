@@ -18,7 +18,8 @@ log() { echo "npm.sh: $*" >&2; }
 
 command -v npm >/dev/null || { log "node and npm are needed for the demo page; install Debian's nodejs and npm packages"; exit 1; }
 
-# Two tests may call this at once: one at a time.
+# Tests call this in parallel (every test that needs node): one at a time. After it returns,
+# client/models/node_modules and dist/ are complete and stay as they are.
 exec 9>"$HERE/.npm.lock"
 flock 9
 
@@ -36,7 +37,14 @@ npm_ci() {
 
 npm_ci "$HERE"
 npm_ci "$MODELS"
-(cd "$MODELS" && npm run --silent build)
+# Build only when the sources changed: tests read dist/ while other tests call this script.
+built="$MODELS/node_modules/.dist-sha256"
+want="$(cat "$MODELS/tsconfig.json" "$MODELS/package-lock.json" "$MODELS"/src/*.ts | sha256sum | cut -d' ' -f1)"
+if [[ ! -f "$MODELS/dist/index.js" || ! -f "$built" || "$(cat "$built")" != "$want" ]]; then
+  log "tsc (client/models)"
+  (cd "$MODELS" && npm run --silent build)
+  echo "$want" >"$built"
+fi
 
 # copy SRC DST: only when it changed (the embed, and so the demo binary, stays the same).
 copy() { cmp -s "$1" "$2" || cp "$1" "$2"; }

@@ -68,9 +68,9 @@ test_client_models() {
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo apt-get install -y -qq nodejs npm >/dev/null; }
   fi
-  # --ignore-scripts: nothing there needs an install script (esbuild and tsc ship their binaries
-  # as platform packages).
-  (cd "$ROOT/client/models" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm test)
+  # deploy/demo/npm.sh runs `npm ci` there (and for the browser tests' playwright-core) when the
+  # lock files changed, and builds the package; the Go tests call it again and find it done.
+  "$ROOT/deploy/demo/npm.sh" && (cd "$ROOT/client/models" && npm test)
 }
 
 # The version matrix's server binaries, installed before the tests so that a cold cache does not
