@@ -275,3 +275,15 @@ test(`a control event (${CONTROL_TAG}: ${CONTROL_RESYNC}) and a resumed stream w
   assert.deepEqual(model.current.data, { n: 31 });
   assert.equal(model.current.pending.length, 1);
 });
+
+test('pgoutbox recover\'s control record (no position, JSON value) re-syncs and is never merged or counted', async (t) => {
+  const merged = [];
+  const { model, link, transport } = await started(t, { merge: (s, e) => (merged.push(e), { n: s.n + (e.data.by ?? 0) }) });
+  link.publish({ control: 'resync', reason: 'publication stretch recovered', from_lsn: '0/1', to_lsn: '0/2' },
+    { [CONTROL_TAG]: CONTROL_RESYNC, channel: model.channel });
+  assert.deepEqual(merged, []);
+  assert.deepEqual(model.stats, { applied: 0, visible: 0, duplicate: 0, syncs: 1 });
+  await transport.current(model.channel).bootstrap();
+  assert.equal(model.stats.syncs, 2);
+  assert.equal(model.status, 'ready');
+});
