@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A local Centrifugo server consuming pgoutbox's topic, for development and the integration tests.
 #
-#   deploy/local/centrifugo.sh install|start|stop|status|url|bin|apikey
+#   deploy/local/centrifugo.sh install|start|stop|status|url|pid|bin|apikey
 #
 # The binary is built from source with `go install` (the network reaches package registries only,
 # so there is no release tarball), pinned to one version, and cached in the state directory: the
@@ -17,24 +17,35 @@
 #   PGOUTBOX_KAFKA_PORT         the local Kafka's port (default 59092)
 #   PGOUTBOX_CENTRIFUGO_TOPIC   comma-separated topics to consume (default outbox,demo_outbox:
 #                               pgoutbox's default --topic and the one of `make demo`)
+#   PGOUTBOX_CENTRIFUGO_HOME    the node's directory for its pid file and log (default
+#                               $STATE/centrifugo); one per node of a cluster
+#   PGOUTBOX_CENTRIFUGO_KAFKA   comma-separated brokers (default 127.0.0.1:$PGOUTBOX_KAFKA_PORT)
+#   PGOUTBOX_CENTRIFUGO_REDIS   a Redis address (redis://127.0.0.1:PORT): the Redis engine, so that
+#                               several nodes share history and presence; unset: the memory engine
+#   PGOUTBOX_CENTRIFUGO_INSTANCE_ID  a stable Kafka consumer-group instance id (static membership):
+#                               a node restarted with the same id takes its partitions back at once
+#                               instead of after the group's 45 s session timeout; unset: dynamic
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
+LIB_NAME=centrifugo.sh
+# shellcheck source=deploy/local/lib.sh
+source "$HERE/lib.sh"
 VERSION=v6.9.1
 STATE="${PGOUTBOX_STATE_DIR:-$HOME/.cache/pgoutbox}"
 PORT="${PGOUTBOX_CENTRIFUGO_PORT:-58000}"
-KAFKA="127.0.0.1:${PGOUTBOX_KAFKA_PORT:-59092}"
+KAFKA="${PGOUTBOX_CENTRIFUGO_KAFKA:-127.0.0.1:${PGOUTBOX_KAFKA_PORT:-59092}}"
 TOPIC="${PGOUTBOX_CENTRIFUGO_TOPIC:-outbox,demo_outbox}"
-CDIR="$STATE/centrifugo"
-BINDIR="$CDIR/$VERSION"
+REDIS="${PGOUTBOX_CENTRIFUGO_REDIS:-}"
+# The binary is one per version for every node; pid file and log are the node's.
+BINDIR="$STATE/centrifugo/$VERSION"
 BIN="$BINDIR/centrifugo"
+CDIR="${PGOUTBOX_CENTRIFUGO_HOME:-$STATE/centrifugo}"
 CONFIG_SRC="$ROOT/deploy/centrifugo/config.yaml"
 PIDFILE="$CDIR/centrifugo.pid"
 LOG="$CDIR/centrifugo.log"
 READY_TIMEOUT=30
-
-log() { echo "centrifugo.sh: $*" >&2; }
 
 install() {
   [[ -x "$BIN" ]] && return 0
@@ -48,9 +59,7 @@ install() {
   [[ -x "$BIN" ]] || { log "go install finished but $BIN is missing"; exit 1; }
 }
 
-running() {
-  [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
+running() { pidfile_alive "$PIDFILE"; }
 
 healthy() {
   curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null
@@ -64,45 +73,29 @@ start() {
     return 0
   fi
   # The config file as is; Centrifugo's environment variables (they win over the file) set the
-  # local port, Kafka and topics (a list variable is space-separated). setsid: the server must not die with the shell that started it.
-  CENTRIFUGO_HTTP_SERVER_PORT="$PORT" \
-    CENTRIFUGO_CONSUMERS_PGOUTBOX_KAFKA_BROKERS="$KAFKA" \
+  # local port, Kafka, topics and engine (a list variable is space-separated). With Redis the
+  # engine keeps history and presence there, and a node's broker publishes through it to every
+  # node. setsid: the server must not die with the shell that started it.
+  local engine=()
+  if [[ -n "$REDIS" ]]; then
+    engine=(CENTRIFUGO_ENGINE_TYPE=redis CENTRIFUGO_ENGINE_REDIS_ADDRESS="$REDIS")
+  fi
+  if [[ -n "${PGOUTBOX_CENTRIFUGO_INSTANCE_ID:-}" ]]; then
+    engine+=(CENTRIFUGO_CONSUMERS_PGOUTBOX_KAFKA_INSTANCE_ID="$PGOUTBOX_CENTRIFUGO_INSTANCE_ID")
+  fi
+  env "${engine[@]}" \
+    CENTRIFUGO_HTTP_SERVER_PORT="$PORT" \
+    CENTRIFUGO_CONSUMERS_PGOUTBOX_KAFKA_BROKERS="${KAFKA//,/ }" \
     CENTRIFUGO_CONSUMERS_PGOUTBOX_KAFKA_TOPICS="${TOPIC//,/ }" \
     setsid "$BIN" --config "$CONFIG_SRC" >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
-  local deadline=$((SECONDS + READY_TIMEOUT))
-  until healthy; do
-    if ! running; then
-      log "Centrifugo exited at start-up; the end of $LOG:"
-      tail -n 20 "$LOG" >&2
-      rm -f "$PIDFILE"
-      exit 1
-    fi
-    if ((SECONDS > deadline)); then
-      log "Centrifugo did not answer /health on 127.0.0.1:$PORT within ${READY_TIMEOUT}s; see $LOG"
-      exit 1
-    fi
-    sleep 0.2
-  done
-  log "Centrifugo $VERSION on http://127.0.0.1:$PORT (consuming $TOPIC from $KAFKA), log $LOG"
+  wait_http "http://127.0.0.1:$PORT/health" "$READY_TIMEOUT" "$PIDFILE" "$LOG" || exit 1
+  log "Centrifugo $VERSION on http://127.0.0.1:$PORT (consuming $TOPIC from $KAFKA${REDIS:+, Redis engine at $REDIS}), log $LOG"
 }
 
-stop() {
-  if ! running; then
-    rm -f "$PIDFILE"
-    return 0
-  fi
-  local pid
-  pid="$(cat "$PIDFILE")"
-  kill "$pid"
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; return 0; }
-    sleep 0.1
-  done
-  log "Centrifugo (pid $pid) did not stop within 10 s; killing it"
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$PIDFILE"
-}
+# stop: SIGTERM (Centrifugo leaves its consumer group, so the other nodes take its partitions
+# at once), SIGKILL after 10 s.
+stop() { stop_pidfile 10 "$PIDFILE"; }
 
 status() {
   if running && healthy; then
@@ -119,7 +112,8 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   url) echo "http://127.0.0.1:$PORT" ;;
+  pid) running && cat "$PIDFILE" ;;
   bin) install >&2; echo "$BIN" ;;
   apikey) sed -n 's/^  key: \(.*\)$/\1/p' "$CONFIG_SRC" | head -n 1 ;;
-  *) echo "usage: $0 install|start|stop|status|url|bin|apikey" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status|url|pid|bin|apikey" >&2; exit 2 ;;
 esac

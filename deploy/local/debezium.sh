@@ -34,99 +34,38 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LIB_NAME=debezium.sh
+# shellcheck source=deploy/local/lib.sh
+source "$HERE/lib.sh"
 POM="$HERE/debezium/pom.xml"
 STATE="${PGOUTBOX_STATE_DIR:-$HOME/.cache/pgoutbox}"
 DDIR="$STATE/debezium"
 LOG4J="$DDIR/log4j2.xml"
 
-log() { echo "debezium.sh: $*" >&2; }
-
-# The versions are read from the pom, never repeated here, so a bump is one edit.
-pom_property() { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$POM" | head -n 1; }
-CONNECT_VERSION="$(pom_property connect.version)"
-DEBEZIUM_VERSION="$(pom_property debezium.version)"
+CONNECT_VERSION="$(pom_property "$POM" connect.version)"
+DEBEZIUM_VERSION="$(pom_property "$POM" debezium.version)"
 [[ -n "$CONNECT_VERSION" && -n "$DEBEZIUM_VERSION" ]] ||
   { log "no <connect.version> or <debezium.version> property in $POM"; exit 1; }
 LIB="$DDIR/connect-${CONNECT_VERSION}_debezium-${DEBEZIUM_VERSION}/lib"
-MARKER="$LIB/.resolved"
-
-java_bin() {
-  if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
-    echo "$JAVA_HOME/bin/java"
-  else
-    command -v java
-  fi
-}
-
-APT_UPDATED=""
-apt_install() {
-  local sudo=""
-  [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  if [[ -z "$APT_UPDATED" ]]; then
-    $sudo apt-get update -qq
-    APT_UPDATED=1
-  fi
-  $sudo apt-get install -y -qq "$@" >/dev/null
-}
-
-# Connect 4 and Debezium 3 are compiled for Java 17 (class file 61).
-check_java() {
-  local java major
-  java="$(java_bin)"
-  major="$("$java" -XshowSettings:properties -version 2>&1 |
-    sed -n 's/^ *java\.specification\.version = \([0-9.]*\).*/\1/p' | head -n 1)"
-  major="${major#1.}"
-  major="${major%%.*}"
-  if [[ -z "$major" || "$major" -lt 17 ]]; then
-    log "Kafka Connect $CONNECT_VERSION and Debezium $DEBEZIUM_VERSION need Java 17 or newer; $java is ${major:-unknown}. Set JAVA_HOME to a newer JDK."
-    exit 1
-  fi
-}
 
 install() {
-  if ! java_bin >/dev/null; then
-    log "installing Debian's default-jre-headless (java not found)"
-    apt_install default-jre-headless
-  fi
-  check_java
-  if ! command -v mvn >/dev/null; then
-    log "installing Debian's maven (mvn not found)"
-    apt_install maven
-  fi
-  # The marker holds the pom's checksum: editing the pom resolves again.
-  local sum
-  sum="$(sha256sum "$POM" | cut -d ' ' -f 1)"
-  if [[ -f "$MARKER" && "$(cat "$MARKER")" == "$sum" ]]; then
-    return 0
-  fi
-  log "resolving Kafka Connect $CONNECT_VERSION and Debezium $DEBEZIUM_VERSION jars with Maven into $LIB (about a minute the first time)"
-  local tmp="$LIB.tmp.$$"
-  rm -rf "$tmp"
-  mkdir -p "$(dirname "$LIB")"
-  local out
-  if ! out="$(mvn -B -q -f "$POM" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1)"; then
-    echo "$out" >&2
-    rm -rf "$tmp"
-    log "maven could not resolve the Kafka Connect / Debezium jars (see above); check that Maven reaches its repository (~/.m2/settings.xml), then run $0 install again"
-    exit 1
-  fi
-  # The two classes the benchmark configures must be there, or the pom is wrong.
+  # Connect 4 and Debezium 3 are compiled for Java 17.
+  need_java17 "Kafka Connect $CONNECT_VERSION and Debezium $DEBEZIUM_VERSION"
+  mvn_resolve "$POM" "$LIB" "Kafka Connect $CONNECT_VERSION and Debezium $DEBEZIUM_VERSION" check_classes
+}
+
+# check_classes fails when the jars in dir lack a class the benchmark configures: the pom is wrong.
+check_classes() {
   local cls missing=""
   for cls in io/debezium/connector/postgresql/PostgresConnector.class \
     io/debezium/transforms/outbox/EventRouter.class \
     org/apache/kafka/connect/cli/ConnectStandalone.class; do
-    if ! has_class "$tmp" "$cls"; then missing="$missing $cls"; fi
+    if ! has_class "$1" "$cls"; then missing="$missing $cls"; fi
   done
   if [[ -n "$missing" ]]; then
-    rm -rf "$tmp"
     log "the resolved jars lack$missing: fix $POM"
-    exit 1
+    return 1
   fi
-  echo "$sum" >"$tmp/.resolved"
-  rm -rf "$LIB"
-  mv "$tmp" "$LIB"
 }
 
 # has_class succeeds when one of the jars in dir holds the class file (a jar is a zip: its central
@@ -166,9 +105,7 @@ run() {
   fi
   # Resolved already (the pom's checksum matches): skip install's Java check, which starts a JVM
   # of its own, so that a timed run starts Connect at once.
-  if [[ ! -f "$MARKER" || "$(cat "$MARKER")" != "$(sha256sum "$POM" | cut -d ' ' -f 1)" ]]; then
-    install
-  fi
+  pom_resolved "$POM" "$LIB" || install
   write_log4j
   # shellcheck disable=SC2086 # the heap options are several words
   exec "$(java_bin)" ${PGOUTBOX_DEBEZIUM_HEAP_OPTS:--Xms256M -Xmx2G} \

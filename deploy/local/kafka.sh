@@ -28,6 +28,16 @@
 #   PGOUTBOX_KAFKA_EXTRA_PROPERTIES a file appended to server.properties at every start, e.g. TLS
 #                                   and SASL listeners for the tests of secure connections (a key
 #                                   given again, like listeners=, replaces the one above it)
+#   PGOUTBOX_KAFKA_HOME             the broker's directory (default $STATE/kafka); one per broker
+#                                   of a cluster (deploy/local/cluster.sh)
+#   PGOUTBOX_KAFKA_NODE_ID          node.id (default 1)
+#   PGOUTBOX_KAFKA_VOTERS           a static KRaft quorum, node.id@host:controller-port,... (a
+#                                   cluster of several nodes); unset: one node, formatted
+#                                   --standalone
+#   PGOUTBOX_KAFKA_CLUSTER_ID       the cluster id to format with (every node of a cluster needs
+#                                   the same one; default: made once, kept in the broker's directory)
+#   PGOUTBOX_KAFKA_REPLICATION      replication factor of new and internal topics (default 1)
+#   PGOUTBOX_KAFKA_MIN_ISR          min.insync.replicas (default 1)
 #   PGOUTBOX_KAFKA_SCRAM            SCRAM users to create when the storage is formatted (the first
 #                                   start, or after a wipe), one per line, in StorageTool's syntax:
 #                                   SCRAM-SHA-256=[name=alice,password=alice-secret]
@@ -35,11 +45,18 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LIB_NAME=kafka.sh
+# shellcheck source=deploy/local/lib.sh
+source "$HERE/lib.sh"
 POM="$HERE/kafka/pom.xml"
 STATE="${PGOUTBOX_STATE_DIR:-$HOME/.cache/pgoutbox}"
 PORT="${PGOUTBOX_KAFKA_PORT:-59092}"
 CPORT="${PGOUTBOX_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
-KDIR="$STATE/kafka"
+KDIR="${PGOUTBOX_KAFKA_HOME:-$STATE/kafka}"
+NODE_ID="${PGOUTBOX_KAFKA_NODE_ID:-1}"
+VOTERS="${PGOUTBOX_KAFKA_VOTERS:-}"
+REPLICATION="${PGOUTBOX_KAFKA_REPLICATION:-1}"
+MIN_ISR="${PGOUTBOX_KAFKA_MIN_ISR:-1}"
 DATA="$KDIR/data"
 PIDFILE="$KDIR/kafka.pid"
 LOG="$KDIR/server.log"
@@ -52,88 +69,16 @@ BOOTSTRAP="127.0.0.1:$PORT"
 READY_TIMEOUT="${PGOUTBOX_KAFKA_READY_TIMEOUT:-90}"
 STOP_TIMEOUT=30
 
-log() { echo "kafka.sh: $*" >&2; }
-
-# The version is read from the pom, never repeated here, so a bump is one edit.
-VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n 1)"
+VERSION="$(pom_property "$POM" kafka.version)"
 [[ -n "$VERSION" ]] || { log "no <kafka.version> property in $POM"; exit 1; }
 # Jars are kept per version: a bump resolves a new set and never mixes jars of two versions.
 # PGOUTBOX_KAFKA_LIB_DIR lets a second broker (a test's private one) share the resolved jars.
-LIB="${PGOUTBOX_KAFKA_LIB_DIR:-$KDIR/$VERSION/lib}"
-MARKER="$LIB/.resolved"
-
-java_bin() {
-  if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
-    echo "$JAVA_HOME/bin/java"
-  else
-    command -v java
-  fi
-}
-
-APT_UPDATED=""
-apt_install() {
-  local sudo=""
-  [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  # A fresh machine has no package lists at all, so update once before the first install.
-  if [[ -z "$APT_UPDATED" ]]; then
-    $sudo apt-get update -qq
-    APT_UPDATED=1
-  fi
-  $sudo apt-get install -y -qq "$@" >/dev/null
-}
-
-# The broker jars are compiled for Java 17 (class file 61); an older java fails with an
-# UnsupportedClassVersionError deep in the log, so say it plainly up front.
-check_java() {
-  local java major
-  java="$(java_bin)"
-  major="$("$java" -XshowSettings:properties -version 2>&1 |
-    sed -n 's/^ *java\.specification\.version = \([0-9.]*\).*/\1/p' | head -n 1)"
-  major="${major#1.}"
-  major="${major%%.*}"
-  if [[ -z "$major" || "$major" -lt 17 ]]; then
-    log "Kafka $VERSION needs Java 17 or newer; $java is ${major:-unknown}. Set JAVA_HOME to a newer JDK."
-    exit 1
-  fi
-}
+# The default is under $STATE/kafka even for a cluster's brokers, so every broker shares one set.
+LIB="${PGOUTBOX_KAFKA_LIB_DIR:-$STATE/kafka/$VERSION/lib}"
 
 install() {
-  if ! java_bin >/dev/null; then
-    log "installing Debian's default-jre-headless (java not found)"
-    apt_install default-jre-headless
-  fi
-  check_java
-  if ! command -v mvn >/dev/null; then
-    log "installing Debian's maven (mvn not found)"
-    apt_install maven
-  fi
-  # The marker holds the pom's checksum: editing the pom (a new dependency, a log4j bump)
-  # resolves again even when the Kafka version stays the same.
-  local sum
-  sum="$(sha256sum "$POM" | cut -d ' ' -f 1)"
-  if [[ -f "$MARKER" && "$(cat "$MARKER")" == "$sum" ]]; then
-    return 0
-  fi
-  log "resolving Apache Kafka $VERSION jars with Maven into $LIB"
-  # Copy into a scratch directory and rename it at the end: an interrupted resolution never
-  # leaves a half-filled lib directory that looks complete.
-  local tmp="$LIB.tmp.$$"
-  rm -rf "$tmp"
-  mkdir -p "$(dirname "$LIB")"
-  # Output is kept for failures only: even with -B -q, Debian's Maven 3.8 prints stray colour
-  # resets on success.
-  local out
-  if ! out="$(mvn -B -q -f "$POM" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1)"; then
-    echo "$out" >&2
-    rm -rf "$tmp"
-    log "maven could not resolve the Kafka jars (see above)"
-    exit 1
-  fi
-  echo "$sum" >"$tmp/.resolved"
-  rm -rf "$LIB"
-  mv "$tmp" "$LIB"
+  need_java17 "Kafka $VERSION"
+  mvn_resolve "$POM" "$LIB" "Apache Kafka $VERSION"
 }
 
 # pid_alive succeeds when the recorded pid is a live broker started from THIS state directory;
@@ -145,10 +90,6 @@ pid_alive() {
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-Dpgoutbox.kafka.home=$KDIR "
-}
-
-port_open() {
-  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
 }
 
 # tool runs a Kafka command-line class from the resolved jars. A small client JVM tuned to start
@@ -165,29 +106,34 @@ tool() {
 write_config() {
   mkdir -p "$KDIR"
   # Rewritten on every start so a changed port or setting takes effect without a wipe.
+  local quorum="controller.quorum.bootstrap.servers=127.0.0.1:$CPORT"
+  if [[ -n "$VOTERS" ]]; then quorum="controller.quorum.voters=$VOTERS"; fi
+  local txn_isr=$((MIN_ISR < REPLICATION ? MIN_ISR : REPLICATION))
   cat >"$PROPS" <<EOF
 # Written by deploy/local/kafka.sh on every start; edits here are lost.
-# One node that is both broker and KRaft controller: there is no ZooKeeper in Kafka 4.
+# Each node is both broker and KRaft controller: there is no ZooKeeper in Kafka 4.
 process.roles=broker,controller
-node.id=1
+node.id=$NODE_ID
 listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-# A dynamic quorum (KIP-853), formatted with --standalone: the way Kafka 4 sets up a new cluster.
-controller.quorum.bootstrap.servers=127.0.0.1:$CPORT
+# One node: a dynamic quorum (KIP-853), formatted with --standalone, the way Kafka 4 sets up a
+# new cluster. Several nodes (PGOUTBOX_KAFKA_VOTERS): a static quorum of all of them.
+$quorum
 log.dirs=$DATA
 
-# One node, so every internal topic has exactly one replica; the defaults (3) would leave
-# consumer groups and transactions unable to start.
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+# Replication of new and internal topics (PGOUTBOX_KAFKA_REPLICATION, PGOUTBOX_KAFKA_MIN_ISR).
+# One node has exactly one replica of everything; the defaults (3) would leave consumer groups
+# and transactions unable to start.
+default.replication.factor=$REPLICATION
+min.insync.replicas=$MIN_ISR
+offsets.topic.replication.factor=$REPLICATION
+transaction.state.log.replication.factor=$REPLICATION
+transaction.state.log.min.isr=$txn_isr
+share.coordinator.state.topic.replication.factor=$REPLICATION
+share.coordinator.state.topic.min.isr=$txn_isr
 # Few internal partitions: creating the default 50 slows the first consumer group of a test run.
 offsets.topic.num.partitions=1
 transaction.state.log.num.partitions=1
@@ -249,7 +195,9 @@ format_storage() {
   if [[ -f "$DATA/meta.properties" ]]; then
     return 0
   fi
-  if [[ ! -s "$CLUSTER_ID_FILE" ]]; then
+  if [[ -n "${PGOUTBOX_KAFKA_CLUSTER_ID:-}" ]]; then
+    echo "$PGOUTBOX_KAFKA_CLUSTER_ID" >"$CLUSTER_ID_FILE"
+  elif [[ ! -s "$CLUSTER_ID_FILE" ]]; then
     tool kafka.tools.StorageTool random-uuid >"$CLUSTER_ID_FILE.tmp"
     mv "$CLUSTER_ID_FILE.tmp" "$CLUSTER_ID_FILE"
   fi
@@ -258,7 +206,9 @@ format_storage() {
   while IFS= read -r line; do
     if [[ -n "$line" ]]; then scram+=(--add-scram "$line"); fi
   done <<<"${PGOUTBOX_KAFKA_SCRAM:-}"
-  if ! out="$(tool kafka.tools.StorageTool format --standalone \
+  local mode=(--standalone)
+  if [[ -n "$VOTERS" ]]; then mode=(); fi
+  if ! out="$(tool kafka.tools.StorageTool format "${mode[@]}" \
     -t "$(cat "$CLUSTER_ID_FILE")" -c "$PROPS" "${scram[@]}" 2>&1)"; then
     echo "$out" >&2
     log "formatting $DATA failed"
@@ -320,22 +270,16 @@ wait_ready() {
   exit 1
 }
 
-start() {
+# launch_once launches the broker unless it runs (or is starting) already; it does not wait.
+launch_once() {
   install
   mkdir -p "$KDIR"
   # Two starts at once (parallel test packages) must not launch two brokers on one directory.
   exec 9>"$KDIR/.lock"
   flock 9
-  if pid_alive; then
-    if port_open "$PORT"; then
-      log "already running: $BOOTSTRAP"
-      return 0
-    fi
-    # Still starting (another start launched it): wait for it rather than launching another.
-    wait_ready
-    log "ready: $BOOTSTRAP"
-    return 0
-  fi
+  # Running, or still starting (another start launched it): the caller waits for it rather
+  # than launching another.
+  pid_alive && return 0
   rm -f "$PIDFILE"
   if [[ -n "$(leftovers)" ]]; then
     # A broker of this directory whose pid file was lost: restart it rather than calling the
@@ -352,6 +296,20 @@ start() {
   # Keep the previous run's log for a post-mortem; the new run starts a fresh file.
   [[ -f "$LOG" ]] && mv -f "$LOG" "$LOG.prev"
   launch
+}
+
+start() {
+  if pid_alive && port_open "$PORT"; then
+    log "already running: $BOOTSTRAP"
+    return 0
+  fi
+  launch_once
+  wait_ready
+  log "ready: $BOOTSTRAP"
+}
+
+wait_started() {
+  pid_alive || { log "not running (start it with \`$0 start\` or \`$0 launch\`)"; exit 1; }
   wait_ready
   log "ready: $BOOTSTRAP"
 }
@@ -367,7 +325,7 @@ leftovers() {
 }
 
 stop() {
-  local pids p i
+  local pids
   pids="$(leftovers)"
   if pid_alive; then
     pids="$(cat "$PIDFILE") $pids"
@@ -379,19 +337,8 @@ stop() {
     return 0
   fi
   # SIGTERM lets Kafka shut down cleanly (no log recovery on the next start, which is slow).
-  kill -TERM $pids 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 4; i++)); do
-    local alive=""
-    for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [[ -z "$alive" ]] && break
-    sleep 0.25
-  done
-  for p in $pids; do
-    if kill -0 "$p" 2>/dev/null; then
-      log "pid $p ignored SIGTERM for ${STOP_TIMEOUT}s; killing it"
-      kill -KILL "$p" 2>/dev/null || true
-    fi
-  done
+  # shellcheck disable=SC2086 # a list of pids
+  stop_pids "$STOP_TIMEOUT" $pids
   rm -f "$PIDFILE"
   log "stopped"
 }
@@ -408,11 +355,13 @@ status() {
 case "${1:-}" in
   install) install ;;
   start) start ;;
+  launch) launch_once ;;
+  wait) wait_started ;;
   stop) stop ;;
   status) status ;;
   wipe) stop; rm -rf "$DATA"; log "removed $DATA" ;;
   bootstrap) echo "$BOOTSTRAP" ;;
   libdir) install; echo "$LIB" ;;
   tool) shift; install; mkdir -p "$KDIR"; [[ -f "$TOOLS_LOG4J" ]] || write_config; tool "$@" ;;
-  *) echo "usage: $0 install|start|stop|status|wipe|bootstrap|libdir|tool CLASS [ARGS...]" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|launch|wait|stop|status|wipe|bootstrap|libdir|tool CLASS [ARGS...]" >&2; exit 2 ;;
 esac

