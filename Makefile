@@ -11,22 +11,28 @@ GO ?= go
 GOLANGCI_LINT_VERSION := v2.15.0
 BIN := bin/pgoutbox
 
-.PHONY: help up down build test unit lint demo bench clean
+.PHONY: help up down env build test test-cluster unit lint demo bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-up: ## install what is missing, start PostgreSQL, Kafka and Centrifugo, print the connection strings
+up: ## install what is missing, start PostgreSQL, Kafka and Centrifugo, print the addresses as KEY=value (PGOUTBOX_TOPOLOGY=cluster: 3 brokers, Redis, 2 Centrifugo nodes, haproxy)
 	@deploy/local/services.sh up
 
-down: ## stop PostgreSQL, Kafka and Centrifugo, leaving no process behind
+down: ## stop PostgreSQL, Kafka and Centrifugo, leaving no process behind (PGOUTBOX_TOPOLOGY=cluster: the cluster's nodes)
 	@deploy/local/services.sh down
+
+env: ## print the addresses of the services as KEY=value lines, starting nothing
+	@deploy/local/services.sh env
 
 build: ## build bin/pgoutbox
 	$(GO) build -o $(BIN) ./cmd/pgoutbox
 
 test: lint ## make lint, then unit + integration tests with -race (starts the services it needs, stops what it started)
 	@deploy/local/services.sh test
+
+test-cluster: ## fault tests on the cluster topology: broker and Centrifugo node kills, Redis restart, relay kills (starts the cluster if needed)
+	@deploy/local/services.sh test-cluster
 
 unit: ## unit tests only, no services
 	$(GO) test -race -count=1 ./...

@@ -10,7 +10,9 @@
 #
 # Environment: PGOUTBOX_DEMO_PORT (default 8080) the page's port on 127.0.0.1;
 # PGOUTBOX_DEMO_WATCH=1 also prints the records arriving from Kafka (`demo watch`, the terminal
-# view); the PGOUTBOX_* variables of pgoutbox.
+# view); PGOUTBOX_TOPOLOGY=cluster runs it on the cluster topology (deploy/local/cluster.sh: the
+# page connects through haproxy to either of two Centrifugo nodes); the PGOUTBOX_* variables of
+# pgoutbox.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -18,6 +20,17 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
 
 export PGOUTBOX_STATE_DIR="${PGOUTBOX_STATE_DIR:-$HOME/.cache/pgoutbox}"
+started=()
+if [[ "${PGOUTBOX_TOPOLOGY:-single}" == cluster ]]; then
+  if ! "$HERE/cluster.sh" status >/dev/null 2>&1; then started+=("$HERE/cluster.sh"); fi
+  "$HERE/cluster.sh" up >/dev/null
+  # The cluster's addresses (KEY=value lines), unless set already.
+  while IFS='=' read -r key value; do
+    if [[ -z "${!key:-}" ]]; then export "$key=$value"; fi
+  done < <("$HERE/cluster.sh" env)
+  export PGOUTBOX_DEMO_CENTRIFUGO_URL="${PGOUTBOX_DEMO_CENTRIFUGO_URL:-${PGOUTBOX_CENTRIFUGO_WS_URL%/connection/websocket}}"
+  PGOUTBOX_DEMO_CENTRIFUGO_URL="${PGOUTBOX_DEMO_CENTRIFUGO_URL/ws:/http:}"
+fi
 export PGOUTBOX_DATABASE_URL="${PGOUTBOX_DATABASE_URL:-$("$HERE/postgres.sh" url)}"
 export PGOUTBOX_KAFKA_BROKERS="${PGOUTBOX_KAFKA_BROKERS:-127.0.0.1:${PGOUTBOX_KAFKA_PORT:-59092}}"
 export PGOUTBOX_TOPIC="${PGOUTBOX_TOPIC:-demo_outbox}"
@@ -34,7 +47,6 @@ export PGOUTBOX_DEMO_ADDR="127.0.0.1:$PORT"
 export PGOUTBOX_DEMO_CENTRIFUGO_URL="${PGOUTBOX_DEMO_CENTRIFUGO_URL:-$("$HERE/centrifugo.sh" url)}"
 export PGOUTBOX_DEMO_CENTRIFUGO_CONFIG="${PGOUTBOX_DEMO_CENTRIFUGO_CONFIG:-$ROOT/deploy/centrifugo/config.yaml}"
 
-started=()
 relay_pid=""
 app_pid=""
 stop_pid() {
@@ -52,22 +64,26 @@ cleanup() {
   psql "$PGOUTBOX_DATABASE_URL" -q -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
     WHERE slot_name = '$PGOUTBOX_SLOT' AND NOT active" >/dev/null 2>&1 || true
   local s
-  for s in "${started[@]}"; do "$s" stop || true; done
+  for s in "${started[@]}"; do
+    if [[ "$s" == */cluster.sh ]]; then "$s" down || true; else "$s" stop || true; fi
+  done
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-if ! "$HERE/postgres.sh" status >/dev/null 2>&1; then "$HERE/postgres.sh" start; started+=("$HERE/postgres.sh"); fi
-if ! "$HERE/kafka.sh" status >/dev/null 2>&1; then "$HERE/kafka.sh" start; started+=("$HERE/kafka.sh"); fi
-# Centrifugo fans the demo's topic out to the pages (docs/fan-out.md).
-if ! "$HERE/centrifugo.sh" status >/dev/null 2>&1; then "$HERE/centrifugo.sh" start; started+=("$HERE/centrifugo.sh"); fi
+if [[ "${PGOUTBOX_TOPOLOGY:-single}" != cluster ]]; then
+  if ! "$HERE/postgres.sh" status >/dev/null 2>&1; then "$HERE/postgres.sh" start; started+=("$HERE/postgres.sh"); fi
+  if ! "$HERE/kafka.sh" status >/dev/null 2>&1; then "$HERE/kafka.sh" start; started+=("$HERE/kafka.sh"); fi
+  # Centrifugo fans the demo's topic out to the pages (docs/fan-out.md).
+  if ! "$HERE/centrifugo.sh" status >/dev/null 2>&1; then "$HERE/centrifugo.sh" start; started+=("$HERE/centrifugo.sh"); fi
+fi
 
 # The page's Centrifugo client, pinned in deploy/demo/package-lock.json, embedded by the build.
 "$ROOT/deploy/demo/npm.sh"
 go build -o bin/pgoutbox ./cmd/pgoutbox
 go build -o bin/demo ./cmd/demo
 
-bin/pgoutbox setup --partitions 3
+bin/pgoutbox setup --partitions 3 # PGOUTBOX_REPLICATION_FACTOR: 3 on the cluster
 bin/demo init # the board's tables, and the outbox's mutation_id and rejected columns
 bin/pgoutbox run --http-addr "${PGOUTBOX_HTTP_ADDR:-127.0.0.1:9187}" 2> >(trap '' INT TERM; exec sed -u 's/^/[relay] /' >&2) &
 relay_pid=$!

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Brings the local PostgreSQL, Apache Kafka and Centrifugo up and down, and runs the test suite against them.
 #
-#   deploy/local/services.sh up|down|test
+#   deploy/local/services.sh up|down|env|test|test-cluster
+#
+# PGOUTBOX_TOPOLOGY=cluster switches up, down and env to the cluster topology (3 Kafka brokers,
+# Redis, 2 Centrifugo nodes behind haproxy: deploy/local/cluster.sh); the default is one of each.
+# `up` prints, last, the addresses as KEY=value lines; `env` prints them without starting anything.
+# `test-cluster` brings the cluster up (stopping at the end what it started) and runs the fault
+# tests against it (integration/cluster).
 #
 # `test` starts only the services that are not already running and stops exactly those at the
 # end (tests must not leave servers behind), then checks that no test left a replication slot:
@@ -12,6 +18,11 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
+LIB_NAME=services.sh
+# shellcheck source=deploy/local/lib.sh
+source "$HERE/lib.sh"
+CLUSTER="$HERE/cluster.sh"
+TOPOLOGY="${PGOUTBOX_TOPOLOGY:-single}"
 PG="$HERE/postgres.sh"
 KAFKA="$HERE/kafka.sh"
 CENTRIFUGO="$HERE/centrifugo.sh"
@@ -21,23 +32,38 @@ PG_URL="$("$PG" url)"
 KAFKA_BROKERS="127.0.0.1:${PGOUTBOX_KAFKA_PORT:-59092}"
 
 up() {
+  if [[ "$TOPOLOGY" == cluster ]]; then "$CLUSTER" up; return; fi
   "$PG" start
   "$KAFKA" start
   "$CENTRIFUGO" start
-  cat <<EOM
-
-  PostgreSQL  $PG_URL
-  Kafka       $KAFKA_BROKERS
-  Centrifugo  $("$CENTRIFUGO" url)
-  state       $PGOUTBOX_STATE_DIR
-
-EOM
+  print_env
 }
 
 down() {
+  if [[ "$TOPOLOGY" == cluster ]]; then "$CLUSTER" down; return; fi
   "$CENTRIFUGO" stop
   "$KAFKA" stop
   "$PG" stop
+}
+
+print_env() {
+  if [[ "$TOPOLOGY" == cluster ]]; then "$CLUSTER" env; return; fi
+  local url
+  url="$("$CENTRIFUGO" url)"
+  echo "PGOUTBOX_TOPOLOGY=single"
+  echo "PGOUTBOX_DATABASE_URL=$PG_URL"
+  echo "PGOUTBOX_KAFKA_BROKERS=$KAFKA_BROKERS"
+  echo "PGOUTBOX_REPLICATION_FACTOR=1"
+  echo "PGOUTBOX_CENTRIFUGO_WS_URL=${url/http:/ws:}/connection/websocket"
+  echo "PGOUTBOX_CENTRIFUGO_1_API_URL=$url/api"
+  echo "PGOUTBOX_CENTRIFUGO_API_KEY=$("$CENTRIFUGO" apikey)"
+}
+
+check_topology() {
+  case "$TOPOLOGY" in
+    single | cluster) ;;
+    *) log "PGOUTBOX_TOPOLOGY=$TOPOLOGY: want single (the default) or cluster"; exit 2 ;;
+  esac
 }
 
 # Slots created by tests are named it_*; any left after a run is a bug in a test.
@@ -48,13 +74,9 @@ leftover_slots() {
 # Test tools from Debian's packages: promtool checks the alert rules.
 install_test_tools() {
   command -v promtool >/dev/null && return 0
-  local sudo=""
-  [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
-  echo "services.sh: installing Debian's prometheus package (for promtool)" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -qq prometheus >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo apt-get install -y -qq prometheus >/dev/null; }
+  need_command promtool prometheus
   # The package may start a Prometheus server; the tests only need the tool.
-  $sudo service prometheus stop >/dev/null 2>&1 || true
+  sudo_cmd service prometheus stop >/dev/null 2>&1 || true
 }
 
 # The client SDK (client/models, npm package @pgoutbox/models): `npm ci` of its pinned packages,
@@ -130,9 +152,35 @@ run_tests() {
   return "$rc"
 }
 
+# run_cluster_tests runs the fault tests of integration/cluster against the cluster topology,
+# started here if it is not running (and then stopped at the end). The tests kill, stop and
+# restart the cluster's nodes through cluster.sh.
+CLUSTER_STARTED=""
+stop_cluster_started() {
+  if [[ -n "$CLUSTER_STARTED" ]]; then "$CLUSTER" down || true; fi
+}
+run_cluster_tests() {
+  trap stop_cluster_started EXIT
+  if ! "$CLUSTER" status >/dev/null 2>&1; then CLUSTER_STARTED=1; fi
+  "$CLUSTER" up >/dev/null
+  cd "$ROOT"
+  local rc=0
+  go test -race -count=1 -tags cluster -timeout 15m ./integration/cluster/ || rc=$?
+  local slots
+  slots="$(psql "$PG_URL" -Atq -c "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'cl\_%'" 2>/dev/null || true)"
+  if [[ -n "$slots" ]]; then
+    echo "FAIL: cluster tests left replication slots behind (they pin WAL): $slots" >&2
+    rc=1
+  fi
+  return "$rc"
+}
+
+check_topology
 case "${1:-}" in
   up) up ;;
   down) down ;;
+  env) print_env ;;
   test) run_tests ;;
-  *) echo "usage: $0 up|down|test" >&2; exit 2 ;;
+  test-cluster) run_cluster_tests ;;
+  *) echo "usage: $0 up|down|env|test|test-cluster" >&2; exit 2 ;;
 esac
