@@ -11,7 +11,7 @@ GO ?= go
 GOLANGCI_LINT_VERSION := v2.15.0
 BIN := bin/pgoutbox
 
-.PHONY: help up down env build test test-cluster unit lint demo bench clean
+.PHONY: help up down env build test test-cluster unit lint demo bench bench-fanout clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -43,6 +43,7 @@ lint: ## gofmt, go vet and a pinned golangci-lint (depguard keeps each driver in
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
+	$(GO) vet -tags cluster ./integration/cluster/
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run --allow-serial-runners ./...
 
 clean: ## remove build output (not the services' state)
@@ -55,3 +56,9 @@ bench: ## throughput, latency and memory of the relay next to pg_recvlogical, a 
 	@deploy/local/services.sh up >/dev/null
 	$(GO) run ./cmd/pgoutbox-bench $(if $(QUICK),--quick) $(BENCH_FLAGS)
 	@deploy/local/models-bench.sh $(if $(QUICK),5,$(or $(MODELS_SEEDS),100))
+	@$(MAKE) --no-print-directory bench-fanout
+
+bench-fanout: ## the fan-out load: 10,000 WebSocket subscribers at 10,000 deliveries/s for 5 minutes, single-node and cluster, and a Centrifugo node SIGKILLed mid-run (QUICK=1: 1,000 for 40 s)
+	@deploy/local/services.sh up >/dev/null
+	@PGOUTBOX_TOPOLOGY=cluster deploy/local/services.sh up >/dev/null
+	$(GO) run ./cmd/pgoutbox-bench-fanout $(if $(QUICK),--quick) $(FANOUT_FLAGS)

@@ -13,14 +13,16 @@
 #                      static members (instance ids centrifugo-1, centrifugo-2): a node restarted
 #                      after a crash takes its partitions back at once
 #   haproxy            Debian's haproxy, the WebSocket clients' single address in front of both
-#                      nodes (health-checked, least connections)
+#                      nodes (health-checked, least connections): two processes on one port
+#                      (SO_REUSEPORT), since a process may hold at most its open-files limit
+#                      (20,000 here) and every proxied WebSocket takes two
 #
 # PostgreSQL is the single-node topology's server (deploy/local/postgres.sh): `up` starts it if
 # needed; `down` leaves it running (the default topology's `make down` stops it). Every port and
 # state directory differs from the single-node services', so both topologies run side by side.
 # `up` prints, last, the addresses as KEY=value lines; `env` prints them without starting anything.
 #
-# NODE is one of: kafka-1 kafka-2 kafka-3 redis centrifugo-1 centrifugo-2 haproxy. `start NODE`
+# NODE is one of: kafka-1 kafka-2 kafka-3 redis centrifugo-1 centrifugo-2 haproxy haproxy-2. `start NODE`
 # starts one node again (e.g. after a fault test killed it); `pid NODE` prints its process id.
 #
 # Environment:
@@ -207,36 +209,40 @@ EOF
   } >"$HAPROXY_DIR/haproxy.cfg"
 }
 
+# haproxy_start NAME starts one haproxy process (haproxy or haproxy-2); both bind the same port,
+# and the kernel spreads new connections between them (SO_REUSEPORT, haproxy's default).
 haproxy_start() {
+  local name="$1" pidfile
+  pidfile="$(pidfile_of "$name")"
   need_command haproxy haproxy
   write_haproxy_config
-  if pidfile_alive "$HAPROXY_DIR/haproxy.pid"; then return 0; fi
+  if pidfile_alive "$pidfile"; then return 0; fi
   haproxy -c -q -f "$HAPROXY_DIR/haproxy.cfg" || { log "haproxy rejects $HAPROXY_DIR/haproxy.cfg"; exit 1; }
   # -db: in the foreground of its own session, so the pid file names the process we stop.
-  setsid haproxy -db -f "$HAPROXY_DIR/haproxy.cfg" </dev/null >>"$HAPROXY_DIR/haproxy.log" 2>&1 &
-  echo $! >"$HAPROXY_DIR/haproxy.pid"
+  setsid haproxy -db -f "$HAPROXY_DIR/haproxy.cfg" </dev/null >>"$HAPROXY_DIR/$name.log" 2>&1 &
+  echo $! >"$pidfile"
   local i
   for ((i = 0; i < 50; i++)); do
     if port_open "$HAPROXY_PORT"; then
-      log "haproxy on 127.0.0.1:$HAPROXY_PORT"
+      log "$name on 127.0.0.1:$HAPROXY_PORT"
       return 0
     fi
     sleep 0.1
   done
-  log "haproxy does not listen on 127.0.0.1:$HAPROXY_PORT; see $HAPROXY_DIR/haproxy.log"
+  log "$name does not listen on 127.0.0.1:$HAPROXY_PORT; see $HAPROXY_DIR/$name.log"
   exit 1
 }
 
 # --- nodes -------------------------------------------------------------------------------------
 
-NODES=(kafka-1 kafka-2 kafka-3 redis centrifugo-1 centrifugo-2 haproxy)
+NODES=(kafka-1 kafka-2 kafka-3 redis centrifugo-1 centrifugo-2 haproxy haproxy-2)
 
 pidfile_of() {
   case "$1" in
     kafka-[123]) echo "$CL/$1/kafka.pid" ;;
     redis) echo "$REDIS_DIR/redis.pid" ;;
     centrifugo-[12]) echo "$CL/$1/centrifugo.pid" ;;
-    haproxy) echo "$HAPROXY_DIR/haproxy.pid" ;;
+    haproxy | haproxy-2) echo "$HAPROXY_DIR/$1.pid" ;;
     *) log "no node $1; the nodes are: ${NODES[*]}"; exit 2 ;;
   esac
 }
@@ -246,7 +252,7 @@ start_node() {
     kafka-[123]) write_kafka_extra; kafka "${1#kafka-}" start ;;
     redis) redis_start ;;
     centrifugo-[12]) centrifugo "${1#centrifugo-}" start ;;
-    haproxy) haproxy_start ;;
+    haproxy | haproxy-2) haproxy_start "$1" ;;
     *) pidfile_of "$1" ;;
   esac
 }
@@ -273,7 +279,8 @@ up() {
   for n in "${KAFKA_NODES[@]}"; do kafka "$n" wait; done
   redis_start
   for n in "${CENTRIFUGO_NODES[@]}"; do centrifugo "$n" start; done
-  haproxy_start
+  haproxy_start haproxy
+  haproxy_start haproxy-2
   print_env
 }
 
