@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgoutbox/pgoutbox/checkpoint"
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // writers commit on every channel: one goroutine per channel, each transaction adds 1 to the
@@ -210,7 +211,7 @@ func (c *subscriber) onPublication(channel string) func(centrifuge.PublicationEv
 			c.anomalies = append(c.anomalies, fmt.Sprintf("%s: tag xid %q: %v", channel, ev.Tags["xid"], err))
 			return
 		}
-		pos, err := checkpoint.ParsePosition(ev.Tags["position"])
+		pos, err := record.ParsePosition(ev.Tags["position"])
 		if err != nil {
 			c.anomalies = append(c.anomalies, fmt.Sprintf("%s: %v", channel, err))
 			return
