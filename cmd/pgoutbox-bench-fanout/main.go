@@ -19,7 +19,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -59,7 +61,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "want --channels ≥ 1, --subscribers ≥ --channels, --commit-rate ≥ 1")
 		os.Exit(2)
 	}
-	ctx := context.Background()
+	// Ctrl-C or SIGTERM ends the scenario early; its relay, slot and table are still removed.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var rows []result
 	for _, top := range o.topologies {
 		runs := []bool{false}
@@ -70,7 +74,9 @@ func main() {
 			r, err := runScenario(ctx, o, top, kill)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "fan-out %s: %v\n", top, err)
+				stop()
 				os.Exit(1)
+
 			}
 			rows = append(rows, r)
 			fmt.Fprintln(os.Stderr, r.String())

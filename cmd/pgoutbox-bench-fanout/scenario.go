@@ -166,8 +166,11 @@ func (s *scenario) connect(ctx context.Context) error {
 	url := s.env["PGOUTBOX_CENTRIFUGO_WS_URL"]
 	for i := range s.o.subscribers {
 		cl := &client{channel: i % s.o.channels}
-		cl.c = centrifuge.NewJsonClient(url, centrifuge.Config{Token: s.token(fmt.Sprintf("bench-%d", i)), HandshakeTimeout: 30 * time.Second})
-		sub, err := cl.c.NewSubscription(s.channelName(cl.channel), centrifuge.SubscriptionConfig{Positioned: true, Recoverable: true})
+		user := fmt.Sprintf("bench-%d", i)
+		cl.c = centrifuge.NewJsonClient(url, centrifuge.Config{Token: s.token(user, ""), HandshakeTimeout: 30 * time.Second})
+		// Outbox channels are private in the shipped configuration: a subscription token each.
+		sub, err := cl.c.NewSubscription(s.channelName(cl.channel), centrifuge.SubscriptionConfig{
+			Token: s.token(user, s.channelName(cl.channel)), Positioned: true, Recoverable: true})
 		if err != nil {
 			return err
 		}
@@ -267,7 +270,7 @@ func (s *scenario) run(ctx context.Context, kill bool) (result, error) {
 			defer wg.Done()
 			tick := time.NewTicker(interval)
 			defer tick.Stop()
-			for i := 0; time.Since(start) < s.o.duration; i++ {
+			for i := 0; time.Since(start) < s.o.duration && ctx.Err() == nil; i++ {
 				<-tick.C
 				ch := w + (i%((s.o.channels-w+writers-1)/writers))*writers
 				v := atomic.AddInt64(&counters[ch], 1)
@@ -282,7 +285,7 @@ func (s *scenario) run(ctx context.Context, kill bool) (result, error) {
 		}()
 	}
 	var killedAt time.Time
-	for time.Since(start) < s.o.duration {
+	for time.Since(start) < s.o.duration && ctx.Err() == nil {
 		time.Sleep(200 * time.Millisecond)
 		meter.peak()
 		if kill && killedAt.IsZero() && time.Since(start) > s.o.duration/2 {
@@ -293,6 +296,9 @@ func (s *scenario) run(ctx context.Context, kill bool) (result, error) {
 		}
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		return r, context.Cause(ctx)
+	}
 	select {
 	case err := <-errs:
 		return r, err
@@ -368,10 +374,15 @@ func killNode() error {
 	return nil
 }
 
-func (s *scenario) token(user string) string {
+// token is a connection token for user, or with a channel a subscription token for it.
+func (s *scenario) token(user, channel string) string {
 	enc := base64.RawURLEncoding
 	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	claims, _ := json.Marshal(map[string]any{"sub": user, "exp": time.Now().Add(2 * time.Hour).Unix()})
+	c := map[string]any{"sub": user, "exp": time.Now().Add(2 * time.Hour).Unix()}
+	if channel != "" {
+		c["channel"] = channel
+	}
+	claims, _ := json.Marshal(c)
 	signing := header + "." + enc.EncodeToString(claims)
 	mac := hmac.New(sha256.New, []byte(s.secret))
 	mac.Write([]byte(signing))

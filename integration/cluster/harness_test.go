@@ -547,10 +547,20 @@ func (s *stack) streamTop(ctx context.Context, channel string) (offset uint64, e
 }
 
 // token is a connection token for user, as an app's backend would sign it.
-func (s *stack) token(user string) string {
+func (s *stack) token(user string) string { return s.sign(user, "") }
+
+// subToken is a subscription token for user on channel: the shipped configuration makes outbox
+// channels private.
+func (s *stack) subToken(user, channel string) string { return s.sign(user, channel) }
+
+func (s *stack) sign(user, channel string) string {
 	enc := base64.RawURLEncoding
 	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	claims, _ := json.Marshal(map[string]any{"sub": user, "exp": time.Now().Add(time.Hour).Unix()})
+	c := map[string]any{"sub": user, "exp": time.Now().Add(time.Hour).Unix()}
+	if channel != "" {
+		c["channel"] = channel
+	}
+	claims, _ := json.Marshal(c)
 	signing := header + "." + enc.EncodeToString(claims)
 	mac := hmac.New(sha256.New, []byte(s.top.HMACSecret))
 	mac.Write([]byte(signing))

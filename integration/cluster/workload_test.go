@@ -246,7 +246,7 @@ func (c *subscriber) start(t *testing.T) {
 	c.client = client
 	t.Cleanup(client.Close)
 	for ch := range c.state {
-		sub, err := client.NewSubscription(ch, centrifuge.SubscriptionConfig{Positioned: true, Recoverable: true, GetState: c.getState(ch)})
+		sub, err := client.NewSubscription(ch, centrifuge.SubscriptionConfig{Token: c.s.subToken(c.name, ch), Positioned: true, Recoverable: true, GetState: c.getState(ch)})
 		if err != nil {
 			t.Fatal(err)
 		}
