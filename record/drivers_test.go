@@ -19,7 +19,7 @@ var driverHomes = []struct {
 }{
 	{"github.com/jackc/pglogrepl", []string{"capture", "integration", "cmd/pgoutbox-bench"}},
 	{"github.com/jackc/pgx/v5/pgconn", []string{"capture", "integration", "cmd/pgoutbox-bench"}},
-	{"github.com/jackc/pgx/v5", []string{"capture", "integration", "cmd/pgoutbox-bench", "cmd/demo", "client/modelserver", "client/examples"}},
+	{"github.com/jackc/pgx/v5", []string{"capture", "integration", "cmd/pgoutbox-bench", "cmd/pgoutbox-bench-fanout", "cmd/demo", "client/modelserver", "client/examples"}},
 	{"github.com/segmentio/kafka-go", []string{"sink", "integration", "cmd/pgoutbox-bench", "cmd/demo"}},
 }
 
