@@ -197,7 +197,7 @@ func (c *Config) settings() []setting {
 		{"lag-critical-age", "age of the oldest commit not yet acknowledged by Kafka that is critical; 0 = off", (*durationValue)(&c.LagCriticalAge), scopeRun},
 		{"json", "print JSON instead of a table", (*boolValue)(&c.JSON), scopeStatus},
 		{"yes", "drop-slot: really drop the slot (without it, drop-slot only says what would be lost)", (*boolValue)(&c.Yes), scopeDrop},
-		{"apply", "recover: act (without it, recover only says what it would do)", (*boolValue)(&c.Apply), scopeRecover},
+		{"apply", "recover, dlq redrive: act (without it, they only say what they would do)", (*boolValue)(&c.Apply), scopeRecover},
 		{"accept-loss", "recover: give up the events of the open publication stretches instead of publishing them (logged with the positions; needs --apply)", (*boolValue)(&c.AcceptLoss), scopeRecover},
 		{"partitions", "create the topic with this many partitions (0: leave Kafka alone)", (*intValue)(&c.Partitions), scopeSetup},
 		{"replication-factor", "replication factor of a topic created by setup", (*intValue)(&c.ReplicationFactor), scopeSetup},

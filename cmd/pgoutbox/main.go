@@ -31,6 +31,8 @@ Usage:
   pgoutbox run [flags]     stream outbox inserts to Kafka; confirm the slot only after Kafka acks
   pgoutbox status [flags]  the slot's lag and alarm level; exit 0 ok, 1 warn, 2 critical, 3 lost/missing/unknown
   pgoutbox drop-slot --yes drop the replication slot (refuses while a relay streams from it)
+  pgoutbox dlq list        what the dead-letter topic holds: original topic, position, error
+  pgoutbox dlq redrive [--apply] re-publish dead-letter records to their original topics, in position order (dry run without --apply)
   pgoutbox recover [--apply] publish the events of a publication stretch the relay stopped at (dry run without --apply)
   pgoutbox help [command]  show a command's flags (every flag also reads a PGOUTBOX_* variable)
 
@@ -54,8 +56,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if command == "help" {
 		command, rest = args[1], []string{"--help"}
 	}
+	if command == "dlq" {
+		if len(rest) == 0 || rest[0] != "list" && rest[0] != "redrive" {
+			_, _ = fmt.Fprintf(stderr, "pgoutbox dlq: want `pgoutbox dlq list` or `pgoutbox dlq redrive [--apply]`\n")
+			return 2
+		}
+		command, rest = "dlq "+rest[0], rest[1:]
+	}
 	var sc scope
 	switch command {
+	case "dlq list", "dlq redrive":
+		sc = scopeRun | scopeRecover
 	case "run":
 		sc = scopeRun
 	case "setup":
@@ -110,6 +121,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runDropSlot(ctx, &cfg, log, stdout)
 	case "recover":
 		err = runRecover(ctx, &cfg, log, stdout)
+	case "dlq list":
+		err = runDLQList(ctx, &cfg, log, stdout)
+	case "dlq redrive":
+		err = runDLQRedrive(ctx, &cfg, log, stdout)
 	case "status":
 		code, err := runStatus(ctx, &cfg, stdout)
 		if err != nil {
