@@ -41,6 +41,9 @@ type recoverCase struct {
 var recoverCases = []recoverCase{
 	{"drop table for 3s", `ALTER PUBLICATION %[1]s DROP TABLE %[2]s`, `ALTER PUBLICATION %[1]s ADD TABLE %[2]s`, 3 * time.Second},
 	{"publish update and delete for 2s", `ALTER PUBLICATION %[1]s SET (publish = 'update, delete')`, `ALTER PUBLICATION %[1]s SET (publish = 'insert')`, 2 * time.Second},
+	// The relay's slot cannot decode past the drop through its publication; the recovery
+	// publication covers the stretch, and the slot is moved past the re-creation.
+	{"drop publication for 2s", `DROP PUBLICATION %[1]s`, `CREATE PUBLICATION %[1]s FOR TABLE %[2]s WITH (publish = 'insert')`, 2 * time.Second},
 }
 
 // runExit runs one pgoutbox command and returns its exit status and output.
