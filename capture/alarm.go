@@ -88,6 +88,40 @@ func (th Thresholds) Evaluate(s Slot, oldestUnacked time.Duration) (Level, []str
 	return level, reasons
 }
 
+// Alarm is the whole alarm decision about one slot: its level, the reasons (most severe first)
+// and what an operator should do.
+type Alarm struct {
+	Level   Level
+	Reasons []string
+	Action  string
+}
+
+// Assess is the one place that decides a slot's alarm (the relay's monitor and `pgoutbox
+// status` both ask it): the slot's figures against th ([Thresholds.Evaluate]); a publication
+// that no longer covers the outbox inserts (publicationProblem, nil when fine or not checked)
+// is lost, as surely as a lost slot: PostgreSQL does not send those inserts; a publication
+// stretch that was recorded and not recovered (open gaps) is at least critical.
+func (th Thresholds) Assess(s Slot, oldestUnacked time.Duration, publicationProblem error, gaps []Gap) Alarm {
+	level, reasons := th.Evaluate(s, oldestUnacked)
+	a := Alarm{Level: level, Reasons: reasons, Action: Advice(level, s)}
+	if publicationProblem != nil {
+		a.Level = LevelLost
+		a.Reasons = append([]string{publicationProblem.Error() + " (inserts committed meanwhile are not sent to Kafka)"}, a.Reasons...)
+		a.Action = "run `pgoutbox setup` (it covers the outbox inserts again), then `pgoutbox recover` to see what it will publish, " +
+			"then `pgoutbox recover --apply`, then start the relay"
+	}
+	if len(gaps) > 0 {
+		a.Level = max(a.Level, LevelCritical)
+		for _, g := range gaps {
+			a.Reasons = append(a.Reasons, "publication stretch not recovered: "+g.String()+" (its events are not in Kafka; the relay refuses to start)")
+		}
+		if a.Level < LevelLost {
+			a.Action = "run `pgoutbox recover` to see what it will publish, then `pgoutbox recover --apply`"
+		}
+	}
+	return a
+}
+
 // Advice tells an operator what to do at a level, for slot s. Dropping the slot appears only
 // where it is the way out: an invalidated slot can never stream again, and at the critical
 // level, as the last resort against a full disk, with what it costs.

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,44 @@ func TestAdvice(t *testing.T) {
 		got := Advice(tt.level, tt.slot)
 		if strings.Contains(got, "pg_drop_replication_slot") != tt.drop || !strings.Contains(got, tt.contains) {
 			t.Errorf("Advice(%v, exists=%v) = %q; want drop advice %v and %q", tt.level, tt.slot.Exists, got, tt.drop, tt.contains)
+		}
+	}
+}
+
+// Assess is the whole decision: the slot's figures, then a publication that stopped covering the
+// outbox (lost), then recorded stretches nobody recovered (at least critical).
+func TestThresholds_Assess(t *testing.T) {
+	t.Parallel()
+	th := Thresholds{LagWarnBytes: 100, LagCriticalBytes: 1000}
+	ok := Slot{Name: "s", Exists: true, WALStatus: "reserved", Active: true, MaxSlotWALKeepSize: -1}
+	lagging := ok
+	lagging.UnconfirmedBytes = 200
+	gap := Gap{Slot: "s", From: 0x100, To: 0x200, Reason: "publication dropped"}
+	pubGone := errors.New(`publication "p" does not exist`)
+	for _, tc := range []struct {
+		name    string
+		slot    Slot
+		pub     error
+		gaps    []Gap
+		level   Level
+		reasons []string // each reason, in order, contains this
+		action  string
+	}{
+		{"ok", ok, nil, nil, LevelOK, nil, ""},
+		{"the slot's figures only", lagging, nil, nil, LevelWarn, []string{"unconfirmed WAL"}, "check that Kafka"},
+		{"publication gone", lagging, pubGone, nil, LevelLost, []string{`publication "p" does not exist (inserts committed meanwhile`, "unconfirmed WAL"}, "run `pgoutbox setup`"},
+		{"open stretch", lagging, nil, []Gap{gap}, LevelCritical, []string{"unconfirmed WAL", "publication stretch not recovered: WAL after 0/100"}, "run `pgoutbox recover`"},
+		{"both", ok, pubGone, []Gap{gap}, LevelLost, []string{"publication", "publication stretch not recovered"}, "run `pgoutbox setup`"},
+	} {
+		a := th.Assess(tc.slot, 0, tc.pub, tc.gaps)
+		if a.Level != tc.level || len(a.Reasons) != len(tc.reasons) || !strings.HasPrefix(a.Action, tc.action) {
+			t.Errorf("%s: Assess = %+v; want level %s, %d reasons, action starting %q", tc.name, a, tc.level, len(tc.reasons), tc.action)
+			continue
+		}
+		for i, r := range tc.reasons {
+			if !strings.Contains(a.Reasons[i], r) {
+				t.Errorf("%s: reason %d = %q, want it to contain %q", tc.name, i, a.Reasons[i], r)
+			}
 		}
 	}
 }

@@ -42,11 +42,12 @@ func (r *Pipeline) checkSlot(ctx context.Context, m *slotWatch) error {
 		return nil
 	}
 	oldest := r.Progress().OldestUnacked
-	level, reasons := m.th.Evaluate(st, oldest)
-	r.obs.SlotChecked(st, level, reasons)
-	m.transition(st, oldest, level, reasons)
-	if level == capture.LevelLost {
-		return fmt.Errorf("%w (%s)", capture.SlotLostError(st, r.Progress().Confirmed), capture.FormatReasons(reasons))
+	// The publication is the guard's (pubguard.go): here only the slot's figures.
+	alarm := m.th.Assess(st, oldest, nil, nil)
+	r.obs.SlotChecked(st, alarm.Level, alarm.Reasons)
+	m.transition(st, oldest, alarm)
+	if alarm.Level == capture.LevelLost {
+		return fmt.Errorf("%w (%s)", capture.SlotLostError(st, r.Progress().Confirmed), capture.FormatReasons(alarm.Reasons))
 	}
 	return nil
 }
@@ -60,7 +61,8 @@ type slotWatch struct {
 }
 
 // transition logs a change of alarm level once.
-func (m *slotWatch) transition(st capture.Slot, oldestUnacked time.Duration, level capture.Level, reasons []string) {
+func (m *slotWatch) transition(st capture.Slot, oldestUnacked time.Duration, alarm capture.Alarm) {
+	level := alarm.Level
 	if level == m.level {
 		return
 	}
@@ -81,5 +83,5 @@ func (m *slotWatch) transition(st capture.Slot, oldestUnacked time.Duration, lev
 		ev.Msg("slot alarm cleared")
 		return
 	}
-	ev.Str("reason", capture.FormatReasons(reasons)).Str("action", capture.Advice(level, st)).Msg("slot alarm " + level.String())
+	ev.Str("reason", capture.FormatReasons(alarm.Reasons)).Str("action", alarm.Action).Msg("slot alarm " + level.String())
 }

@@ -52,37 +52,21 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 	if err != nil {
 		return statusExitUnknown, err
 	}
-	level, reasons := cfg.thresholds().Evaluate(st, 0)
-	action := capture.Advice(level, st)
-	// A publication that no longer covers the outbox inserts loses events as surely as a lost
-	// slot: PostgreSQL does not send them.
+	// The publication and the recorded stretches count too (capture.Thresholds.Assess).
+	var pubProblem error
+	var gaps []capture.Gap
 	if table, err := cfg.Table(); err == nil {
 		pst, err := capture.ReadPublicationState(cctx, conn, cfg.Publication, table)
 		if err != nil {
 			return statusExitUnknown, err
 		}
-		if problem := pst.Problem(cfg.Publication, table); problem != nil {
-			level = capture.LevelLost
-			reasons = append([]string{problem.Error() + " (inserts committed meanwhile are not sent to Kafka)"}, reasons...)
-			action = "run `pgoutbox setup` (it covers the outbox inserts again), then `pgoutbox recover` to see what it will publish, " +
-				"then `pgoutbox recover --apply`, then start the relay"
-		}
-	}
-	if table, err := cfg.Table(); err == nil {
-		gaps, err := capture.OpenGaps(cctx, conn, table, cfg.Slot)
-		if err != nil {
+		pubProblem = pst.Problem(cfg.Publication, table)
+		if gaps, err = capture.OpenGaps(cctx, conn, table, cfg.Slot); err != nil {
 			return statusExitUnknown, err
 		}
-		if len(gaps) > 0 {
-			level = max(level, capture.LevelCritical)
-			for _, g := range gaps {
-				reasons = append(reasons, "publication stretch not recovered: "+g.String()+" (its events are not in Kafka; the relay refuses to start)")
-			}
-			if level < capture.LevelLost {
-				action = "run `pgoutbox recover` to see what it will publish, then `pgoutbox recover --apply`"
-			}
-		}
 	}
+	alarm := cfg.thresholds().Assess(st, 0, pubProblem, gaps)
+	level, reasons, action := alarm.Level, alarm.Reasons, alarm.Action
 	rep := slotReport{
 		Slot: cfg.Slot, Level: level.String(), Reasons: reasons, Action: action,
 		Exists: st.Exists, WALStatus: st.WALStatus, Active: st.Active, ActivePID: st.ActivePID,
