@@ -13,6 +13,18 @@
 // the transaction's outbox rows and messages, in WAL order. That position, not the outbox id, is the order in which
 // consumers must apply events (see [Event.Position] and [record.HeaderPosition]).
 //
+// The records it produces follow the contract of package record (headers, position, source);
+// capture knows no Kafka topic: a bad row is an [Event] with DeadLetter set, which the sink
+// turns into a dead-letter record.
+//
+// Besides the stream, capture is pgoutbox's only PostgreSQL client (STYLE.md rule 1), so it
+// also holds the administrative SQL that runs on a normal connection ([Connect]): setup DDL
+// (table, publication, slot, the pgoutbox_send functions), the start-up catalog and privilege
+// checks, the publication state the guard reads, the recorded publication stretches, the
+// retention DELETE, the slot's figures ([ReadSlot]) and the alarm decided from them
+// ([Thresholds.Assess]), connection error classification and URL redaction. Splitting that
+// half into a package of its own is the next step (issue 21 §2).
+//
 // Errors are documented in errors.go: [ErrProtocol] and [ErrUnknownRelation] mean the stream is
 // out of sync, [ErrSchema] that the outbox table does not match the configured [Table], and
 // [ErrBadRow] that one row cannot be published while the stream itself is fine.

@@ -11,8 +11,8 @@ import (
 
 // driverHomes says, for each driver, which packages of the module may import it (STYLE.md
 // rule 1; .golangci.yml's depguard rules say the same for each file). The demo, the model
-// server and its examples, the benchmark and the integration tests are applications of their own that read
-// PostgreSQL or Kafka directly on purpose.
+// server and its examples, the benchmarks and the integration tests are applications of their
+// own that read PostgreSQL or Kafka directly on purpose.
 var driverHomes = []struct {
 	driver string   // import path prefix
 	homes  []string // package path prefixes, relative to the module
@@ -70,6 +70,9 @@ func TestDriversStayHome(t *testing.T) {
 				}
 			}
 		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read go list's output: %v", err)
 	}
 	if checked < 10 {
 		t.Fatalf("go list gave %d of the module's packages; want them all", checked)
