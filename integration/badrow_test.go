@@ -4,19 +4,19 @@ package integration
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // insertReturningID inserts one outbox row and returns its id.
-func insertReturningID(t *testing.T, e outboxEnv, channel, data, headers string) string {
+func insertReturningID(t *testing.T, e harness.Outbox, channel, data, headers string) string {
 	t.Helper()
 	var id int64
-	conn := connect(t, e.DatabaseURL)
+	conn := harness.Connect(t, e.DatabaseURL)
 	err := conn.QueryRow(context.Background(), fmt.Sprintf(`INSERT INTO %s (channel, name, data, headers)
 		VALUES ($1, 'bad.row.test', $2::jsonb, $3::jsonb) RETURNING sequence_id`, e.Name), channel, data, nullable(headers)).Scan(&id)
 	if err != nil {
@@ -32,26 +32,8 @@ func nullable(s string) any {
 	return s
 }
 
-// waitExit waits for the relay to exit and returns its exit status.
-func (p *relayProc) waitExit(timeout time.Duration) int {
-	p.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.t.Fatalf("relay still running after %s", timeout)
-	}
-	var exit *exec.ExitError
-	if errors.As(p.err, &exit) {
-		return exit.ExitCode()
-	}
-	if p.err != nil {
-		p.t.Fatalf("relay: %v", p.err)
-	}
-	return 0
-}
-
 // recordIDs lists the pgoutbox-id headers of records.
-func recordIDs(recs []record) []string {
+func recordIDs(recs []harness.Record) []string {
 	var ids []string
 	for _, r := range recs {
 		ids = append(ids, r.Headers["pgoutbox-id"])
@@ -69,36 +51,36 @@ func recordIDs(recs []record) []string {
 //   - stop again: a too-large row halts the relay with Kafka's refusal and the row's id.
 func TestBadRow_StopThenDeadLetter(t *testing.T) {
 	t.Parallel()
-	e, dlq := newOutboxWithDeadLetter(t)
+	e, dlq := harness.NewOutboxWithDeadLetter(t)
 
 	// Phase 1: stop.
-	relay := e.startRelay(t)
-	relay.waitLog("streaming started", 30*time.Second)
+	relay := e.StartRelay(t)
+	relay.WaitLog("streaming started", 30*time.Second)
 	good1 := insertReturningID(t, e, "ch-a", `{"n": 1}`, "")
 	bad := insertReturningID(t, e, "", `{"n": 2}`, "")
 	good2 := insertReturningID(t, e, "ch-a", `{"n": 3}`, "")
-	if code := relay.waitExit(time.Minute); code == 0 {
+	if code := relay.WaitExit(time.Minute); code == 0 {
 		t.Fatalf("relay exited 0 on a bad row under --on-bad-row=stop")
 	}
-	if log := relay.log.String(); !strings.Contains(log, "cannot publish outbox row id="+bad+" at commit") || !strings.Contains(log, "channel") {
-		t.Errorf("the stop error does not name row %s, its position and the reason:\n%s", bad, relay.log.tail(5))
+	if log := relay.Log.String(); !strings.Contains(log, "cannot publish outbox row id="+bad+" at commit") || !strings.Contains(log, "channel") {
+		t.Errorf("the stop error does not name row %s, its position and the reason:\n%s", bad, relay.Log.Tail(5))
 	}
-	if ids := recordIDs(waitRecords(t, e.Brokers, e.Name, 1, 30*time.Second)); strings.Join(ids, ",") != good1 {
+	if ids := recordIDs(harness.WaitRecords(t, e.Brokers, e.Name, 1, 30*time.Second)); strings.Join(ids, ",") != good1 {
 		t.Errorf("topic holds %v after the stop, want only the row before the bad one (%s)", ids, good1)
 	}
 
 	// Phase 2: dead-letter. The bad row must come back from the slot.
-	relay = e.startRelay(t, "PGOUTBOX_ON_BAD_ROW=dead-letter")
-	relay.waitLog("streaming started", 30*time.Second)
+	relay = e.StartRelay(t, "PGOUTBOX_ON_BAD_ROW=dead-letter")
+	relay.WaitLog("streaming started", 30*time.Second)
 	badHeaders := insertReturningID(t, e, "ch-a", `{"n": 4}`, `[1, 2]`)
 	tooLarge := insertReturningID(t, e, "ch-a", fmt.Sprintf(`{"pad": "%s"}`, strings.Repeat("x", 1_500_000)), "")
 	good3 := insertReturningID(t, e, "ch-a", `{"n": 6}`, "")
 
-	main := waitRecords(t, e.Brokers, e.Name, 3, time.Minute)
+	main := harness.WaitRecords(t, e.Brokers, e.Name, 3, time.Minute)
 	if got, want := strings.Join(recordIDs(main), ","), strings.Join([]string{good1, good2, good3}, ","); got != want {
 		t.Errorf("topic holds %s, want the good rows in order %s", got, want)
 	}
-	dead := waitRecords(t, e.Brokers, dlq, 3, time.Minute)
+	dead := harness.WaitRecords(t, e.Brokers, dlq, 3, time.Minute)
 	wantReason := map[string]string{bad: "channel", badHeaders: "headers", tooLarge: "too large"}
 	for _, r := range dead {
 		id := r.Headers["pgoutbox-id"]
@@ -118,20 +100,20 @@ func TestBadRow_StopThenDeadLetter(t *testing.T) {
 	if len(wantReason) > 0 {
 		t.Errorf("rows missing from the dead-letter topic: %v", wantReason)
 	}
-	if m := strings.Count(relay.log.String(), "dead-letter topic"); m < 3 {
+	if m := strings.Count(relay.Log.String(), "dead-letter topic"); m < 3 {
 		t.Errorf("%d log lines about the dead-letter topic, want one per bad row", m)
 	}
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 
 	// Phase 3: stop on a row Kafka refuses.
-	relay = e.startRelay(t)
-	relay.waitLog("streaming started", 30*time.Second)
+	relay = e.StartRelay(t)
+	relay.WaitLog("streaming started", 30*time.Second)
 	refused := insertReturningID(t, e, "ch-b", fmt.Sprintf(`{"pad": "%s"}`, strings.Repeat("y", 1_500_000)), "")
-	if code := relay.waitExit(time.Minute); code == 0 {
+	if code := relay.WaitExit(time.Minute); code == 0 {
 		t.Fatalf("relay exited 0 on a row Kafka refused under --on-bad-row=stop")
 	}
-	if log := relay.log.String(); !strings.Contains(log, refused) || !strings.Contains(strings.ToLower(log), "too large") {
-		t.Errorf("the stop error does not name row %s and Kafka's reason:\n%s", refused, relay.log.tail(5))
+	if log := relay.Log.String(); !strings.Contains(log, refused) || !strings.Contains(strings.ToLower(log), "too large") {
+		t.Errorf("the stop error does not name row %s and Kafka's reason:\n%s", refused, relay.Log.Tail(5))
 	}
 	t.Logf("stopped at row %s; dead-lettered %d rows (%s, %s, %s); stopped at refused row %s", bad, len(dead), bad, badHeaders, tooLarge, refused)
 }

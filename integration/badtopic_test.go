@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // TestBadRow_TopicColumn: a row whose --topic-column names an illegal topic, or one that does
@@ -18,16 +20,16 @@ import (
 // around them are published.
 func TestBadRow_TopicColumn(t *testing.T) {
 	t.Parallel()
-	e, dlq := newOutboxWithDeadLetter(t)
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN topic text`, e.Name))
+	e, dlq := harness.NewOutboxWithDeadLetter(t)
+	harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN topic text`, e.Name))
 
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	relay := e.startRelay(t, "PGOUTBOX_TOPIC_COLUMN=topic", "PGOUTBOX_ON_BAD_ROW=dead-letter",
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	relay := e.StartRelay(t, "PGOUTBOX_TOPIC_COLUMN=topic", "PGOUTBOX_ON_BAD_ROW=dead-letter",
 		"PGOUTBOX_MISSING_TOPIC_TIMEOUT=5s", "PGOUTBOX_HTTP_ADDR="+addr, "PGOUTBOX_LOG_LEVEL=info")
-	relay.waitLog("streaming started", time.Minute)
+	relay.WaitLog("streaming started", time.Minute)
 	insert := func(channel, topic string) string {
 		var id int64
-		err := connect(t, e.DatabaseURL).QueryRow(context.Background(), fmt.Sprintf(
+		err := harness.Connect(t, e.DatabaseURL).QueryRow(context.Background(), fmt.Sprintf(
 			`INSERT INTO %s (channel, name, data, topic) VALUES ($1, 'routed', '{}', $2) RETURNING sequence_id`, e.Name),
 			channel, nullable(topic)).Scan(&id)
 		if err != nil {
@@ -43,7 +45,7 @@ func TestBadRow_TopicColumn(t *testing.T) {
 	// While the missing topic is waited for, /readyz says so.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code, body := readyz(t, addr)
+		code, body := harness.Readyz(t, addr)
 		if code == 503 && strings.Contains(body, "no_such_topic") {
 			break
 		}
@@ -52,9 +54,9 @@ func TestBadRow_TopicColumn(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	dead := waitRecords(t, e.Brokers, dlq, 2, time.Minute)
-	recs := waitRecords(t, e.Brokers, e.Name, 2, time.Minute)
-	relay.stop(30 * time.Second)
+	dead := harness.WaitRecords(t, e.Brokers, dlq, 2, time.Minute)
+	recs := harness.WaitRecords(t, e.Brokers, e.Name, 2, time.Minute)
+	relay.Stop(30 * time.Second)
 
 	if got := recordIDs(recs); !slices.Equal(got, []string{before, after}) {
 		t.Errorf("topic holds %v, want %v: the rows around the bad ones", got, []string{before, after})

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/centrifugal/centrifuge-go"
 	"github.com/pgoutbox/pgoutbox/client/modelserver"
 )
@@ -72,19 +74,19 @@ func subscribeOutcome(t *testing.T, client *centrifuge.Client, channel string, c
 // app's handler refuses to sign a token for a channel its check denies.
 func TestChannelSecurity(t *testing.T) {
 	t.Parallel()
-	brokers := needKafka(t)
-	topic := uniqueName(t)
-	createTopic(t, brokers, topic, 1)
-	cf := startCentrifugo(t, brokers, topic)
+	brokers := harness.NeedKafka(t)
+	topic := harness.UniqueName(t)
+	harness.CreateTopic(t, brokers, topic, 1)
+	cf := harness.StartCentrifugo(t, brokers, topic)
 	ctx := context.Background()
 
 	const private = "outbox:user-alice"
 	for i := range 3 {
-		if _, err := cf.api().Publish(ctx, private, map[string]int{"secret": i}, nil); err != nil {
+		if _, err := cf.API().Publish(ctx, private, map[string]int{"secret": i}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	top, err := cf.streamTop(ctx, private)
+	top, err := cf.StreamTop(ctx, private)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,9 +103,9 @@ func TestChannelSecurity(t *testing.T) {
 	}{
 		{"no token", centrifuge.SubscriptionConfig{}},
 		{"no token, recovering from offset 0", centrifuge.SubscriptionConfig{Positioned: true, Recoverable: true, GetState: fromStart}},
-		{"alice's subscription token", centrifuge.SubscriptionConfig{Token: cf.subToken("alice", private)}},
-		{"alice's token, recovering from offset 0", centrifuge.SubscriptionConfig{Token: cf.subToken("alice", private), Positioned: true, Recoverable: true, GetState: fromStart}},
-		{"a token for another channel", centrifuge.SubscriptionConfig{Token: cf.subToken("mallory", "outbox:user-mallory")}},
+		{"alice's subscription token", centrifuge.SubscriptionConfig{Token: cf.SubToken("alice", private)}},
+		{"alice's token, recovering from offset 0", centrifuge.SubscriptionConfig{Token: cf.SubToken("alice", private), Positioned: true, Recoverable: true, GetState: fromStart}},
+		{"a token for another channel", centrifuge.SubscriptionConfig{Token: cf.SubToken("mallory", "outbox:user-mallory")}},
 	} {
 		mallory := connectClient(t, cf, "mallory") // one connection per attempt: some refusals close it
 		pubs, err := subscribeOutcome(t, mallory, private, tc.cfg, 1)
@@ -123,14 +125,14 @@ func TestChannelSecurity(t *testing.T) {
 	// are the channel's privacy, not a broken subscription.
 	alice := connectClient(t, cf, "alice")
 	pubs, err := subscribeOutcome(t, alice, private, centrifuge.SubscriptionConfig{
-		Token: cf.subToken("alice", private), Positioned: true, Recoverable: true, GetState: fromStart}, 3)
+		Token: cf.SubToken("alice", private), Positioned: true, Recoverable: true, GetState: fromStart}, 3)
 	if err != nil || len(pubs) != 3 {
 		t.Errorf("alice with her token: %d publications (%v), want 3", len(pubs), err)
 	}
 
 	// The app's endpoint signs only what its check allows.
 	h := &modelserver.Handlers{
-		Tokens: cf.tokens(),
+		Tokens: cf.Tokens(),
 		User:   func(r *http.Request) (string, error) { return r.Header.Get("X-Test-User"), nil },
 		Authorize: func(_ *http.Request, user, channel string) error {
 			if channel != "outbox:user-"+user {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // TestRun_BadConfiguration: each misconfiguration makes `pgoutbox run` exit non-zero at
@@ -15,7 +17,7 @@ import (
 // a silent start.
 func TestRun_BadConfiguration(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 1)
+	e := harness.NewOutbox(t, 1)
 	u, err := url.Parse(e.DatabaseURL)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +51,7 @@ func TestRun_BadConfiguration(t *testing.T) {
 			[]string{"slot", e.Name + "_missing", "does not exist", "pgoutbox setup"}},
 		{"non-replication role", []string{"PGOUTBOX_DATABASE_URL=" + withUser("pgoutbox_norepl", "pgoutbox_norepl")},
 			[]string{"pgoutbox_norepl", "REPLICATION"}},
-		{"unreachable kafka", []string{"PGOUTBOX_KAFKA_BROKERS=127.0.0.1:" + fmt.Sprint(freePort(t))},
+		{"unreachable kafka", []string{"PGOUTBOX_KAFKA_BROKERS=127.0.0.1:" + fmt.Sprint(harness.FreePort(t))},
 			[]string{"kafka", "127.0.0.1:"}},
 		{"invalid setting", []string{"PGOUTBOX_ON_BAD_ROW=ignore", "PGOUTBOX_LOG_FORMAT=xml"},
 			[]string{"--on-bad-row", "--log-format"}},
@@ -57,11 +59,11 @@ func TestRun_BadConfiguration(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p := e.startRelay(t, tt.env...)
-			if code := p.waitExit(time.Minute); code == 0 {
+			p := e.StartRelay(t, tt.env...)
+			if code := p.WaitExit(time.Minute); code == 0 {
 				t.Fatalf("exit 0, want non-zero")
 			}
-			log := p.log.String()
+			log := p.Log.String()
 			lines := strings.Split(strings.TrimSpace(log), "\n")
 			last := lines[len(lines)-1]
 			if tt.name == "invalid setting" {

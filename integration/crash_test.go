@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/jackc/pglogrepl"
 	"github.com/pgoutbox/pgoutbox/capture"
 )
@@ -32,31 +34,31 @@ func TestRelay_CrashMidStream(t *testing.T) {
 
 func testCrashMidStream(t *testing.T, pg pgTarget) {
 	const partitions = 3
-	e := newOutboxOn(t, pg.services(t), partitions)
-	w := workload{Writers: 4, Rows: 20_000, Channels: 50, MaxTxnRows: 10}
-	prepareWorkload(t, e, w.Channels)
+	e := harness.NewOutboxOn(t, pg.services(t), partitions)
+	w := harness.Workload{Writers: 4, Rows: 20_000, Channels: 50, MaxTxnRows: 10}
+	harness.PrepareWorkload(t, e, w.Channels)
 
-	done := make(chan *committedRows)
-	go func() { done <- runWorkload(t, e, w) }()
+	done := make(chan *harness.CommittedRows)
+	go func() { done <- harness.RunWorkload(t, e, w) }()
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	var kills []killPoint
-	relay := e.startRelay(t)
-	relays := []*relayProc{relay}
-	relay.waitLog("streaming started", 30*time.Second)
+	relay := e.StartRelay(t)
+	relays := []*harness.Relay{relay}
+	relay.WaitLog("streaming started", 30*time.Second)
 	for range 3 {
 		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
-		relay.kill()
-		waitSlotInactive(t, e.DatabaseURL, e.Name, 30*time.Second)
-		kills = append(kills, killPoint{confirmed: slotConfirmed(t, e.DatabaseURL, e.Name), ends: endOffsets(t, e, partitions)})
-		relay = e.startRelay(t)
+		relay.Kill()
+		harness.WaitSlotInactive(t, e.DatabaseURL, e.Name, 30*time.Second)
+		kills = append(kills, killPoint{confirmed: harness.SlotConfirmed(t, e.DatabaseURL, e.Name), ends: harness.EndOffsets(t, e, partitions)})
+		relay = e.StartRelay(t)
 		relays = append(relays, relay)
-		relay.waitLog("streaming started", 30*time.Second)
+		relay.WaitLog("streaming started", 30*time.Second)
 	}
 	committed := <-done
-	waitConfirmedPast(t, e, currentWAL(t, e.DatabaseURL), 2*time.Minute)
-	recs := waitRecords(t, e.Brokers, e.Name, committed.n, time.Minute)
-	relay.stop(30 * time.Second)
+	harness.WaitConfirmedPast(t, e, harness.CurrentWAL(t, e.DatabaseURL), 2*time.Minute)
+	recs := harness.WaitRecords(t, e.Brokers, e.Name, committed.N, time.Minute)
+	relay.Stop(30 * time.Second)
 
 	dups := checkDelivery(t, recs, committed, partitions)
 	checkDuplicatesUnconfirmed(t, recs, kills)
@@ -66,12 +68,12 @@ func testCrashMidStream(t *testing.T, pg pgTarget) {
 		t.Errorf("the relays did not trust their own partitions' tails: %v", d.distrusted)
 	}
 	t.Logf("rows committed %d, records in Kafka %d, duplicates %d, skipped as already in Kafka %d after %d kills (confirmed at kills: %v)",
-		committed.n, len(recs), dups, d.skipped, len(kills), confirmedList(kills))
+		committed.N, len(recs), dups, d.skipped, len(kills), confirmedList(kills))
 }
 
 // checkDuplicatesUnconfirmed verifies that each repeated record was sent again only because its
 // transaction was not confirmed when the relay that first sent it was killed.
-func checkDuplicatesUnconfirmed(t *testing.T, recs []record, kills []killPoint) {
+func checkDuplicatesUnconfirmed(t *testing.T, recs []harness.Record, kills []killPoint) {
 	t.Helper()
 	seen := map[string]bool{}
 	for _, r := range recs {
@@ -102,21 +104,6 @@ func checkDuplicatesUnconfirmed(t *testing.T, recs []record, kills []killPoint) 
 	}
 }
 
-func endOffsets(t *testing.T, e outboxEnv, partitions int) map[int]int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ends := map[int]int64{}
-	for p := range partitions {
-		end, err := lastOffset(ctx, e.Brokers, e.Name, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ends[p] = end
-	}
-	return ends
-}
-
 func confirmedList(kills []killPoint) string {
 	var s []string
 	for _, k := range kills {
@@ -133,24 +120,24 @@ func TestRelay_IdleProgress(t *testing.T) {
 }
 
 func testIdleProgress(t *testing.T, pg pgTarget) {
-	e := newOutboxOn(t, pg.services(t), 1)
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s_other (id bigserial PRIMARY KEY, v text)`, e.Name))
-	t.Cleanup(func() { exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s_other`, e.Name)) })
+	e := harness.NewOutboxOn(t, pg.services(t), 1)
+	harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s_other (id bigserial PRIMARY KEY, v text)`, e.Name))
+	t.Cleanup(func() { harness.ExecInCleanup(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s_other`, e.Name)) })
 
-	relay := e.startRelay(t)
-	relay.waitLog("streaming started", 30*time.Second)
-	before := slotConfirmed(t, e.DatabaseURL, e.Name)
+	relay := e.StartRelay(t)
+	relay.WaitLog("streaming started", 30*time.Second)
+	before := harness.SlotConfirmed(t, e.DatabaseURL, e.Name)
 	for range 20 { // about 8 MB of WAL in 20 transactions, none touching the outbox
-		execSQL(t, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s_other (v) SELECT repeat('x', 300) FROM generate_series(1, 1000)`, e.Name))
+		harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s_other (v) SELECT repeat('x', 300) FROM generate_series(1, 1000)`, e.Name))
 	}
-	end := mustLSN(t, currentWAL(t, e.DatabaseURL))
+	end := harness.MustLSN(t, harness.CurrentWAL(t, e.DatabaseURL))
 	if written := end - before; written < 4<<20 {
 		t.Fatalf("only %d bytes of WAL written; the test needs more than the 1 MiB bound to mean anything", written)
 	}
 
 	const bound = 1 << 20
 	lag := waitLagBelow(t, e, bound, 20*time.Second)
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 	t.Logf("WAL written %d bytes without outbox rows; slot lag afterwards %d bytes (bound %d)", end-before, lag, bound)
 }
 
@@ -160,7 +147,7 @@ func testIdleProgress(t *testing.T, pg pgTarget) {
 // needed. This is the case that fills disks when a relay confirms only its own commits.
 func TestRelay_IdleOnBusyCluster(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 1)
+	e := harness.NewOutbox(t, 1)
 	other := strings.Replace(e.DatabaseURL, "/pgoutbox?", "/pgoutbox_other?", 1)
 	if other == e.DatabaseURL {
 		other = strings.TrimSuffix(e.DatabaseURL, "/pgoutbox") + "/pgoutbox_other"
@@ -169,42 +156,44 @@ func TestRelay_IdleOnBusyCluster(t *testing.T) {
 		t.Fatalf("cannot derive the second database's URL from %s", capture.RedactURL(e.DatabaseURL))
 	}
 	table := e.Name + "_busy"
-	execSQL(t, other, fmt.Sprintf(`CREATE TABLE %s (id bigserial PRIMARY KEY, v text)`, table))
-	t.Cleanup(func() { exec0(t, other, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, table)) })
+	harness.ExecSQL(t, other, fmt.Sprintf(`CREATE TABLE %s (id bigserial PRIMARY KEY, v text)`, table))
+	t.Cleanup(func() { harness.ExecInCleanup(t, other, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, table)) })
 
-	relay := e.startRelay(t)
-	relay.waitLog("streaming started", 30*time.Second)
-	before := mustLSN(t, currentWAL(t, e.DatabaseURL))
+	relay := e.StartRelay(t)
+	relay.WaitLog("streaming started", 30*time.Second)
+	before := harness.MustLSN(t, harness.CurrentWAL(t, e.DatabaseURL))
 	for range 20 { // about 6 MB of WAL in the other database
-		execSQL(t, other, fmt.Sprintf(`INSERT INTO %s (v) SELECT repeat('y', 300) FROM generate_series(1, 1000)`, table))
+		harness.ExecSQL(t, other, fmt.Sprintf(`INSERT INTO %s (v) SELECT repeat('y', 300) FROM generate_series(1, 1000)`, table))
 	}
-	end := mustLSN(t, currentWAL(t, e.DatabaseURL))
+	end := harness.MustLSN(t, harness.CurrentWAL(t, e.DatabaseURL))
 	if end-before < 4<<20 {
 		t.Fatalf("only %d bytes of WAL written", end-before)
 	}
 	const bound = 1 << 20
 	lag := waitLagBelow(t, e, bound, 20*time.Second)
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 	t.Logf("WAL written in another database %d bytes; our slot's lag afterwards %d bytes (bound %d)", end-before, lag, bound)
 }
 
 // waitLagBelow waits until the slot's unconfirmed bytes are below bound and returns them.
-func waitLagBelow(t *testing.T, e outboxEnv, bound int64, timeout time.Duration) int64 {
+func waitLagBelow(t *testing.T, e harness.Outbox, bound int64, timeout time.Duration) int64 {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	conn := connect(t, e.DatabaseURL)
-	for {
-		var lag int64
-		err := conn.QueryRow(context.Background(), `SELECT pg_current_wal_lsn() - confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1`, e.Name).Scan(&lag)
-		if err != nil {
-			t.Fatal(err)
+	conn := harness.Connect(t, e.DatabaseURL)
+	var lag int64
+	err := harness.Eventually(context.Background(), timeout, 200*time.Millisecond, func(ctx context.Context) error {
+		err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn() - confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1`, e.Name).Scan(&lag)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			return harness.Stop(err)
+		case err != nil:
+			return err
+		case lag >= bound:
+			return fmt.Errorf("slot lag %d bytes after the last write; want < %d", lag, bound)
 		}
-		if lag < bound {
-			return lag
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot lag %d bytes %s after the last write; want < %d", lag, timeout, bound)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return lag
 }

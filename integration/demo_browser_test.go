@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // The demo's tests run node: the page's rules and model unit tests (node's test runner), and the
@@ -33,7 +35,7 @@ func needNode(t *testing.T, chromium bool) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		unavailable(t, "node is not installed (Debian: apt-get install nodejs npm)")
+		harness.Unavailable(t, "node is not installed (Debian: apt-get install nodejs npm)")
 	}
 	args := []string{}
 	if chromium {
@@ -41,11 +43,11 @@ func needNode(t *testing.T, chromium bool) string {
 	}
 	cmd := exec.Command(filepath.Join(repoRoot, "deploy", "demo", "npm.sh"), args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		unavailable(t, "deploy/demo/npm.sh: %v\n%s", err, out)
+		harness.Unavailable(t, "deploy/demo/npm.sh: %v\n%s", err, out)
 	}
 	if chromium {
 		if _, err := os.Stat("/usr/bin/chromium"); err != nil {
-			unavailable(t, "no /usr/bin/chromium (Debian's chromium package): %v", err)
+			harness.Unavailable(t, "no /usr/bin/chromium (Debian's chromium package): %v", err)
 		}
 	}
 	return node
@@ -94,23 +96,23 @@ func TestDemo_PageRules(t *testing.T) {
 func TestDemo_Browser(t *testing.T) {
 	t.Parallel()
 	node := needNode(t, true)
-	e := newOutbox(t, 3)
+	e := harness.NewOutbox(t, 3)
 	prefix := e.Name + "_"
 	t.Cleanup(func() {
-		exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %stasks, %sboards`, prefix, prefix))
+		harness.ExecInCleanup(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %stasks, %sboards`, prefix, prefix))
 	})
 
 	bin := filepath.Join(t.TempDir(), "demo")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/demo").CombinedOutput(); err != nil {
 		t.Fatalf("build cmd/demo: %v\n%s", err, out)
 	}
-	cf := startCentrifugo(t, e.Brokers, e.Name)
-	port := freePort(t)
-	appEnv := append(e.env(),
+	cf := harness.StartCentrifugo(t, e.Brokers, e.Name)
+	port := harness.FreePort(t)
+	appEnv := append(e.Env(),
 		"PGOUTBOX_DEMO_TABLE_PREFIX="+prefix,
 		fmt.Sprintf("PGOUTBOX_DEMO_ADDR=127.0.0.1:%d", port),
-		"PGOUTBOX_DEMO_CENTRIFUGO_URL="+cf.url(),
-		"PGOUTBOX_DEMO_CENTRIFUGO_CONFIG="+centrifugoConfigPath,
+		"PGOUTBOX_DEMO_CENTRIFUGO_URL="+cf.URL(),
+		"PGOUTBOX_DEMO_CENTRIFUGO_CONFIG="+harness.CentrifugoConfigPath(),
 	)
 	// demo init adds the outbox's mutation_id and rejected columns, which the relay checks at start.
 	initCmd := exec.Command(bin, "init")
@@ -120,11 +122,11 @@ func TestDemo_Browser(t *testing.T) {
 	}
 	relayEnv := []string{"PGOUTBOX_MUTATION_ID_COLUMN=mutation_id", "PGOUTBOX_REJECTED_COLUMN=rejected"}
 	var mu sync.Mutex
-	relay := e.startRelay(t, relayEnv...)
+	relay := e.StartRelay(t, relayEnv...)
 
 	app := exec.Command(bin, "serve")
 	app.Env = appEnv
-	appLog := &syncBuffer{}
+	appLog := &harness.SyncBuffer{}
 	app.Stdout, app.Stderr = appLog, appLog
 	app.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := app.Start(); err != nil {
@@ -134,7 +136,7 @@ func TestDemo_Browser(t *testing.T) {
 		_ = app.Process.Signal(syscall.SIGTERM)
 		_ = app.Wait()
 		if t.Failed() {
-			t.Logf("demo app log:\n%s", appLog.tail(40))
+			t.Logf("demo app log:\n%s", appLog.Tail(40))
 		}
 	})
 	appURL := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -145,17 +147,17 @@ func TestDemo_Browser(t *testing.T) {
 	ctl.HandleFunc("POST /relay/kill", func(http.ResponseWriter, *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
-		relay.kill()
+		relay.Kill()
 		t.Log("relay SIGKILLed")
 	})
 	ctl.HandleFunc("POST /relay/start", func(http.ResponseWriter, *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
-		relay = e.startRelay(t, relayEnv...)
+		relay = e.StartRelay(t, relayEnv...)
 		t.Log("relay restarted")
 	})
 	ctl.HandleFunc("POST /centrifugo/restart", func(http.ResponseWriter, *http.Request) {
-		cf.restart() // same port; the memory engine's history is gone: a new epoch
+		cf.Restart() // same port; the memory engine's history is gone: a new epoch
 		t.Log("Centrifugo restarted")
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -180,18 +182,22 @@ func TestDemo_Browser(t *testing.T) {
 
 func waitHTTP(t *testing.T, url string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+	err := harness.Eventually(context.Background(), timeout, 100*time.Millisecond, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return harness.Stop(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer within %s (%v)", url, timeout, err)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
 		}
-		time.Sleep(100 * time.Millisecond)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s answers %s", url, resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s did not answer: %v", url, err)
 	}
 }

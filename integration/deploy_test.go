@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"go.yaml.in/yaml/v3"
 )
 
@@ -113,7 +115,7 @@ func pinned(ref string) bool {
 // lists: the binary's own word for what it accepts.
 func binarySettings(t *testing.T, command string) (env, flags map[string]bool) {
 	t.Helper()
-	cmd := exec.Command(relayBinary, command, "--help")
+	cmd := exec.Command(harness.RelayBinary, command, "--help")
 	cmd.Env = []string{} // the help must not depend on the caller's environment
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -515,7 +517,7 @@ func TestPrometheusConfig(t *testing.T) {
 	t.Parallel()
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		unavailable(t, "promtool is not installed (Debian package prometheus; `make test` installs it)")
+		harness.Unavailable(t, "promtool is not installed (Debian package prometheus; `make test` installs it)")
 	}
 	cmd := exec.Command(promtool, "check", "config", "prometheus.yml")
 	cmd.Dir = filepath.Join(repoRoot, "deploy", "prometheus")

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // TestDLQRedrive: rows routed (--topic-column) to a topic that does not exist are dead-lettered
@@ -19,54 +21,54 @@ import (
 // `--apply` publishes nothing.
 func TestDLQRedrive(t *testing.T) {
 	t.Parallel()
-	e, dlq := newOutboxWithDeadLetter(t)
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN topic text`, e.Name))
+	e, dlq := harness.NewOutboxWithDeadLetter(t)
+	harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN topic text`, e.Name))
 	missing := e.Name + "_later"
-	t.Cleanup(func() { deleteTopic(e.Brokers, missing) })
+	t.Cleanup(func() { harness.DeleteTopicQuietly(e.Brokers, missing) })
 
-	relay := e.startRelay(t, "PGOUTBOX_TOPIC_COLUMN=topic", "PGOUTBOX_ON_BAD_ROW=dead-letter",
+	relay := e.StartRelay(t, "PGOUTBOX_TOPIC_COLUMN=topic", "PGOUTBOX_ON_BAD_ROW=dead-letter",
 		"PGOUTBOX_MISSING_TOPIC_TIMEOUT=2s", "PGOUTBOX_LOG_LEVEL=info")
-	relay.waitLog("streaming started", time.Minute)
+	relay.WaitLog("streaming started", time.Minute)
 	const rows = 6
 	var ids []string
 	for i := range rows {
 		var id int64
-		if err := connect(t, e.DatabaseURL).QueryRow(context.Background(), fmt.Sprintf(
+		if err := harness.Connect(t, e.DatabaseURL).QueryRow(context.Background(), fmt.Sprintf(
 			`INSERT INTO %s (channel, name, data, topic) VALUES ($1, 'routed', $2, $3) RETURNING sequence_id`, e.Name),
 			fmt.Sprintf("ch%d", i%2), fmt.Sprintf(`{"n": %d}`, i), missing).Scan(&id); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, fmt.Sprint(id))
 	}
-	dead := waitRecords(t, e.Brokers, dlq, rows, 2*time.Minute)
-	relay.stop(30 * time.Second)
+	dead := harness.WaitRecords(t, e.Brokers, dlq, rows, 2*time.Minute)
+	relay.Stop(30 * time.Second)
 
-	code, list := e.runExit(t, "dlq", "list", "--topic-column", "topic")
+	code, list := e.RunExit(t, "dlq", "list", "--topic-column", "topic")
 	if code != 0 || !strings.Contains(list, missing) || !strings.Contains(list, fmt.Sprintf("%d records in %s", rows, dlq)) {
 		t.Fatalf("pgoutbox dlq list exit %d:\n%s", code, list)
 	}
-	code, out := e.runExit(t, "dlq", "redrive", "--topic-column", "topic")
+	code, out := e.RunExit(t, "dlq", "redrive", "--topic-column", "topic")
 	if code != 0 || !strings.Contains(out, "does not exist: create it") {
 		t.Fatalf("redrive before the topic exists: exit %d, want advice to create it:\n%s", code, out)
 	}
-	createTopic(t, e.Brokers, missing, 2) // the cause, fixed
-	code, out = e.runExit(t, "dlq", "redrive", "--topic-column", "topic")
+	harness.CreateTopic(t, e.Brokers, missing, 2) // the cause, fixed
+	code, out = e.RunExit(t, "dlq", "redrive", "--topic-column", "topic")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d to re-publish", rows)) || !strings.Contains(out, "dry run") {
 		t.Fatalf("redrive dry run: exit %d:\n%s", code, out)
 	}
-	if recs, err := readTopic(context.Background(), e.Brokers, missing); err != nil || len(recs) != 0 {
+	if recs, err := harness.ReadTopic(context.Background(), e.Brokers, missing); err != nil || len(recs) != 0 {
 		t.Fatalf("the dry run published: %d records (%v)", len(recs), err)
 	}
-	code, applied := e.runExit(t, "dlq", "redrive", "--topic-column", "topic", "--apply")
+	code, applied := e.RunExit(t, "dlq", "redrive", "--topic-column", "topic", "--apply")
 	if code != 0 {
 		t.Fatalf("redrive --apply exit %d:\n%s", code, applied)
 	}
-	code, again := e.runExit(t, "dlq", "redrive", "--topic-column", "topic", "--apply")
+	code, again := e.RunExit(t, "dlq", "redrive", "--topic-column", "topic", "--apply")
 	if code != 0 || !strings.Contains(again, "0 to re-publish") {
 		t.Fatalf("second redrive --apply exit %d, want 0 to re-publish:\n%s", code, again)
 	}
 
-	recs, err := readTopic(context.Background(), e.Brokers, missing)
+	recs, err := harness.ReadTopic(context.Background(), e.Brokers, missing)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,9 @@
 // run by hand, and FAILS under CI=true: a CI run that silently skipped its proofs would be green
 // and worthless.
 //
+// The helpers they share with cmd/pgoutbox-bench (services, private servers, the relay process,
+// topic and slot readers, workload writers, Eventually) live in package harness (integration/harness).
+//
 // Every test gets its own table, publication, slot and topic, named from the test's name, and
 // drops its slots when it ends: a forgotten slot pins WAL forever.
 package integration

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/segmentio/kafka-go"
 )
 
@@ -27,37 +29,37 @@ func TestFault_RelayKilledInLargeTransaction(t *testing.T) {
 	}
 	t.Parallel()
 	const partitions, bigRows = 3, 200_000
-	e := newOutbox(t, partitions)
-	w := faultWorkload{workload: workload{Writers: 2, Rows: 4_000, Channels: 50, MaxTxnRows: 10}, Pause: 20 * time.Millisecond}
-	prepareWorkload(t, e, w.Channels)
+	e := harness.NewOutbox(t, partitions)
+	w := harness.FaultWorkload{Workload: harness.Workload{Writers: 2, Rows: 4_000, Channels: 50, MaxTxnRows: 10}, Pause: 20 * time.Millisecond}
+	harness.PrepareWorkload(t, e, w.Channels)
 
-	relay := e.startRelay(t)
-	relays := []*relayProc{relay}
-	relay.waitLog("streaming started", time.Minute)
-	run := startWorkload(t, e, w)
-	waitTopicEnd(t, e, partitions, 500, 2*time.Minute)
+	relay := e.StartRelay(t)
+	relays := []*harness.Relay{relay}
+	relay.WaitLog("streaming started", time.Minute)
+	run := harness.StartWorkload(t, e, w)
+	harness.WaitTopicEnd(t, e, partitions, 500, 2*time.Minute)
 
-	before := topicEnd(t, e, partitions)
-	commitBigTxn(t, e, run.got, 1_000_000, bigRows)
+	before := harness.TopicEnd(t, e, partitions)
+	harness.CommitBigTxn(t, e, run.Got, 1_000_000, bigRows)
 	var kills []killPoint
 	var big []bigTxn
 	// Kill when the topic holds about 45% of the transaction, then about 75% of it: the second
 	// relay skips the first part and dies while sending the rest.
 	for _, share := range []float64{0.45, 0.75} {
-		waitTopicEnd(t, e, partitions, before+int64(share*bigRows), 10*time.Minute)
-		relay.kill()
-		waitSlotInactive(t, e.DatabaseURL, e.Name, 30*time.Second)
+		harness.WaitTopicEnd(t, e, partitions, before+int64(share*bigRows), 10*time.Minute)
+		relay.Kill()
+		harness.WaitSlotInactive(t, e.DatabaseURL, e.Name, 30*time.Second)
 		big = append(big, bigTxn{first: 1_000_000, rows: bigRows, kill: len(kills)})
-		kills = append(kills, killPoint{confirmed: slotConfirmed(t, e.DatabaseURL, e.Name), ends: endOffsets(t, e, partitions)})
+		kills = append(kills, killPoint{confirmed: harness.SlotConfirmed(t, e.DatabaseURL, e.Name), ends: harness.EndOffsets(t, e, partitions)})
 		t.Logf("kill %d: %d rows committed, slot confirmed %s, %d records in Kafka",
-			len(kills), run.committed(), kills[len(kills)-1].confirmed, topicEnd(t, e, partitions))
-		relay = e.startRelay(t)
+			len(kills), run.Committed(), kills[len(kills)-1].confirmed, harness.TopicEnd(t, e, partitions))
+		relay = e.StartRelay(t)
 		relays = append(relays, relay)
-		relay.waitLog("streaming started", time.Minute)
+		relay.WaitLog("streaming started", time.Minute)
 	}
-	committed := run.wait(t)
-	waitConfirmedPast(t, e, currentWAL(t, e.DatabaseURL), 10*time.Minute)
-	relay.stop(30 * time.Second)
+	committed := run.Wait(t)
+	harness.WaitConfirmedPast(t, e, harness.CurrentWAL(t, e.DatabaseURL), 10*time.Minute)
+	relay.Stop(30 * time.Second)
 
 	// The records are checked as they are read: a quarter of a million of them with their
 	// headers would take too much of this machine's memory.
@@ -65,7 +67,7 @@ func TestFault_RelayKilledInLargeTransaction(t *testing.T) {
 	mid := newMidTxnCheck(big, kills)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := scanTopic(ctx, e.Brokers, e.Name, func(r record) { c.add(r); mid.add(t, r) }); err != nil {
+	if err := harness.ScanTopic(ctx, e.Brokers, e.Name, func(r harness.Record) { c.add(r); mid.add(t, r) }); err != nil {
 		t.Fatalf("read topic: %v", err)
 	}
 	c.finish(committed)
@@ -81,7 +83,7 @@ func TestFault_RelayKilledInLargeTransaction(t *testing.T) {
 		t.Errorf("the relays skipped %d messages as already in Kafka; %d rows of the transaction were in Kafka at the second kill", d.skipped, sent[1])
 	}
 	t.Logf("transaction of %d rows killed twice mid-delivery (%v of its rows in Kafka at the kills, confirmed %s); rows committed %d, records %d, duplicates %d, skipped as already in Kafka %d",
-		bigRows, sent, confirmedList(kills), committed.n, c.records, c.duplicates, d.skipped)
+		bigRows, sent, confirmedList(kills), committed.N, c.records, c.duplicates, d.skipped)
 }
 
 // TestExactlyOnce_TopicSharedWithAnotherSlot: two outboxes of the same database, each with its
@@ -94,19 +96,19 @@ func TestFault_RelayKilledInLargeTransaction(t *testing.T) {
 func TestExactlyOnce_TopicSharedWithAnotherSlot(t *testing.T) {
 	t.Parallel()
 	const partitions = 3
-	a := newOutbox(t, partitions)
-	b := newOutbox(t, partitions)
+	a := harness.NewOutbox(t, partitions)
+	b := harness.NewOutbox(t, partitions)
 	toA := "PGOUTBOX_TOPIC=" + a.Name // b's relay writes a's topic
-	gotA := &committedRows{rows: map[string][]int64{}}
-	gotB := &committedRows{rows: map[string][]int64{}}
+	gotA := &harness.CommittedRows{Rows: map[string][]int64{}}
+	gotB := &harness.CommittedRows{Rows: map[string][]int64{}}
 
 	// Few enough rows that each stream's records of a round stay within the tail window (100
 	// records) however the channels fall on the partitions.
 	for i := range 3 {
-		commitRows(t, a, gotA, "a-", int64(1+i*30), 30)
+		harness.CommitRows(t, a, gotA, "a-", int64(1+i*30), 30)
 	}
 	for i := range 3 {
-		commitRows(t, b, gotB, "b-", int64(1+i*20), 20)
+		harness.CommitRows(t, b, gotB, "b-", int64(1+i*20), 20)
 	}
 	relayB := deliverOnce(t, b, toA)
 	relayA := deliverOnce(t, a)
@@ -132,8 +134,8 @@ func TestExactlyOnce_TopicSharedWithAnotherSlot(t *testing.T) {
 	}
 
 	for i := range 3 {
-		commitRows(t, a, gotA, "a-", int64(1+90+i*30), 30)
-		commitRows(t, b, gotB, "b-", int64(1+60+i*20), 20)
+		harness.CommitRows(t, a, gotA, "a-", int64(1+90+i*30), 30)
+		harness.CommitRows(t, b, gotB, "b-", int64(1+60+i*20), 20)
 	}
 	relayB2 := deliverOnce(t, b, toA)
 	relayA2 := deliverOnce(t, a)
@@ -143,7 +145,7 @@ func TestExactlyOnce_TopicSharedWithAnotherSlot(t *testing.T) {
 			second.skipped, second.distrusted)
 	}
 
-	recs := waitRecords(t, a.Brokers, a.Name, gotA.n+gotB.n, time.Minute)
+	recs := harness.WaitRecords(t, a.Brokers, a.Name, gotA.N+gotB.N, time.Minute)
 	recsA, recsB := recordsOfSlot(recs, a.Name), recordsOfSlot(recs, b.Name)
 	dupsA := checkDelivery(t, recsA, gotA, partitions)
 	dupsB := checkDelivery(t, recsB, gotB, partitions)
@@ -152,7 +154,7 @@ func TestExactlyOnce_TopicSharedWithAnotherSlot(t *testing.T) {
 		t.Errorf("%d of the topic's %d records come from neither slot", len(recs)-len(recsA)-len(recsB), len(recs))
 	}
 	t.Logf("topic shared by two slots: %d+%d rows committed, %d+%d records, duplicates %d; first round: %d warnings (%v), skipped %d; second round: warnings %d, skipped %d",
-		gotA.n, gotB.n, len(recsA), len(recsB), dupsA+dupsB, first.warnings(), first.distrusted, first.skipped, second.warnings(), second.skipped)
+		gotA.N, gotB.N, len(recsA), len(recsB), dupsA+dupsB, first.warnings(), first.distrusted, first.skipped, second.warnings(), second.skipped)
 }
 
 // TestExactlyOnce_ForeignTail: records that are not this stream's sit at the partitions'
@@ -165,12 +167,12 @@ func TestExactlyOnce_TopicSharedWithAnotherSlot(t *testing.T) {
 func TestExactlyOnce_ForeignTail(t *testing.T) {
 	t.Parallel()
 	const partitions = 3
-	e := newOutbox(t, partitions)
-	got := &committedRows{rows: map[string][]int64{}}
+	e := harness.NewOutbox(t, partitions)
+	got := &harness.CommittedRows{Rows: map[string][]int64{}}
 
-	commitRows(t, e, got, "ch-", 1, 150)
+	harness.CommitRows(t, e, got, "ch-", 1, 150)
 	deliverOnce(t, e)
-	recs := waitRecords(t, e.Brokers, e.Name, got.n, time.Minute)
+	recs := harness.WaitRecords(t, e.Brokers, e.Name, got.N, time.Minute)
 	source := recs[0].Headers["pgoutbox-source"]
 	parts := strings.Split(source, "/")
 	if len(parts) != 4 {
@@ -187,7 +189,7 @@ func TestExactlyOnce_ForeignTail(t *testing.T) {
 				{Key: "pgoutbox-partitions", Value: []byte(fmt.Sprint(partitions))},
 			}})
 	}
-	commitRows(t, e, got, "ch-", 1+150, 150)
+	harness.CommitRows(t, e, got, "ch-", 1+150, 150)
 	stepped := dedupeOf(deliverOnce(t, e))
 	if stepped.warnings() != 0 || stepped.skipped != 0 {
 		t.Errorf("behind foreign records: %d skipped, warnings %v; want the stream's own last record trusted and nothing skipped", stepped.skipped, stepped.distrusted)
@@ -200,7 +202,7 @@ func TestExactlyOnce_ForeignTail(t *testing.T) {
 			{Key: "pgoutbox-partitions", Value: []byte(fmt.Sprint(partitions))},
 		}})
 	}
-	commitRows(t, e, got, "ch-", 1+300, 150)
+	harness.CommitRows(t, e, got, "ch-", 1+300, 150)
 	beyond := dedupeOf(deliverOnce(t, e))
 	used := partitionsOf("ch-", partitions) // a tail is read on the partition's first use
 	for p := range partitions {
@@ -217,9 +219,9 @@ func TestExactlyOnce_ForeignTail(t *testing.T) {
 		t.Errorf("%d messages skipped on the word of a record beyond the server's WAL", beyond.skipped)
 	}
 
-	recs = waitRecords(t, e.Brokers, e.Name, got.n+3*partitions, time.Minute)
+	recs = harness.WaitRecords(t, e.Brokers, e.Name, got.N+3*partitions, time.Minute)
 	ours := recordsOfSlot(recs, parts[2])
-	var own []record
+	var own []harness.Record
 	for _, r := range ours {
 		if r.Headers["pgoutbox-position"] != far {
 			own = append(own, r)
@@ -231,7 +233,7 @@ func TestExactlyOnce_ForeignTail(t *testing.T) {
 		t.Errorf("%d foreign records in the topic, %d produced", foreign, 3*partitions)
 	}
 	t.Logf("foreign tails: %d rows committed, %d records of the stream, duplicates %d; behind another producer's and another system's records: warnings %d, skipped %d; behind a record beyond the WAL: warnings %d (%v), skipped %d",
-		got.n, len(own), dups, stepped.warnings(), stepped.skipped, beyond.warnings(), beyond.distrusted, beyond.skipped)
+		got.N, len(own), dups, stepped.warnings(), stepped.skipped, beyond.warnings(), beyond.distrusted, beyond.skipped)
 }
 
 // TestExactlyOnce_RecreatedSlot: the slot is dropped and created again under the same name,
@@ -242,21 +244,21 @@ func TestExactlyOnce_ForeignTail(t *testing.T) {
 func TestExactlyOnce_RecreatedSlot(t *testing.T) {
 	t.Parallel()
 	const partitions = 3
-	e := newOutbox(t, partitions)
-	got := &committedRows{rows: map[string][]int64{}}
-	commitRows(t, e, got, "ch-", 1, 150)
+	e := harness.NewOutbox(t, partitions)
+	got := &harness.CommittedRows{Rows: map[string][]int64{}}
+	harness.CommitRows(t, e, got, "ch-", 1, 150)
 	deliverOnce(t, e)
 
 	// Rows that only the old slot would have streamed: not expected in Kafka.
-	lostWithSlot := &committedRows{rows: map[string][]int64{}}
-	commitRows(t, e, lostWithSlot, "ch-", 1+150, 90)
-	if out, err := e.pgoutbox(t, "drop-slot", "--yes"); err != nil {
+	lostWithSlot := &harness.CommittedRows{Rows: map[string][]int64{}}
+	harness.CommitRows(t, e, lostWithSlot, "ch-", 1+150, 90)
+	if out, err := e.Pgoutbox(t, "drop-slot", "--yes"); err != nil {
 		t.Fatalf("pgoutbox drop-slot: %v\n%s", err, out)
 	}
-	if out, err := e.pgoutbox(t, "setup", "--partitions", fmt.Sprint(partitions)); err != nil {
+	if out, err := e.Pgoutbox(t, "setup", "--partitions", fmt.Sprint(partitions)); err != nil {
 		t.Fatalf("pgoutbox setup (the slot again): %v\n%s", err, out)
 	}
-	commitRows(t, e, got, "ch-", 1+240, 150)
+	harness.CommitRows(t, e, got, "ch-", 1+240, 150)
 	d := dedupeOf(deliverOnce(t, e))
 	if d.skipped != 0 {
 		t.Errorf("%d messages of the re-created slot skipped", d.skipped)
@@ -265,24 +267,24 @@ func TestExactlyOnce_RecreatedSlot(t *testing.T) {
 		t.Errorf("warnings %v: the old slot's records are this stream's and below the new slot's", d.distrusted)
 	}
 
-	recs := waitRecords(t, e.Brokers, e.Name, got.n, time.Minute)
+	recs := harness.WaitRecords(t, e.Brokers, e.Name, got.N, time.Minute)
 	dups := checkDelivery(t, recs, got, partitions)
 	checkNoDuplicates(t, dups, len(recs))
-	if len(recs) != got.n {
-		t.Errorf("%d records in the topic, %d rows streamed by the two slots", len(recs), got.n)
+	if len(recs) != got.N {
+		t.Errorf("%d records in the topic, %d rows streamed by the two slots", len(recs), got.N)
 	}
 	t.Logf("re-created slot: %d rows streamed by the old and the new slot (%d lost with the old one), %d records, duplicates %d, skipped %d, warnings %d",
-		got.n, lostWithSlot.n, len(recs), dups, d.skipped, d.warnings())
+		got.N, lostWithSlot.N, len(recs), dups, d.skipped, d.warnings())
 }
 
 // deliverOnce runs a relay of e until the slot is confirmed past everything written so far,
 // stops it and returns it (for its log).
-func deliverOnce(t *testing.T, e outboxEnv, extraEnv ...string) *relayProc {
+func deliverOnce(t *testing.T, e harness.Outbox, extraEnv ...string) *harness.Relay {
 	t.Helper()
-	relay := e.startRelay(t, extraEnv...)
-	relay.waitLog("streaming started", time.Minute)
-	waitConfirmedPast(t, e, currentWAL(t, e.DatabaseURL), 2*time.Minute)
-	relay.stop(30 * time.Second)
+	relay := e.StartRelay(t, extraEnv...)
+	relay.WaitLog("streaming started", time.Minute)
+	harness.WaitConfirmedPast(t, e, harness.CurrentWAL(t, e.DatabaseURL), 2*time.Minute)
+	relay.Stop(30 * time.Second)
 	return relay
 }
 
@@ -294,15 +296,15 @@ func partitionsOf(prefix string, partitions int) map[int]bool {
 		parts[i] = i
 	}
 	used := map[int]bool{}
-	for c := range bigChannels {
+	for c := range harness.BigChannels {
 		used[balancer.Balance(kafka.Message{Key: []byte(fmt.Sprintf("%s%d", prefix, c))}, parts...)] = true
 	}
 	return used
 }
 
 // recordsOfSlot returns the records whose pgoutbox-source names slot.
-func recordsOfSlot(recs []record, slot string) []record {
-	var out []record
+func recordsOfSlot(recs []harness.Record, slot string) []harness.Record {
+	var out []harness.Record
 	for _, r := range recs {
 		if parts := strings.Split(r.Headers["pgoutbox-source"], "/"); len(parts) == 4 && parts[2] == slot {
 			out = append(out, r)
@@ -312,7 +314,7 @@ func recordsOfSlot(recs []record, slot string) []record {
 }
 
 // produceRecords writes records to one partition of e's topic, acknowledged by all replicas.
-func produceRecords(t *testing.T, e outboxEnv, partition int, recs ...kafka.Record) {
+func produceRecords(t *testing.T, e harness.Outbox, partition int, recs ...kafka.Record) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -340,16 +342,16 @@ func TestFault_KafkaAmbiguousProduce(t *testing.T) {
 	}
 	t.Parallel()
 	const partitions, freezes = 3, 3
-	k := startPrivateKafka(t)
-	e := newOutboxOn(t, services{DatabaseURL: needPostgres(t), Brokers: k.Brokers}, partitions)
-	w := faultWorkload{workload: workload{Writers: 4, Rows: 10_000, Channels: 50, MaxTxnRows: 10}, Pause: 2 * time.Millisecond}
-	prepareWorkload(t, e, w.Channels)
+	k := harness.StartPrivateKafka(t)
+	e := harness.NewOutboxOn(t, harness.Services{DatabaseURL: harness.NeedPostgres(t), Brokers: k.Brokers}, partitions)
+	w := harness.FaultWorkload{Workload: harness.Workload{Writers: 4, Rows: 10_000, Channels: 50, MaxTxnRows: 10}, Pause: 2 * time.Millisecond}
+	harness.PrepareWorkload(t, e, w.Channels)
 
-	relay := e.startRelay(t, "PGOUTBOX_KAFKA_REQUEST_TIMEOUT=2s")
-	relay.waitLog("streaming started", time.Minute)
-	run := startWorkload(t, e, w)
-	waitTopicEnd(t, e, partitions, 1_000, 2*time.Minute)
-	pid := k.pid()
+	relay := e.StartRelay(t, "PGOUTBOX_KAFKA_REQUEST_TIMEOUT=2s")
+	relay.WaitLog("streaming started", time.Minute)
+	run := harness.StartWorkload(t, e, w)
+	harness.WaitTopicEnd(t, e, partitions, 1_000, 2*time.Minute)
+	pid := k.Pid()
 	thawed := false
 	t.Cleanup(func() {
 		if !thawed {
@@ -357,7 +359,7 @@ func TestFault_KafkaAmbiguousProduce(t *testing.T) {
 		}
 	})
 	for i := range freezes {
-		before := topicEnd(t, e, partitions)
+		before := harness.TopicEnd(t, e, partitions)
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatalf("SIGSTOP the broker %d: %v", pid, err)
 		}
@@ -366,16 +368,16 @@ func TestFault_KafkaAmbiguousProduce(t *testing.T) {
 			t.Fatalf("SIGCONT the broker %d: %v", pid, err)
 		}
 		t.Logf("freeze %d: broker stopped for 5s with %d records in the topic", i+1, before)
-		waitTopicEnd(t, e, partitions, before+500, 2*time.Minute) // streaming again
+		harness.WaitTopicEnd(t, e, partitions, before+500, 2*time.Minute) // streaming again
 	}
 	thawed = true
-	committed := run.wait(t)
-	recs := finishDelivery(t, e, committed, 3*time.Minute)
-	if !relay.running() {
-		t.Fatalf("the relay exited: %v", relay.err)
+	committed := run.Wait(t)
+	recs := harness.FinishDelivery(t, e, committed, 3*time.Minute)
+	if !relay.Running() {
+		t.Fatalf("the relay exited: %v", relay.Err)
 	}
-	failed := relay.logEntries("kafka write failed")
-	relay.stop(30 * time.Second)
+	failed := relay.LogEntries("kafka write failed")
+	relay.Stop(30 * time.Second)
 	if len(failed) == 0 {
 		t.Errorf("no Kafka write failed while the broker was frozen: the test proves nothing")
 	}
@@ -391,5 +393,5 @@ func TestFault_KafkaAmbiguousProduce(t *testing.T) {
 		errs = append(errs, s)
 	}
 	t.Logf("broker frozen %d times for 5s (request timeout 2s): %d failed-write log lines (%s); rows committed %d, records %d, duplicates %d, skipped as already in Kafka %d",
-		freezes, len(failed), strings.Join(errs, " | "), committed.n, len(recs), dups, d.skipped)
+		freezes, len(failed), strings.Join(errs, " | "), committed.N, len(recs), dups, d.skipped)
 }

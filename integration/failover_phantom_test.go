@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -53,87 +55,87 @@ func TestFailover_WithoutSynchronizedStandbySlots(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		dsn := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", primary.socketDir(), primary.port)
+		dsn := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", primary.SocketDir(), primary.Port)
 		if c, err := pgx.Connect(ctx, dsn); err == nil {
 			_, _ = c.Exec(ctx, `ALTER SYSTEM RESET synchronous_standby_names`)
 			_, _ = c.Exec(ctx, `SELECT pg_reload_conf()`)
 			_ = c.Close(ctx)
 		}
 	})
-	relay := e.startRelay(t, "PGOUTBOX_RECONNECT_MAX=1s")
-	relay.waitLog("streaming started", time.Minute)
+	relay := e.StartRelay(t, "PGOUTBOX_RECONNECT_MAX=1s")
+	relay.WaitLog("streaming started", time.Minute)
 
 	// Batch 1 reaches Kafka, and the standby's synchronized slot follows the relay past it.
 	nBefore := writeBatch(t, primary.URL, e.Name, batchBefore, 150, failoverChannels, "on")
-	waitRecords(t, e.Brokers, e.Name, nBefore, 2*time.Minute)
-	endBefore := mustLSN(t, currentWAL(t, primary.URL))
-	waitConfirmedPast(t, outboxEnv{services: services{DatabaseURL: primary.URL}, Name: e.Name}, endBefore.String(), time.Minute)
-	waitSyncedPast(t, standby, e.Name, slotConfirmed(t, primary.URL, e.Name), time.Minute)
+	harness.WaitRecords(t, e.Brokers, e.Name, nBefore, 2*time.Minute)
+	endBefore := harness.MustLSN(t, harness.CurrentWAL(t, primary.URL))
+	harness.WaitConfirmedPast(t, harness.Outbox{Services: harness.Services{DatabaseURL: primary.URL}, Name: e.Name}, endBefore.String(), time.Minute)
+	waitSyncedPast(t, standby, e.Name, harness.SlotConfirmed(t, primary.URL, e.Name), time.Minute)
 
 	// The standby goes down; the primary commits batches 2 and 3 without it.
-	standby.stop()
+	standby.Stop()
 	// The walsender cannot send past what the standby received, which is before this position.
-	beforeLagging := mustLSN(t, currentWAL(t, primary.URL))
+	beforeLagging := harness.MustLSN(t, harness.CurrentWAL(t, primary.URL))
 	nLagging := writeBatch(t, primary.URL, e.Name, batchLagging, 300, failoverChannels, "local")
 	waiting := startWaitingCommit(t, primary, e.Name, failoverChannels)
-	afterLagging := mustLSN(t, currentWAL(t, primary.URL))
+	afterLagging := harness.MustLSN(t, harness.CurrentWAL(t, primary.URL))
 
 	// 1. With synchronized_standby_slots, the walsender holds everything back.
 	waitWalsenderEvent(t, primary, e.Name, "WaitForStandbyConfirmation", time.Minute)
 	time.Sleep(3 * time.Second)
-	recs, err := readTopic(ctx, e.Brokers, e.Name)
+	recs, err := harness.ReadTopic(ctx, e.Brokers, e.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if held := countBatches(t, recs); held[batchLagging]+held[batchWaiting] != 0 || held[batchBefore] < nBefore {
 		t.Fatalf("with synchronized_standby_slots and the standby down, Kafka holds %v records by batch; want batch 1's %d and none of batches 2 and 3", held, nBefore)
 	}
-	if c := slotConfirmed(t, primary.URL, e.Name); c > beforeLagging {
+	if c := harness.SlotConfirmed(t, primary.URL, e.Name); c > beforeLagging {
 		t.Fatalf("with synchronized_standby_slots and the standby down, the slot was confirmed to %s, past %s where batch 2 starts", c, beforeLagging)
 	}
-	if !strings.Contains(primary.log(), `specified in parameter "synchronized_standby_slots" does not have active_pid`) {
-		t.Errorf("the primary did not warn that the standby's slot is inactive; its log:\n%s", primary.log())
+	if !strings.Contains(primary.Log(), `specified in parameter "synchronized_standby_slots" does not have active_pid`) {
+		t.Errorf("the primary did not warn that the standby's slot is inactive; its log:\n%s", primary.Log())
 	}
 	t.Logf("with synchronized_standby_slots: walsender in WaitForStandbyConfirmation, 0 of %d rows of batches 2 and 3 in Kafka after 3 s, slot confirmed at %s (batch 2 starts after %s, batch 3 ends before %s)",
-		nLagging+waiting.rows, slotConfirmed(t, primary.URL, e.Name), beforeLagging, afterLagging)
+		nLagging+waiting.rows, harness.SlotConfirmed(t, primary.URL, e.Name), beforeLagging, afterLagging)
 
 	// 2. Without it, the relay publishes and confirms what the standby never received.
-	primary.setConf(t, "synchronized_standby_slots", "")
-	waitRecords(t, e.Brokers, e.Name, nBefore+nLagging+waiting.rows, 2*time.Minute)
-	waitConfirmedPast(t, outboxEnv{services: services{DatabaseURL: primary.URL}, Name: e.Name}, afterLagging.String(), time.Minute)
-	confirmedOld := slotConfirmed(t, primary.URL, e.Name)
+	primary.SetConf(t, "synchronized_standby_slots", "")
+	harness.WaitRecords(t, e.Brokers, e.Name, nBefore+nLagging+waiting.rows, 2*time.Minute)
+	harness.WaitConfirmedPast(t, harness.Outbox{Services: harness.Services{DatabaseURL: primary.URL}, Name: e.Name}, afterLagging.String(), time.Minute)
+	confirmedOld := harness.SlotConfirmed(t, primary.URL, e.Name)
 	if waiting.returned() {
 		t.Fatalf("the synchronous COMMIT returned although the standby is down")
 	}
 
 	// 3. The primary dies; the standby comes back and is promoted.
 	killed := time.Now()
-	primary.script("kill")
+	primary.Script("kill")
 	if err := waiting.wait(t); err == nil {
 		t.Fatalf("the synchronous COMMIT succeeded although its server was killed before the standby received it")
 	}
-	standby.start()
+	standby.Start()
 	var syncedStr, replayStr string
-	if err := queryRow(ctx, standby.URL, `SELECT confirmed_flush_lsn::text, pg_last_wal_replay_lsn()::text FROM pg_replication_slots WHERE slot_name = $1 AND synced`,
+	if err := harness.QueryRow(ctx, standby.URL, `SELECT confirmed_flush_lsn::text, pg_last_wal_replay_lsn()::text FROM pg_replication_slots WHERE slot_name = $1 AND synced`,
 		[]any{e.Name}, &syncedStr, &replayStr); err != nil {
 		t.Fatalf("read the synchronized slot %s on the standby: %v", e.Name, err)
 	}
-	synced, replay := mustLSN(t, syncedStr), mustLSN(t, replayStr)
+	synced, replay := harness.MustLSN(t, syncedStr), harness.MustLSN(t, replayStr)
 	if synced >= confirmedOld || replay >= afterLagging {
 		t.Errorf("the standby's synchronized slot is at %s and its WAL ends at %s; want both behind the old primary's confirmed %s and batch 2's end %s",
 			synced, replay, confirmedOld, afterLagging)
 	}
-	standby.script("promote")
+	standby.Script("promote")
 	waitStreamingAgain(t, relay)
 	takeover := time.Since(killed)
 
 	// Batch 4 on the new primary; the relay must publish every row of its table.
 	nPromoted := writeBatch(t, standby.URL, e.Name, batchPromoted, 150, failoverChannels, "on")
 	truth, rows := tableRows(t, standby.URL, e.Name)
-	end := currentWAL(t, standby.URL)
-	waitConfirmedPast(t, outboxEnv{services: services{DatabaseURL: standby.URL}, Name: e.Name}, end, 2*time.Minute)
-	recs = waitRecords(t, e.Brokers, e.Name, rows, 2*time.Minute)
-	relay.stop(30 * time.Second)
+	end := harness.CurrentWAL(t, standby.URL)
+	harness.WaitConfirmedPast(t, harness.Outbox{Services: harness.Services{DatabaseURL: standby.URL}, Name: e.Name}, end, 2*time.Minute)
+	recs = harness.WaitRecords(t, e.Brokers, e.Name, rows, 2*time.Minute)
+	relay.Stop(30 * time.Second)
 
 	f := phantomFigures(t, recs, truth)
 	if f.phantoms != nLagging+waiting.rows {
@@ -146,11 +148,11 @@ func TestFailover_WithoutSynchronizedStandbySlots(t *testing.T) {
 		t.Errorf("no batch-4 event shares a channel counter (%d) or lies at or below a phantom's position in its channel (%d); the new timeline should reuse them",
 			f.counterClash, f.positionClash)
 	}
-	if !strings.Contains(relay.log.String(), "where timeline 2 forked from it") {
+	if !strings.Contains(relay.Log.String(), "where timeline 2 forked from it") {
 		t.Errorf("the relay did not distrust the phantom tails written on timeline 1 after the fork")
 	}
 	var inDB int
-	if err := queryRow(ctx, standby.URL, fmt.Sprintf(`SELECT count(*) FROM %s WHERE data->>'writer' IN ('%d', '%d')`, e.Name, batchLagging, batchWaiting), nil, &inDB); err != nil {
+	if err := harness.QueryRow(ctx, standby.URL, fmt.Sprintf(`SELECT count(*) FROM %s WHERE data->>'writer' IN ('%d', '%d')`, e.Name, batchLagging, batchWaiting), nil, &inDB); err != nil {
 		t.Fatal(err)
 	}
 	if inDB != 0 {
@@ -174,7 +176,7 @@ func writeBatch(t *testing.T, url, name string, batch, n, channels int, syncComm
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	conn := connect(t, url)
+	conn := harness.Connect(t, url)
 	if _, err := conn.Exec(ctx, `SELECT set_config('synchronous_commit', $1, false)`, syncCommit); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +187,7 @@ func writeBatch(t *testing.T, url, name string, batch, n, channels int, syncComm
 		size := min(1+rng.IntN(3), n-done)
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			for range size {
-				p := payload{Channel: fmt.Sprintf("ch-%d", rng.IntN(channels)), Writer: batch}
+				p := harness.Payload{Channel: fmt.Sprintf("ch-%d", rng.IntN(channels)), Writer: batch}
 				if err := tx.QueryRow(ctx, bump, p.Channel).Scan(&p.Counter); err != nil {
 					return err
 				}
@@ -234,7 +236,7 @@ func (w *waitingCommit) wait(t *testing.T) error {
 
 // startWaitingCommit commits a 3-row transaction of batch 3 with synchronous_commit = on in the
 // background and returns once its COMMIT waits for the synchronous standby (wait event SyncRep).
-func startWaitingCommit(t *testing.T, primary *privatePostgres, name string, channels int) *waitingCommit {
+func startWaitingCommit(t *testing.T, primary *harness.PrivatePostgres, name string, channels int) *waitingCommit {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -248,7 +250,7 @@ func startWaitingCommit(t *testing.T, primary *privatePostgres, name string, cha
 		t.Fatal(err)
 	}
 	for i := range w.rows {
-		p := payload{Channel: fmt.Sprintf("ch-%d", i%channels), Writer: batchWaiting}
+		p := harness.Payload{Channel: fmt.Sprintf("ch-%d", i%channels), Writer: batchWaiting}
 		if err := tx.QueryRow(ctx, fmt.Sprintf(`UPDATE %s_counters SET n = n + 1 WHERE channel = $1 RETURNING n`, name), p.Channel).Scan(&p.Counter); err != nil {
 			t.Fatal(err)
 		}
@@ -265,7 +267,7 @@ func startWaitingCommit(t *testing.T, primary *privatePostgres, name string, cha
 	}()
 	for {
 		var ev string
-		err := queryRow(ctx, primary.URL, `SELECT coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = $1`, []any{int(pid)}, &ev)
+		err := harness.QueryRow(ctx, primary.URL, `SELECT coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = $1`, []any{int(pid)}, &ev)
 		if err == nil && ev == "SyncRep" {
 			return w
 		}
@@ -277,13 +279,13 @@ func startWaitingCommit(t *testing.T, primary *privatePostgres, name string, cha
 }
 
 // waitWalsenderEvent waits until the walsender streaming the slot shows the wait event.
-func waitWalsenderEvent(t *testing.T, p *privatePostgres, slot, event string, timeout time.Duration) {
+func waitWalsenderEvent(t *testing.T, p *harness.PrivatePostgres, slot, event string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		var ev string
-		err := queryRow(ctx, p.URL, `SELECT coalesce(a.wait_event, '') FROM pg_stat_activity a JOIN pg_replication_slots s ON s.active_pid = a.pid WHERE s.slot_name = $1`,
+		err := harness.QueryRow(ctx, p.URL, `SELECT coalesce(a.wait_event, '') FROM pg_stat_activity a JOIN pg_replication_slots s ON s.active_pid = a.pid WHERE s.slot_name = $1`,
 			[]any{slot}, &ev)
 		cancel()
 		if err == nil && ev == event {
@@ -298,30 +300,30 @@ func waitWalsenderEvent(t *testing.T, p *privatePostgres, slot, event string, ti
 
 // waitSyncedPast waits until the standby holds the slot as a synchronized slot confirmed at lsn
 // or later.
-func waitSyncedPast(t *testing.T, standby *privatePostgres, slot string, want fmt.Stringer, timeout time.Duration) {
+func waitSyncedPast(t *testing.T, standby *harness.PrivatePostgres, slot string, want fmt.Stringer, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		var got string
-		err := queryRow(ctx, standby.URL, `SELECT coalesce(confirmed_flush_lsn, '0/0')::text FROM pg_replication_slots WHERE slot_name = $1 AND synced`, []any{slot}, &got)
+		err := harness.QueryRow(ctx, standby.URL, `SELECT coalesce(confirmed_flush_lsn, '0/0')::text FROM pg_replication_slots WHERE slot_name = $1 AND synced`, []any{slot}, &got)
 		cancel()
-		if err == nil && mustLSN(t, got) >= mustLSN(t, want.String()) {
+		if err == nil && harness.MustLSN(t, got) >= harness.MustLSN(t, want.String()) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the standby's synchronized slot %s is at %q after %s (%v), want %s; standby log:\n%s", slot, got, timeout, err, want, standby.log())
+			t.Fatalf("the standby's synchronized slot %s is at %q after %s (%v), want %s; standby log:\n%s", slot, got, timeout, err, want, standby.Log())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
 // countBatches counts the topic's records by batch (payload.Writer).
-func countBatches(t *testing.T, recs []record) map[int]int {
+func countBatches(t *testing.T, recs []harness.Record) map[int]int {
 	t.Helper()
 	n := map[int]int{}
 	for _, r := range recs {
-		var p payload
+		var p harness.Payload
 		if err := json.Unmarshal(r.Value, &p); err != nil {
 			t.Fatalf("record %d/%d: %v", r.Partition, r.Offset, err)
 		}
@@ -341,14 +343,14 @@ type phantomCounts struct {
 }
 
 // phantomFigures compares the topic with the database's rows (truth).
-func phantomFigures(t *testing.T, recs []record, truth *committedRows) phantomCounts {
+func phantomFigures(t *testing.T, recs []harness.Record, truth *harness.CommittedRows) phantomCounts {
 	t.Helper()
 	type key struct {
 		channel string
 		counter int64
 	}
 	inDB := map[key]bool{}
-	for ch, counters := range truth.rows {
+	for ch, counters := range truth.Rows {
 		for _, c := range counters {
 			inDB[key{ch, c}] = true
 		}
@@ -358,10 +360,10 @@ func phantomFigures(t *testing.T, recs []record, truth *committedRows) phantomCo
 	phantomAt := map[key]bool{}
 	phantomIDs := map[string]bool{}
 	maxPhantomPos := map[string]string{}
-	var promoted []record
+	var promoted []harness.Record
 	found := map[key]bool{}
 	for _, r := range recs {
-		var p payload
+		var p harness.Payload
 		if err := json.Unmarshal(r.Value, &p); err != nil {
 			t.Fatalf("record %d/%d: %v", r.Partition, r.Offset, err)
 		}
@@ -392,7 +394,7 @@ func phantomFigures(t *testing.T, recs []record, truth *committedRows) phantomCo
 		}
 	}
 	for _, r := range promoted {
-		var p payload
+		var p harness.Payload
 		_ = json.Unmarshal(r.Value, &p)
 		if phantomAt[key{p.Channel, p.Counter}] {
 			f.counterClash++

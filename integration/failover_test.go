@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -41,19 +43,19 @@ func TestFailover_PromotedStandby(t *testing.T) {
 	defer cancel()
 	primary, standby, multi, e := startFailoverPair(t, "it_failover_standby")
 	var failover bool
-	if err := queryRow(ctx, primary.URL, `SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, []any{e.Name}, &failover); err != nil || !failover {
+	if err := harness.QueryRow(ctx, primary.URL, `SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, []any{e.Name}, &failover); err != nil || !failover {
 		t.Fatalf("setup --failover made slot %s with failover=%v (%v)", e.Name, failover, err)
 	}
 
-	relay := e.startRelay(t, "PGOUTBOX_RECONNECT_MAX=1s")
-	relay.waitLog("streaming started", time.Minute)
+	relay := e.StartRelay(t, "PGOUTBOX_RECONNECT_MAX=1s")
+	relay.WaitLog("streaming started", time.Minute)
 	writers := startFailoverWriters(t, multi, e.Name, 4, failoverChannels)
 	waitSlotSynced(t, standby, e.Name, 2*time.Minute)
 	time.Sleep(3 * time.Second) // writes flow through the relay
 
 	killed := time.Now()
-	primary.script("kill")
-	standby.script("promote")
+	primary.Script("kill")
+	standby.Script("promote")
 	promoted := time.Since(killed)
 	waitStreamingAgain(t, relay) // from the promoted standby
 	takeover := time.Since(killed)
@@ -66,10 +68,10 @@ func TestFailover_PromotedStandby(t *testing.T) {
 	if missing := acked - rows; missing > 0 {
 		t.Errorf("%d acknowledged rows are not in the new primary's table (synchronous replication should keep them)", missing)
 	}
-	end := currentWAL(t, standby.URL)
-	waitConfirmedPast(t, outboxEnv{services: services{DatabaseURL: standby.URL}, Name: e.Name}, end, 2*time.Minute)
-	recs := waitRecords(t, e.Brokers, e.Name, rows, 2*time.Minute)
-	relay.stop(30 * time.Second)
+	end := harness.CurrentWAL(t, standby.URL)
+	harness.WaitConfirmedPast(t, harness.Outbox{Services: harness.Services{DatabaseURL: standby.URL}, Name: e.Name}, end, 2*time.Minute)
+	recs := harness.WaitRecords(t, e.Brokers, e.Name, rows, 2*time.Minute)
+	relay.Stop(30 * time.Second)
 	dups := checkDelivery(t, recs, truth, failoverPartitions)
 	t.Logf("rows %d (acknowledged %d, writer errors during the failover %d), records in Kafka %d, lost 0 unless reported above, duplicates %d; "+
 		"promotion done %s after the kill, relay streaming again %s after it",
@@ -81,10 +83,10 @@ func TestFailover_PromotedStandby(t *testing.T) {
 
 // waitStreamingAgain waits for the relay's second "streaming started": after the primary's death,
 // it streams from the promoted standby.
-func waitStreamingAgain(t *testing.T, relay *relayProc) {
+func waitStreamingAgain(t *testing.T, relay *harness.Relay) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
-	for strings.Count(relay.log.String(), "streaming started") < 2 {
+	for strings.Count(relay.Log.String(), "streaming started") < 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the relay did not stream again within 3 minutes of the primary's death")
 		}
@@ -98,33 +100,33 @@ func waitStreamingAgain(t *testing.T, relay *relayProc) {
 // (synchronized_standby_slots, so Kafka never holds what the standby lacks). It creates an
 // outbox of 3 partitions through the multi-host URL it returns, its slot made by
 // `setup --failover`, and a table <outbox>_counters of channels ch-0 … ch-19.
-func startFailoverPair(t *testing.T, standbySlot string) (primary, standby *privatePostgres, multi string, e outboxEnv) {
+func startFailoverPair(t *testing.T, standbySlot string) (primary, standby *harness.PrivatePostgres, multi string, e harness.Outbox) {
 	t.Helper()
-	primary = startPrivatePostgresVersion(t, failoverVersion)
+	primary = harness.StartPrivatePostgresVersion(t, failoverVersion)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := primary.superuser(t).Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, standbySlot); err != nil {
+	if _, err := primary.Superuser(t).Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)`, standbySlot); err != nil {
 		t.Fatal(err)
 	}
 	standby = newStandby(t, primary, standbySlot)
-	primary.setConf(t, "synchronous_standby_names", standbySlot)
-	primary.setConf(t, "synchronized_standby_slots", standbySlot)
+	primary.SetConf(t, "synchronous_standby_names", standbySlot)
+	primary.SetConf(t, "synchronized_standby_slots", standbySlot)
 	waitStandbyStreaming(t, primary, standbySlot)
 
 	multi = fmt.Sprintf("postgres://pgoutbox:pgoutbox@127.0.0.1:%d,127.0.0.1:%d/pgoutbox?target_session_attrs=read-write",
-		primary.port, standby.port)
-	e = newOutboxOn(t, services{DatabaseURL: multi, Brokers: needKafka(t)}, failoverPartitions, "--failover")
-	execSQL(t, multi, fmt.Sprintf(`CREATE TABLE %s_counters (channel text PRIMARY KEY, n bigint NOT NULL DEFAULT 0)`, e.Name))
-	execSQL(t, multi, fmt.Sprintf(`INSERT INTO %s_counters SELECT 'ch-' || g FROM generate_series(0, %d) g`, e.Name, failoverChannels-1))
+		primary.Port, standby.Port)
+	e = harness.NewOutboxOn(t, harness.Services{DatabaseURL: multi, Brokers: harness.NeedKafka(t)}, failoverPartitions, "--failover")
+	harness.ExecSQL(t, multi, fmt.Sprintf(`CREATE TABLE %s_counters (channel text PRIMARY KEY, n bigint NOT NULL DEFAULT 0)`, e.Name))
+	harness.ExecSQL(t, multi, fmt.Sprintf(`INSERT INTO %s_counters SELECT 'ch-' || g FROM generate_series(0, %d) g`, e.Name, failoverChannels-1))
 	return primary, standby, multi, e
 }
 
 // synchronization on, and starts both.
-func newStandby(t *testing.T, primary *privatePostgres, slot string) *privatePostgres {
+func newStandby(t *testing.T, primary *harness.PrivatePostgres, slot string) *harness.PrivatePostgres {
 	t.Helper()
-	standby := newPrivatePostgres(t, primary.Version)
-	primary.stop()
-	src, dst := filepath.Join(primary.state, primary.dir), filepath.Join(standby.state, standby.dir)
+	standby := harness.NewPrivatePostgres(t, primary.Version)
+	primary.Stop()
+	src, dst := filepath.Join(primary.State, primary.Dir), filepath.Join(standby.State, standby.Dir)
 	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
 		t.Fatalf("copy the primary's cluster: %v\n%s", err, out)
 	}
@@ -140,11 +142,11 @@ primary_conninfo = 'host=127.0.0.1 port=%d user=pgoutbox password=pgoutbox dbnam
 primary_slot_name = '%s'
 hot_standby_feedback = on
 sync_replication_slots = on
-`, primary.port, standby.socketDir(), primary.port, slot, slot)
+`, primary.Port, standby.SocketDir(), primary.Port, slot, slot)
 	appendOwned(t, filepath.Join(data, "postgresql.auto.conf"), conf)
 	appendOwned(t, filepath.Join(data, "standby.signal"), "")
-	primary.start()
-	standby.start()
+	primary.Start()
+	standby.Start()
 	return standby
 }
 
@@ -177,10 +179,10 @@ func fileOwner(st os.FileInfo) (uid, gid int, ok bool) {
 	return int(s.Uid), int(s.Gid), true
 }
 
-func waitStandbyStreaming(t *testing.T, primary *privatePostgres, name string) {
+func waitStandbyStreaming(t *testing.T, primary *harness.PrivatePostgres, name string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
-	su := primary.superuser(t)
+	su := primary.Superuser(t)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		var n int
@@ -190,26 +192,26 @@ func waitStandbyStreaming(t *testing.T, primary *privatePostgres, name string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("standby %s not streaming after a minute (%v); primary's log:\n%s", name, err, primary.log())
+			t.Fatalf("standby %s not streaming after a minute (%v); primary's log:\n%s", name, err, primary.Log())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
 // waitSlotSynced waits until the standby holds the slot as a synchronized failover slot.
-func waitSlotSynced(t *testing.T, standby *privatePostgres, slot string, timeout time.Duration) {
+func waitSlotSynced(t *testing.T, standby *harness.PrivatePostgres, slot string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		var synced bool
-		err := queryRow(ctx, standby.URL, `SELECT synced AND NOT temporary FROM pg_replication_slots WHERE slot_name = $1`, []any{slot}, &synced)
+		err := harness.QueryRow(ctx, standby.URL, `SELECT synced AND NOT temporary FROM pg_replication_slots WHERE slot_name = $1`, []any{slot}, &synced)
 		cancel()
 		if err == nil && synced {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slot %s not synchronized to the standby after %s (%v); standby log:\n%s", slot, timeout, err, standby.log())
+			t.Fatalf("slot %s not synchronized to the standby after %s (%v); standby log:\n%s", slot, timeout, err, standby.Log())
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -282,7 +284,7 @@ func (w *failoverWriters) txn(ctx context.Context, conn *pgx.Conn, bump, insert 
 	}
 	defer func() { _ = tx.Rollback(context.Background()) }()
 	for _, ch := range chans {
-		p := payload{Channel: ch, Writer: id}
+		p := harness.Payload{Channel: ch, Writer: id}
 		if err := tx.QueryRow(ctx, bump, ch).Scan(&p.Counter); err != nil {
 			return err
 		}
@@ -302,55 +304,55 @@ func (w *failoverWriters) stop() (acked, errs int) {
 }
 
 // tableRows reads every row of the outbox table as committedRows, per channel in counter order.
-func tableRows(t *testing.T, url, table string) (*committedRows, int) {
+func tableRows(t *testing.T, url, table string) (*harness.CommittedRows, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn := connect(t, url)
+	conn := harness.Connect(t, url)
 	rows, err := conn.Query(ctx, fmt.Sprintf(`SELECT data FROM %s ORDER BY (data->>'counter')::bigint`, table))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := &committedRows{rows: map[string][]int64{}}
+	got := &harness.CommittedRows{Rows: map[string][]int64{}}
 	for rows.Next() {
-		var p payload
+		var p harness.Payload
 		if err := rows.Scan(&p); err != nil {
 			t.Fatal(err)
 		}
-		got.add(p)
+		got.Add(p)
 	}
 	if err := rows.Err(); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
-	return got, got.n
+	return got, got.N
 }
 
 // TestSetup_FailoverRefusedBefore17: on a server older than PostgreSQL 17, `setup --failover`
 // fails with the reason and the fix before it creates anything.
 func TestSetup_FailoverRefusedBefore17(t *testing.T) {
 	t.Parallel()
-	svc := needServices(t)
+	svc := harness.NeedServices(t)
 	var num int
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := queryRow(ctx, svc.DatabaseURL, `SELECT current_setting('server_version_num')::int`, nil, &num); err != nil {
+	if err := harness.QueryRow(ctx, svc.DatabaseURL, `SELECT current_setting('server_version_num')::int`, nil, &num); err != nil {
 		t.Fatal(err)
 	}
 	if num >= 170000 {
 		t.Skipf("the shared server is %d; this test needs one older than PostgreSQL 17", num)
 	}
-	e := outboxEnv{services: svc, Name: uniqueName(t)}
-	dropSlotAtCleanup(t, e.DatabaseURL, e.Name)
+	e := harness.Outbox{Services: svc, Name: harness.UniqueName(t)}
+	harness.DropSlotAtCleanup(t, e.DatabaseURL, e.Name)
 	t.Cleanup(func() {
-		exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP PUBLICATION IF EXISTS %s`, e.Name))
-		exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, e.Name))
+		harness.ExecInCleanup(t, e.DatabaseURL, fmt.Sprintf(`DROP PUBLICATION IF EXISTS %s`, e.Name))
+		harness.ExecInCleanup(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, e.Name))
 	})
-	out, err := e.pgoutbox(t, "setup", "--failover")
+	out, err := e.Pgoutbox(t, "setup", "--failover")
 	if err == nil || !strings.Contains(out, "failover slots need PostgreSQL 17 or later") {
 		t.Fatalf("setup --failover on server %d: err %v, output:\n%s", num, err, out)
 	}
 	var exists bool
-	if err := queryRow(ctx, svc.DatabaseURL, `SELECT to_regclass($1) IS NOT NULL OR EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1)`, []any{e.Name}, &exists); err != nil {
+	if err := harness.QueryRow(ctx, svc.DatabaseURL, `SELECT to_regclass($1) IS NOT NULL OR EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1)`, []any{e.Name}, &exists); err != nil {
 		t.Fatal(err)
 	}
 	if exists {

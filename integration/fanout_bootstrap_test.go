@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/centrifugal/centrifuge-go"
 	"github.com/jackc/pgx/v5"
 
@@ -30,7 +32,7 @@ import (
 type bootClient struct {
 	name    string
 	channel string
-	cf      *centrifugoProc
+	cf      *harness.Centrifugo
 	db      string // database URL
 	table   string // the counters table
 
@@ -53,7 +55,7 @@ type bootClient struct {
 func (c *bootClient) getState(centrifuge.SubscriptionGetStateEvent) (centrifuge.StreamPosition, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	top, err := c.cf.streamTop(ctx, c.channel)
+	top, err := c.cf.StreamTop(ctx, c.channel)
 	if err != nil {
 		return centrifuge.StreamPosition{}, err
 	}
@@ -132,14 +134,14 @@ func (c *bootClient) onPublication(ev centrifuge.PublicationEvent) {
 }
 
 func (c *bootClient) start(t *testing.T) {
-	client := centrifuge.NewJsonClient(c.cf.wsURL(), centrifuge.Config{Token: c.cf.token(c.name), HandshakeTimeout: clientHandshakeTimeout})
+	client := centrifuge.NewJsonClient(c.cf.WSURL(), centrifuge.Config{Token: c.cf.Token(c.name), HandshakeTimeout: harness.ClientHandshakeTimeout})
 	t.Cleanup(client.Close)
 	sub, err := client.NewSubscription(c.channel, centrifuge.SubscriptionConfig{
 		Positioned: true, Recoverable: true, GetState: c.getState,
 		// The token expires in an hour; the SDK asks again after a Centrifugo restart too.
-		Token: c.cf.subToken(c.name, c.channel),
+		Token: c.cf.SubToken(c.name, c.channel),
 		GetToken: func(centrifuge.SubscriptionTokenEvent) (string, error) {
-			return c.cf.subToken(c.name, c.channel), nil
+			return c.cf.SubToken(c.name, c.channel), nil
 		},
 	})
 	if err != nil {
@@ -182,18 +184,18 @@ func TestFanout_BootstrapProperty(t *testing.T) {
 		holders  = 2 // goroutines that hold transactions open
 		duration = 24 * time.Second
 	)
-	e := newOutbox(t, 3)
+	e := harness.NewOutbox(t, 3)
 	counters := e.Name + "_counters"
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s (channel text PRIMARY KEY, value bigint NOT NULL)`, counters))
-	t.Cleanup(func() { exec0(t, e.DatabaseURL, "DROP TABLE IF EXISTS "+counters) })
+	harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s (channel text PRIMARY KEY, value bigint NOT NULL)`, counters))
+	t.Cleanup(func() { harness.ExecInCleanup(t, e.DatabaseURL, "DROP TABLE IF EXISTS "+counters) })
 	chans := make([]string, channels)
 	for i := range chans {
 		chans[i] = fmt.Sprintf("outbox:%s_%d", e.Name, i)
-		execSQL(t, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s VALUES ($1, 0)`, counters), chans[i])
+		harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s VALUES ($1, 0)`, counters), chans[i])
 	}
 	seq := e.Name + "_sequence_id_seq"
-	relay := e.startRelay(t)
-	cf := startCentrifugo(t, e.Brokers, e.Name)
+	relay := e.StartRelay(t)
+	cf := harness.StartCentrifugo(t, e.Brokers, e.Name)
 
 	ctx, cancel := context.WithTimeout(context.Background(), duration)
 	defer cancel()
@@ -289,12 +291,12 @@ func TestFanout_BootstrapProperty(t *testing.T) {
 	var cfRestartAt time.Time
 	actions := []action{
 		{duration * 3 / 10, func() {
-			relay.kill()
+			relay.Kill()
 			t.Log("relay killed (SIGKILL); restarting it")
-			relay = e.startRelay(t)
+			relay = e.StartRelay(t)
 		}},
 		{duration * 6 / 10, func() {
-			cf.restart()
+			cf.Restart()
 			cfRestartAt = time.Now()
 			t.Log("centrifugo restarted (memory engine: new epochs)")
 		}},
@@ -316,7 +318,7 @@ func TestFanout_BootstrapProperty(t *testing.T) {
 
 	// Every client converges to the database's counter, or the test names who did not.
 	truth := map[string]int64{}
-	conn := connect(t, e.DatabaseURL)
+	conn := harness.Connect(t, e.DatabaseURL)
 	rows, err := conn.Query(context.Background(), fmt.Sprintf(`SELECT channel, value FROM %s`, counters))
 	if err != nil {
 		t.Fatal(err)
@@ -396,11 +398,11 @@ func TestFanout_BootstrapProperty(t *testing.T) {
 // idInversions counts, per channel in the topic, records whose outbox id is lower than that of
 // a record before them (in commit order): each is a transaction with a lower id that committed
 // after one with a higher id, the case MAX(sequence_id) as a resume token gets wrong.
-func idInversions(t *testing.T, e outboxEnv) int {
+func idInversions(t *testing.T, e harness.Outbox) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	recs, err := readTopic(ctx, e.Brokers, e.Name)
+	recs, err := harness.ReadTopic(ctx, e.Brokers, e.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

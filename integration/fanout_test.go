@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/centrifugal/centrifuge-go"
 	"go.yaml.in/yaml/v3"
 
@@ -24,9 +26,9 @@ import (
 var fanoutTags = []string{"id", "name", "commit-lsn", "commit-index", "position", "xid", "channel"}
 
 // connectClient connects a centrifuge-go client as user; the test's end closes it.
-func connectClient(t *testing.T, cf *centrifugoProc, user string) *centrifuge.Client {
+func connectClient(t *testing.T, cf *harness.Centrifugo, user string) *centrifuge.Client {
 	t.Helper()
-	c := centrifuge.NewJsonClient(cf.wsURL(), centrifuge.Config{Token: cf.token(user), HandshakeTimeout: clientHandshakeTimeout})
+	c := centrifuge.NewJsonClient(cf.WSURL(), centrifuge.Config{Token: cf.Token(user), HandshakeTimeout: harness.ClientHandshakeTimeout})
 	if err := c.Connect(); err != nil {
 		t.Fatalf("connect to centrifugo: %v", err)
 	}
@@ -40,14 +42,14 @@ func connectClient(t *testing.T, cf *centrifugoProc, user string) *centrifuge.Cl
 // pg_current_xact_id() said inside it) and the optimistic-update mutation id and rejected flag.
 func TestFanout_EndToEnd(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 3)
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN mutation_id text, ADD COLUMN rejected boolean`, e.Name))
-	e.startRelay(t, "PGOUTBOX_MUTATION_ID_COLUMN=mutation_id", "PGOUTBOX_REJECTED_COLUMN=rejected")
-	cf := startCentrifugo(t, e.Brokers, e.Name)
+	e := harness.NewOutbox(t, 3)
+	harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN mutation_id text, ADD COLUMN rejected boolean`, e.Name))
+	e.StartRelay(t, "PGOUTBOX_MUTATION_ID_COLUMN=mutation_id", "PGOUTBOX_REJECTED_COLUMN=rejected")
+	cf := harness.StartCentrifugo(t, e.Brokers, e.Name)
 
 	const channel = "outbox:e2e"
 	client := connectClient(t, cf, "alice")
-	sub, err := client.NewSubscription(channel, centrifuge.SubscriptionConfig{Positioned: true, Recoverable: true, Token: cf.subToken("alice", channel)})
+	sub, err := client.NewSubscription(channel, centrifuge.SubscriptionConfig{Positioned: true, Recoverable: true, Token: cf.SubToken("alice", channel)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +67,7 @@ func TestFanout_EndToEnd(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	conn := connect(t, e.DatabaseURL)
+	conn := harness.Connect(t, e.DatabaseURL)
 	var xids [2]uint64
 	for i, row := range []struct{ data, mutation, rejected any }{
 		{`{"n": 1}`, nil, nil},
@@ -140,8 +142,8 @@ func TestFanout_ConfigAndCompose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := regexp.MustCompile(`(?m)^VERSION=(\S+)$`).FindSubmatch(script); m == nil || string(m[1]) != centrifugoVersion {
-		t.Errorf("deploy/local/centrifugo.sh: VERSION %q, want %s", m, centrifugoVersion)
+	if m := regexp.MustCompile(`(?m)^VERSION=(\S+)$`).FindSubmatch(script); m == nil || string(m[1]) != harness.CentrifugoVersion {
+		t.Errorf("deploy/local/centrifugo.sh: VERSION %q, want %s", m, harness.CentrifugoVersion)
 	}
 	b, err := os.ReadFile(filepath.Join(repoRoot, "docker-compose.yml"))
 	if err != nil {
@@ -155,8 +157,8 @@ func TestFanout_ConfigAndCompose(t *testing.T) {
 	switch {
 	case !ok:
 		t.Fatal("docker-compose.yml has no centrifugo service")
-	case s.Image != "centrifugo/centrifugo:"+centrifugoVersion:
-		t.Errorf("centrifugo: image %s, want centrifugo/centrifugo:%s", s.Image, centrifugoVersion)
+	case s.Image != "centrifugo/centrifugo:"+harness.CentrifugoVersion:
+		t.Errorf("centrifugo: image %s, want centrifugo/centrifugo:%s", s.Image, harness.CentrifugoVersion)
 	}
 	found := false
 	for _, v := range s.Volumes {
@@ -167,7 +169,7 @@ func TestFanout_ConfigAndCompose(t *testing.T) {
 	}
 
 	// The Kafka consumer reads pgoutbox's header names.
-	cfgText, err := os.ReadFile(centrifugoConfigPath)
+	cfgText, err := os.ReadFile(harness.CentrifugoConfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}

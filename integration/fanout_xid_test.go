@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // TestFullXID_EpochAboveZero: on a server whose transaction ids are in epoch 1 (set with
@@ -19,22 +21,22 @@ import (
 // pg_current_xact_id() said inside the transaction (above 2^32), not pgoutput's 32-bit xid.
 func TestFullXID_EpochAboveZero(t *testing.T) {
 	t.Parallel()
-	pg := startPrivatePostgres(t)
-	pg.stop()
+	pg := harness.StartPrivatePostgres(t)
+	pg.Stop()
 	resetwal := newestPgBinary(t, "pg_resetwal")
-	args := []string{resetwal, "-e", "1", "-D", filepath.Join(pg.state, "pg", "data")}
+	args := []string{resetwal, "-e", "1", "-D", filepath.Join(pg.State, "pg", "data")}
 	if os.Geteuid() == 0 { // the cluster belongs to the postgres user, as in deploy/local/postgres.sh
 		args = append([]string{"runuser", "-u", "postgres", "--"}, args...)
 	}
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", args, err, out)
 	}
-	pg.start()
+	pg.Start()
 
-	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: needKafka(t)}, 1)
-	e.startRelay(t)
+	e := harness.NewOutboxOn(t, harness.Services{DatabaseURL: pg.URL, Brokers: harness.NeedKafka(t)}, 1)
+	e.StartRelay(t)
 	ctx := context.Background()
-	conn := connect(t, pg.URL)
+	conn := harness.Connect(t, pg.URL)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +54,7 @@ func TestFullXID_EpochAboveZero(t *testing.T) {
 	if full>>32 != 1 {
 		t.Fatalf("pg_current_xact_id() = %d, epoch %d: pg_resetwal -e 1 did not take", full, full>>32)
 	}
-	recs := waitRecords(t, e.Brokers, e.Name, 1, 60*time.Second)
+	recs := harness.WaitRecords(t, e.Brokers, e.Name, 1, 60*time.Second)
 	if got := recs[0].Headers["pgoutbox-xid"]; got != strconv.FormatUint(full, 10) {
 		t.Errorf("pgoutbox-xid = %q, want the full id %d (32-bit xid %d)", got, full, uint32(full))
 	}

@@ -5,13 +5,11 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -42,24 +40,24 @@ func TestFault_LargeTransaction(t *testing.T) {
 		// take more than 250 MB.
 		peakBound = 128 << 20
 	)
-	bin := buildRelay(t, false)
-	e := newOutbox(t, partitions)
-	relay := e.startRelayWith(t, bin, fmt.Sprintf("PGOUTBOX_MAX_INFLIGHT_EVENTS=%d", maxEvents), "PGOUTBOX_LOG_LEVEL=info")
-	relay.waitLog("streaming started", time.Minute)
+	bin := harness.BuildRelay(t, false)
+	e := harness.NewOutbox(t, partitions)
+	relay := e.StartRelayWith(t, bin, fmt.Sprintf("PGOUTBOX_MAX_INFLIGHT_EVENTS=%d", maxEvents), "PGOUTBOX_LOG_LEVEL=info")
+	relay.WaitLog("streaming started", time.Minute)
 
-	committed := &committedRows{rows: map[string][]int64{}}
+	committed := &harness.CommittedRows{Rows: map[string][]int64{}}
 	insert := func(from, to int64) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		err := execCtx(ctx, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s (channel, name, data)
+		err := harness.Exec(ctx, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s (channel, name, data)
 			SELECT 'ch-' || (k %% %d), 'big', jsonb_build_object('channel', 'ch-' || (k %% %d), 'counter', k)
 			FROM generate_series($1::bigint, $2::bigint) k ORDER BY k`, e.Name, channels, channels), from, to)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for k := from; k <= to; k++ {
-			committed.add(payload{Channel: fmt.Sprintf("ch-%d", k%channels), Counter: k})
+			committed.Add(harness.Payload{Channel: fmt.Sprintf("ch-%d", k%channels), Counter: k})
 		}
 	}
 	// Counters grow in commit order: 1-20 before, 1,001-1,001,000 in the big transaction,
@@ -67,8 +65,8 @@ func TestFault_LargeTransaction(t *testing.T) {
 	for i := range int64(smallTxns) {
 		insert(1+4*i, 4+4*i)
 	}
-	waitTopicEnd(t, e, partitions, 4*smallTxns, time.Minute)
-	baseRSS, err := procStatus(relay.pid(), "VmRSS")
+	harness.WaitTopicEnd(t, e, partitions, 4*smallTxns, time.Minute)
+	baseRSS, err := harness.ProcStatus(relay.Pid(), "VmRSS")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,102 +76,31 @@ func TestFault_LargeTransaction(t *testing.T) {
 	for i := range int64(smallTxns) {
 		insert(2_000_001+4*i, 2_000_004+4*i)
 	}
-	waitConfirmedPast(t, e, currentWAL(t, e.DatabaseURL), 10*time.Minute)
+	harness.WaitConfirmedPast(t, e, harness.CurrentWAL(t, e.DatabaseURL), 10*time.Minute)
 	delivered := time.Since(began)
-	peak, err := procStatus(relay.pid(), "VmHWM")
+	peak, err := harness.ProcStatus(relay.Pid(), "VmHWM")
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 
 	c := newDeliveryCheck(t, partitions)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := scanTopic(ctx, e.Brokers, e.Name, c.add); err != nil {
+	if err := harness.ScanTopic(ctx, e.Brokers, e.Name, c.add); err != nil {
 		t.Fatalf("read topic: %v", err)
 	}
 	c.finish(committed)
-	if c.records != committed.n {
-		t.Errorf("topic holds %d records, %d rows were committed", c.records, committed.n)
+	if c.records != committed.N {
+		t.Errorf("topic holds %d records, %d rows were committed", c.records, committed.N)
 	}
 	if peak > peakBound {
 		t.Errorf("the relay's peak RSS (VmHWM) was %s while relaying a %d-row transaction; want at most %s (window %d rows)",
-			mib(peak), bigRows, mib(peakBound), maxEvents)
+			harness.MiB(peak), bigRows, harness.MiB(peakBound), maxEvents)
 	}
 	t.Logf("transaction of %d rows (+%d small ones) inserted in %s, confirmed %s after it began (%.0f rows/s end to end); relay RSS %s before it, peak (VmHWM) %s; records %d, duplicates %d",
 		bigRows, 2*smallTxns, inserted.Round(time.Millisecond), delivered.Round(time.Millisecond),
-		float64(bigRows)/delivered.Seconds(), mib(baseRSS), mib(peak), c.records, c.duplicates)
-}
-
-// buildRelay builds pgoutbox into the test's temporary directory, with or without -race.
-func buildRelay(t *testing.T, race bool) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "pgoutbox")
-	args := []string{"build", "-o", bin}
-	if race {
-		args = append(args, "-race")
-	}
-	start := time.Now()
-	if out, err := exec.Command("go", append(args, "../cmd/pgoutbox")...).CombinedOutput(); err != nil {
-		t.Fatalf("build pgoutbox: %v\n%s", err, out)
-	}
-	t.Logf("built %s (race=%v) in %s", bin, race, time.Since(start).Round(time.Millisecond))
-	return bin
-}
-
-// scanTopic reads every record of the topic, partition by partition, in offset order, handing
-// each to fn without keeping them.
-func scanTopic(ctx context.Context, brokers []string, topic string, fn func(record)) error {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return err
-	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return fmt.Errorf("metadata of %s: %+v", topic, meta.Topics)
-	}
-	for _, p := range meta.Topics[0].Partitions {
-		end, err := lastOffset(ctx, brokers, topic, p.ID)
-		if err != nil {
-			return err
-		}
-		for off := int64(0); off < end; {
-			res, err := client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: p.ID, Offset: off, MaxBytes: 16 << 20})
-			if err != nil {
-				return err
-			}
-			if res.Error != nil {
-				return res.Error
-			}
-			for {
-				r, err := res.Records.ReadRecord()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				if r.Offset < off {
-					continue
-				}
-				rec := record{Partition: p.ID, Offset: r.Offset, Time: r.Time, Headers: make(map[string]string, len(r.Headers))}
-				if rec.Key, err = readBytes(r.Key); err != nil {
-					return err
-				}
-				v, err := readBytes(r.Value)
-				if err != nil {
-					return err
-				}
-				rec.Value = []byte(v)
-				for _, h := range r.Headers {
-					rec.Headers[h.Key] = string(h.Value)
-				}
-				fn(rec)
-				off = r.Offset + 1
-			}
-		}
-	}
-	return nil
+		float64(bigRows)/delivered.Seconds(), harness.MiB(baseRSS), harness.MiB(peak), c.records, c.duplicates)
 }
 
 // deliveryCheck is checkDelivery record by record, for topics too large to hold in memory:
@@ -210,10 +137,10 @@ func (c *deliveryCheck) errorf(format string, args ...any) {
 	}
 }
 
-func (c *deliveryCheck) add(r record) {
+func (c *deliveryCheck) add(r harness.Record) {
 	c.t.Helper()
 	c.records++
-	var p payload
+	var p harness.Payload
 	if err := json.Unmarshal(r.Value, &p); err != nil {
 		c.errorf("record %d/%d: bad payload %q: %v", r.Partition, r.Offset, r.Value, err)
 		return
@@ -254,10 +181,10 @@ func (c *deliveryCheck) add(r record) {
 }
 
 // finish checks that every committed row was seen.
-func (c *deliveryCheck) finish(want *committedRows) {
+func (c *deliveryCheck) finish(want *harness.CommittedRows) {
 	c.t.Helper()
 	missing := 0
-	for ch, counters := range want.rows {
+	for ch, counters := range want.Rows {
 		for _, n := range counters {
 			if _, ok := c.seen[ch][n]; !ok {
 				missing++

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/jackc/pglogrepl"
 )
 
@@ -24,44 +26,44 @@ func TestFault_KafkaRestart(t *testing.T) {
 	}
 	t.Parallel()
 	const partitions = 3
-	kafka := startPrivateKafka(t)
-	e := newOutboxOn(t, services{DatabaseURL: needPostgres(t), Brokers: kafka.Brokers}, partitions)
-	w := faultWorkload{workload: workload{Writers: 4, Rows: 20_000, Channels: 50, MaxTxnRows: 10}}
-	prepareWorkload(t, e, w.Channels)
+	kafka := harness.StartPrivateKafka(t)
+	e := harness.NewOutboxOn(t, harness.Services{DatabaseURL: harness.NeedPostgres(t), Brokers: kafka.Brokers}, partitions)
+	w := harness.FaultWorkload{Workload: harness.Workload{Writers: 4, Rows: 20_000, Channels: 50, MaxTxnRows: 10}}
+	harness.PrepareWorkload(t, e, w.Channels)
 
-	relay := e.startRelay(t)
-	relay.waitLog("streaming started", time.Minute)
-	run := startWorkload(t, e, w)
-	waitTopicEnd(t, e, partitions, 2_000, time.Minute) // mid-stream
+	relay := e.StartRelay(t)
+	relay.WaitLog("streaming started", time.Minute)
+	run := harness.StartWorkload(t, e, w)
+	harness.WaitTopicEnd(t, e, partitions, 2_000, time.Minute) // mid-stream
 
-	before := killPoint{confirmed: slotConfirmed(t, e.DatabaseURL, e.Name), ends: endOffsets(t, e, partitions)}
-	kafka.stop()
+	before := killPoint{confirmed: harness.SlotConfirmed(t, e.DatabaseURL, e.Name), ends: harness.EndOffsets(t, e, partitions)}
+	kafka.Stop()
 	down := time.Now()
 	time.Sleep(5 * time.Second) // rows keep being committed while the broker is away
-	kafka.start()
+	kafka.Start()
 	outage := time.Since(down)
-	committedAtRestart := run.committed()
+	committedAtRestart := run.Committed()
 
-	committed := run.wait(t)
-	recs := finishDelivery(t, e, committed, 3*time.Minute)
-	if !relay.running() {
-		t.Fatalf("the relay exited: %v", relay.err)
+	committed := run.Wait(t)
+	recs := harness.FinishDelivery(t, e, committed, 3*time.Minute)
+	if !relay.Running() {
+		t.Fatalf("the relay exited: %v", relay.Err)
 	}
-	sessions := len(relay.logEntries("streaming started"))
+	sessions := len(relay.LogEntries("streaming started"))
 	if sessions != 1 {
 		t.Errorf("the relay started %d replication sessions; a Kafka outage must not end the session", sessions)
 	}
-	retries := len(relay.logEntries("kafka write")) + len(relay.logEntries("read topic metadata"))
-	if !strings.Contains(relay.log.String(), "failed; retrying until it succeeds") {
+	retries := len(relay.LogEntries("kafka write")) + len(relay.LogEntries("read topic metadata"))
+	if !strings.Contains(relay.Log.String(), "failed; retrying until it succeeds") {
 		t.Errorf("the relay never logged a failed Kafka request: did the broker really go away?")
 	}
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 
 	dups := checkDelivery(t, recs, committed, partitions)
 	checkDuplicatesUnconfirmed(t, recs, []killPoint{before})
 	checkNoDuplicates(t, dups, len(recs))
 	t.Logf("broker down and back in %s (rows committed by then %d); relay retry log lines %d; rows committed %d, records %d, duplicates %d, skipped as already in Kafka %d",
-		outage.Round(time.Millisecond), committedAtRestart, retries, committed.n, len(recs), dups, dedupeOf(relay).skipped)
+		outage.Round(time.Millisecond), committedAtRestart, retries, committed.N, len(recs), dups, dedupeOf(relay).skipped)
 }
 
 // TestFault_LongKafkaOutage: Kafka is down for more than two minutes while rows keep being
@@ -113,49 +115,49 @@ func TestFault_LongKafkaOutage(t *testing.T) {
 		minBacklog = 4*rssGrowthBound + 16<<20
 		maxOutage  = 6 * time.Minute
 	)
-	pg := startPrivatePostgres(t)
-	pg.setConf(t, "wal_sender_timeout", senderTimeout.String())
-	kafka := startPrivateKafka(t)
-	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: kafka.Brokers}, partitions)
+	pg := harness.StartPrivatePostgres(t)
+	pg.SetConf(t, "wal_sender_timeout", senderTimeout.String())
+	kafka := harness.StartPrivateKafka(t)
+	e := harness.NewOutboxOn(t, harness.Services{DatabaseURL: pg.URL, Brokers: kafka.Brokers}, partitions)
 	// Rows of ~2.6 kB (2.5 kB of random text, which does not compress), a few hundred a second:
 	// 1-2 MB of outbox rows a second. The outage lasts until the backlog is large enough for the
 	// memory bounds to mean something (minBacklog), at least two minutes.
-	w := faultWorkload{workload: workload{Writers: 3, Rows: 3_000, Channels: 50, MaxTxnRows: 20}, Pad: 2500, Pause: 20 * time.Millisecond}
-	prepareWorkload(t, e, w.Channels)
+	w := harness.FaultWorkload{Workload: harness.Workload{Writers: 3, Rows: 3_000, Channels: 50, MaxTxnRows: 20}, Pad: 2500, Pause: 20 * time.Millisecond}
+	harness.PrepareWorkload(t, e, w.Channels)
 
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	relay := e.startRelay(t, "PGOUTBOX_HTTP_ADDR="+addr,
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	relay := e.StartRelay(t, "PGOUTBOX_HTTP_ADDR="+addr,
 		fmt.Sprintf("PGOUTBOX_MAX_INFLIGHT_EVENTS=%d", maxEvents), fmt.Sprintf("PGOUTBOX_MAX_INFLIGHT_BYTES=%d", maxBytes),
 		"PGOUTBOX_KAFKA_BACKOFF_MAX=2s")
-	relay.waitLog("streaming started", time.Minute)
-	walsender := slotActivePID(t, pg.URL, e.Name)
-	run := startWorkload(t, e, w)
+	relay.WaitLog("streaming started", time.Minute)
+	walsender := harness.SlotActivePID(t, pg.URL, e.Name)
+	run := harness.StartWorkload(t, e, w)
 
 	// Baseline: the relay's memory while it streams the same traffic with Kafka up.
-	waitTopicEnd(t, e, partitions, 2_000, time.Minute)
-	base := sampleRSS(relay.pid(), 250*time.Millisecond)
+	harness.WaitTopicEnd(t, e, partitions, 2_000, time.Minute)
+	base := harness.SampleRSS(relay.Pid(), 250*time.Millisecond)
 	time.Sleep(10 * time.Second)
-	baseline := peakRSS(base.stop(), 0, time.Hour)
+	baseline := harness.PeakRSS(base.Stop(), 0, time.Hour)
 
-	before := killPoint{confirmed: slotConfirmed(t, pg.URL, e.Name), ends: endOffsets(t, e, partitions)}
-	kafka.stop()
+	before := killPoint{confirmed: harness.SlotConfirmed(t, pg.URL, e.Name), ends: harness.EndOffsets(t, e, partitions)}
+	kafka.Stop()
 	down := time.Now()
-	rss := sampleRSS(relay.pid(), 500*time.Millisecond)
+	rss := harness.SampleRSS(relay.Pid(), 500*time.Millisecond)
 	control := silentWalsender(t, pg.URL, e.Name)
 	var maxInflight, maxInflightBytes, recvSettled float64
 	var lagSettled int64
 	var goTrace []string // the Go runtime's own figures: goroutines and heap in use
 	var maxHeap, goroutinesSettled, goroutinesLate float64
-	for time.Since(down) < outage || (slotLag(t, pg.URL, e.Name) < minBacklog && time.Since(down) < maxOutage) {
+	for time.Since(down) < outage || (harness.SlotLag(t, pg.URL, e.Name) < minBacklog && time.Since(down) < maxOutage) {
 		time.Sleep(2 * time.Second)
-		if !relay.running() {
-			t.Fatalf("the relay exited during the outage: %v", relay.err)
+		if !relay.Running() {
+			t.Fatalf("the relay exited during the outage: %v", relay.Err)
 		}
-		m := scrape(t, addr)
+		m := harness.Scrape(t, addr)
 		maxInflight = max(maxInflight, m["pgoutbox_inflight_events"])
 		maxInflightBytes = max(maxInflightBytes, m["pgoutbox_inflight_bytes"])
 		if recvSettled == 0 && time.Since(down) > settle {
-			recvSettled, lagSettled = m["pgoutbox_received_lsn"], slotLag(t, pg.URL, e.Name)
+			recvSettled, lagSettled = m["pgoutbox_received_lsn"], harness.SlotLag(t, pg.URL, e.Name)
 		}
 		heap := m["go_memstats_heap_inuse_bytes"]
 		maxHeap = max(maxHeap, heap)
@@ -168,28 +170,28 @@ func TestFault_LongKafkaOutage(t *testing.T) {
 			goTrace = append(goTrace, fmt.Sprintf("%s:%.0f/%.1f", time.Since(down).Round(time.Second), m["go_goroutines"], heap/(1<<20)))
 		}
 	}
-	recvLate := scrape(t, addr)["pgoutbox_received_lsn"]
-	lagLate := slotLag(t, pg.URL, e.Name)
-	series := rss.stop()
-	stillStreaming := slotActivePID(t, pg.URL, e.Name)
-	kafka.start()
+	recvLate := harness.Scrape(t, addr)["pgoutbox_received_lsn"]
+	lagLate := harness.SlotLag(t, pg.URL, e.Name)
+	series := rss.Stop()
+	stillStreaming := harness.SlotActivePID(t, pg.URL, e.Name)
+	kafka.Start()
 	outageLen := time.Since(down)
 
-	committed := run.wait(t)
-	recs := finishDelivery(t, e, committed, 5*time.Minute)
-	if !relay.running() {
-		t.Fatalf("the relay exited: %v", relay.err)
+	committed := run.Wait(t)
+	recs := harness.FinishDelivery(t, e, committed, 5*time.Minute)
+	if !relay.Running() {
+		t.Fatalf("the relay exited: %v", relay.Err)
 	}
-	if n := len(relay.logEntries("replication connection lost")); n > 0 {
+	if n := len(relay.LogEntries("replication connection lost")); n > 0 {
 		t.Errorf("the relay reconnected %d times during the outage: the replication connection was lost", n)
 	}
-	if n := len(relay.logEntries("streaming started")); n != 1 {
+	if n := len(relay.LogEntries("streaming started")); n != 1 {
 		t.Errorf("the relay started %d replication sessions, want 1", n)
 	}
 	if stillStreaming != walsender {
 		t.Errorf("the slot's walsender was pid %d before the outage and %d at its end: the connection did not survive", walsender, stillStreaming)
 	}
-	timeouts := walsenderTimeouts(pg.log())
+	timeouts := walsenderTimeouts(pg.Log())
 	if timeouts[walsender] {
 		t.Errorf("PostgreSQL timed out the relay's walsender (pid %d): the relay stopped answering during the outage", walsender)
 	}
@@ -203,48 +205,36 @@ func TestFault_LongKafkaOutage(t *testing.T) {
 	backlog, lateBacklog := lagLate, lagLate-lagSettled
 	if backlog < 4*rssGrowthBound || lateBacklog < 4*rssLateBound {
 		t.Errorf("the slot's unconfirmed WAL reached only %s (%s after the first %s); the test needs %s (%s) to tell a bounded relay from one that reads the backlog",
-			mib(backlog), mib(lateBacklog), settle, mib(4*rssGrowthBound), mib(4*rssLateBound))
+			harness.MiB(backlog), harness.MiB(lateBacklog), settle, harness.MiB(4*rssGrowthBound), harness.MiB(4*rssLateBound))
 	}
 	if read := int64(recvLate - recvSettled); read > maxBytes {
 		t.Errorf("the relay received %s of WAL during the outage (after its window filled) while the slot fell %s behind: it must stop reading when the window is full",
-			mib(read), mib(lateBacklog))
+			harness.MiB(read), harness.MiB(lateBacklog))
 	}
-	peak, early, late := peakRSS(series, 0, time.Hour), peakRSS(series, 0, settle), peakRSS(series, settle, time.Hour)
+	peak, early, late := harness.PeakRSS(series, 0, time.Hour), harness.PeakRSS(series, 0, settle), harness.PeakRSS(series, settle, time.Hour)
 	if peak-baseline > rssGrowthBound {
 		t.Errorf("VmRSS peaked at %s during the outage, %s over the %s streaming baseline; want at most %s over it (the window is %s)",
-			mib(peak), mib(peak-baseline), mib(baseline), mib(rssGrowthBound), mib(maxBytes))
+			harness.MiB(peak), harness.MiB(peak-baseline), harness.MiB(baseline), harness.MiB(rssGrowthBound), harness.MiB(maxBytes))
 	}
 	if late-early > rssLateBound {
 		t.Errorf("VmRSS grew from %s (first %s of the outage) to %s while the backlog grew by %s; want at most %s of growth: %s",
-			mib(early), settle, mib(late), mib(lateBacklog), mib(rssLateBound), rssTrace(series, 10*time.Second))
+			harness.MiB(early), settle, harness.MiB(late), harness.MiB(lateBacklog), harness.MiB(rssLateBound), harness.RSSTrace(series, 10*time.Second))
 	}
 	if maxHeap > heapBound {
-		t.Errorf("the relay's Go heap in use reached %s during the outage; want at most %s (window %s)", mib(int64(maxHeap)), mib(heapBound), mib(maxBytes))
+		t.Errorf("the relay's Go heap in use reached %s during the outage; want at most %s (window %s)", harness.MiB(int64(maxHeap)), harness.MiB(heapBound), harness.MiB(maxBytes))
 	}
 	if goroutinesLate > goroutinesSettled+8 {
 		t.Errorf("the relay's goroutines went from %.0f (first %s of the outage) to %.0f: something leaks per retry (%s)",
 			goroutinesSettled, settle, goroutinesLate, strings.Join(goTrace, " "))
 	}
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 
 	dups := checkDelivery(t, recs, committed, partitions)
 	checkDuplicatesUnconfirmed(t, recs, []killPoint{before})
 	checkNoDuplicates(t, dups, len(recs))
 	t.Logf("outage %s (wal_sender_timeout %s); slot unconfirmed WAL %s after %s, %s at the end; relay received %d bytes after %s; in flight at most %.0f rows / %.0f bytes; VmRSS streaming baseline %s, outage peak %s (first %s %s, later %s; %d samples: %s); goroutines/heap MiB: %s; rows committed %d, records %d, duplicates %d",
-		outageLen.Round(time.Second), senderTimeout, mib(lagSettled), settle, mib(lagLate), int64(recvLate-recvSettled), settle, maxInflight, maxInflightBytes,
-		mib(baseline), mib(peak), settle, mib(early), mib(late), len(series), rssTrace(series, 10*time.Second), strings.Join(goTrace, " "), committed.n, len(recs), dups)
-}
-
-// slotLag is pg_current_wal_lsn() - confirmed_flush_lsn of the slot, in bytes.
-func slotLag(t *testing.T, url, slot string) int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var lag int64
-	if err := queryRow(ctx, url, `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $1`, []any{slot}, &lag); err != nil {
-		t.Fatalf("read slot %s: %v", slot, err)
-	}
-	return lag
+		outageLen.Round(time.Second), senderTimeout, harness.MiB(lagSettled), settle, harness.MiB(lagLate), int64(recvLate-recvSettled), settle, maxInflight, maxInflightBytes,
+		harness.MiB(baseline), harness.MiB(peak), settle, harness.MiB(early), harness.MiB(late), len(series), harness.RSSTrace(series, 10*time.Second), strings.Join(goTrace, " "), committed.N, len(recs), dups)
 }
 
 // silentWalsender opens a replication connection that streams the outbox's publication from a
@@ -254,8 +244,8 @@ func silentWalsender(t *testing.T, url, publication string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn := replicationConn(t, url)
-	slot := uniqueName(t) + "_silent"
+	conn := harness.ReplicationConn(t, url)
+	slot := harness.UniqueName(t) + "_silent"
 	if _, err := pglogrepl.CreateReplicationSlot(ctx, conn, slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Temporary: true, Mode: pglogrepl.LogicalReplication}); err != nil {
 		t.Fatalf("create the control's temporary slot: %v", err)

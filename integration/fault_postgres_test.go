@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // TestFault_PostgresRestart: a private PostgreSQL is shut down (fast mode) and started again
@@ -35,39 +37,39 @@ func testPostgresRestart(t *testing.T, immediate bool) {
 	t.Parallel()
 	const partitions = 3
 	const down = 6 * time.Second // attempts at about 0.5s, 1.5s, 3.5s: the backoff shows
-	pg := startPrivatePostgres(t)
-	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: needKafka(t)}, partitions)
-	w := faultWorkload{workload: workload{Writers: 4, Rows: 20_000, Channels: 50, MaxTxnRows: 10}, Resilient: true}
-	prepareWorkload(t, e, w.Channels)
+	pg := harness.StartPrivatePostgres(t)
+	e := harness.NewOutboxOn(t, harness.Services{DatabaseURL: pg.URL, Brokers: harness.NeedKafka(t)}, partitions)
+	w := harness.FaultWorkload{Workload: harness.Workload{Writers: 4, Rows: 20_000, Channels: 50, MaxTxnRows: 10}, Resilient: true}
+	harness.PrepareWorkload(t, e, w.Channels)
 
-	relay := e.startRelay(t)
-	relay.waitLog("streaming started", time.Minute)
-	run := startWorkload(t, e, w)
-	waitTopicEnd(t, e, partitions, 2_000, time.Minute) // mid-stream
+	relay := e.StartRelay(t)
+	relay.WaitLog("streaming started", time.Minute)
+	run := harness.StartWorkload(t, e, w)
+	harness.WaitTopicEnd(t, e, partitions, 2_000, time.Minute) // mid-stream
 
 	// End offsets before the stop: records after them were sent either by the first session in
 	// its last moments (first copies) or by the next one (repeats are checked against its start).
-	ends := endOffsets(t, e, partitions)
-	confirmedBefore := slotConfirmed(t, pg.URL, e.Name)
+	ends := harness.EndOffsets(t, e, partitions)
+	confirmedBefore := harness.SlotConfirmed(t, pg.URL, e.Name)
 	if immediate {
-		pg.stopImmediate()
+		pg.StopImmediate()
 	} else {
-		pg.stop()
+		pg.Stop()
 	}
 	stopped := time.Now()
 	time.Sleep(down)
-	pg.start()
+	pg.Start()
 	waitLogCount(t, relay, "streaming started", 2, 2*time.Minute)
 	resumed := time.Since(stopped)
-	committedAtRestart := run.committed()
+	committedAtRestart := run.Committed()
 
-	committed := run.wait(t)
-	recs := finishDelivery(t, e, committed, 3*time.Minute)
-	if !relay.running() {
-		t.Fatalf("the relay exited: %v", relay.err)
+	committed := run.Wait(t)
+	recs := harness.FinishDelivery(t, e, committed, 3*time.Minute)
+	if !relay.Running() {
+		t.Fatalf("the relay exited: %v", relay.Err)
 	}
-	starts := relay.startLSNs(t)
-	retries := relay.logEntries("replication connection lost; reconnecting")
+	starts := relay.StartLSNs(t)
+	retries := relay.LogEntries("replication connection lost; reconnecting")
 	var waits []time.Duration
 	for _, m := range retries {
 		text, _ := m["retry_in"].(string) // a duration with its unit, e.g. "1.5s"
@@ -89,7 +91,7 @@ func testPostgresRestart(t *testing.T, immediate bool) {
 	if len(waits) >= 3 && waits[2] < 2*waits[0] {
 		t.Errorf("reconnection backoff does not grow: %v", waits)
 	}
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 
 	dups := checkDelivery(t, recs, committed, partitions)
 	checkDuplicatesUnconfirmed(t, recs, []killPoint{{confirmed: starts[len(starts)-1], ends: ends}})
@@ -104,21 +106,23 @@ func testPostgresRestart(t *testing.T, immediate bool) {
 	// (duplicates, never a gap).
 	mode := map[bool]string{false: "fast", true: "immediate"}[immediate]
 	t.Logf("PostgreSQL down (%s shutdown) %s; relay streaming again %s after the stop, after %d attempts with waits %v; slot confirmed %s before the stop, session resumed at %s; rows committed %d (%d when restarted), records %d, duplicates %d, skipped as already in Kafka %d",
-		mode, down, resumed.Round(time.Millisecond), len(waits), waits, confirmedBefore, starts[len(starts)-1], committed.n, committedAtRestart, len(recs), dups, d.skipped)
+		mode, down, resumed.Round(time.Millisecond), len(waits), waits, confirmedBefore, starts[len(starts)-1], committed.N, committedAtRestart, len(recs), dups, d.skipped)
 }
 
 // waitLogCount waits until the relay's log has n lines whose message starts with msg.
-func waitLogCount(t *testing.T, p *relayProc, msg string, n int, timeout time.Duration) {
+func waitLogCount(t *testing.T, p *harness.Relay, msg string, n int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for len(p.logEntries(msg)) < n {
-		if !p.running() {
-			t.Fatalf("relay exited (%v) before logging %q %d times; last lines above debug level:\n%s", p.err, msg, n, p.infoTail(10))
+	err := harness.Eventually(context.Background(), timeout, 100*time.Millisecond, func(context.Context) error {
+		switch {
+		case len(p.LogEntries(msg)) >= n:
+			return nil
+		case !p.Running():
+			return harness.Stop(fmt.Errorf("relay exited (%s) before logging %q %d times; last lines above debug level:\n%s", fmt.Sprint(p.Err), msg, n, p.InfoTail(10)))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay did not log %q %d times within %s", msg, n, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return fmt.Errorf("relay did not log %q %d times", msg, n)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -135,38 +139,38 @@ func TestFault_PostgresCrashRecovery(t *testing.T) {
 	}
 	t.Parallel()
 	const partitions = 3
-	pg := startPrivatePostgres(t)
+	pg := harness.StartPrivatePostgres(t)
 	// No checkpoint while the ballast is written: the replay must cover all of it.
-	pg.setConf(t, "max_wal_size", "8GB")
-	pg.setConf(t, "checkpoint_timeout", "1h")
-	e := newOutboxOn(t, services{DatabaseURL: pg.URL, Brokers: needKafka(t)}, partitions)
-	w := faultWorkload{workload: workload{Writers: 4, Rows: 10_000, Channels: 50, MaxTxnRows: 10}, Resilient: true}
-	prepareWorkload(t, e, w.Channels)
+	pg.SetConf(t, "max_wal_size", "8GB")
+	pg.SetConf(t, "checkpoint_timeout", "1h")
+	e := harness.NewOutboxOn(t, harness.Services{DatabaseURL: pg.URL, Brokers: harness.NeedKafka(t)}, partitions)
+	w := harness.FaultWorkload{Workload: harness.Workload{Writers: 4, Rows: 10_000, Channels: 50, MaxTxnRows: 10}, Resilient: true}
+	harness.PrepareWorkload(t, e, w.Channels)
 
-	relay := e.startRelay(t)
-	relay.waitLog("streaming started", time.Minute)
-	run := startWorkload(t, e, w)
-	waitTopicEnd(t, e, partitions, 2_000, time.Minute) // mid-stream
+	relay := e.StartRelay(t)
+	relay.WaitLog("streaming started", time.Minute)
+	run := harness.StartWorkload(t, e, w)
+	harness.WaitTopicEnd(t, e, partitions, 2_000, time.Minute) // mid-stream
 
 	// WAL for the recovery to replay: a table outside the publication, written after a
 	// checkpoint (so that the replay starts before it).
-	su := pg.superuser(t)
+	su := pg.Superuser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if _, err := su.Exec(ctx, `CHECKPOINT`); err != nil {
 		t.Fatal(err)
 	}
 	ballast := e.Name + "_ballast"
-	execSQL(t, pg.URL, fmt.Sprintf(`CREATE TABLE %s (v text)`, ballast))
-	t.Cleanup(func() { exec0(t, pg.URL, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, ballast)) })
+	harness.ExecSQL(t, pg.URL, fmt.Sprintf(`CREATE TABLE %s (v text)`, ballast))
+	t.Cleanup(func() { harness.ExecInCleanup(t, pg.URL, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, ballast)) })
 	for range 10 { // about 1 GB of WAL: a replay of 2-5 s here
-		if err := execCtx(ctx, pg.URL, fmt.Sprintf(`INSERT INTO %s SELECT repeat(md5(g::text), 30) FROM generate_series(1, 100000) g`, ballast)); err != nil {
+		if err := harness.Exec(ctx, pg.URL, fmt.Sprintf(`INSERT INTO %s SELECT repeat(md5(g::text), 30) FROM generate_series(1, 100000) g`, ballast)); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	ends := endOffsets(t, e, partitions)
-	victim := connect(t, pg.URL)
+	ends := harness.EndOffsets(t, e, partitions)
+	victim := harness.Connect(t, pg.URL)
 	var pid int
 	if err := victim.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
 		t.Fatal(err)
@@ -176,17 +180,17 @@ func TestFault_PostgresCrashRecovery(t *testing.T) {
 	}
 	crashed := time.Now()
 	// Whatever happens next, the cleanups need the server back.
-	t.Cleanup(func() { pg.waitAccepting(t, 2*time.Minute) })
+	t.Cleanup(func() { pg.WaitAccepting(t, 2*time.Minute) })
 	waitLogCount(t, relay, "streaming started", 2, 3*time.Minute)
 	resumed := time.Since(crashed)
 
-	committed := run.wait(t)
-	recs := finishDelivery(t, e, committed, 3*time.Minute)
-	if !relay.running() {
-		t.Fatalf("the relay exited: %v", relay.err)
+	committed := run.Wait(t)
+	recs := harness.FinishDelivery(t, e, committed, 3*time.Minute)
+	if !relay.Running() {
+		t.Fatalf("the relay exited: %v", relay.Err)
 	}
-	starts := relay.startLSNs(t)
-	attempts := relay.logEntries("replication connection lost; reconnecting")
+	starts := relay.StartLSNs(t)
+	attempts := relay.LogEntries("replication connection lost; reconnecting")
 	inRecovery := 0 // attempts refused because the server was recovering
 	for _, m := range attempts {
 		if msg, _ := m["error"].(string); strings.Contains(msg, "57P03") {
@@ -196,12 +200,12 @@ func TestFault_PostgresCrashRecovery(t *testing.T) {
 	if inRecovery == 0 {
 		t.Errorf("no reconnection attempt met the recovery (SQLSTATE 57P03) among %d: the replay was too short for this test to mean anything", len(attempts))
 	}
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 
 	dups := checkDelivery(t, recs, committed, partitions)
 	checkDuplicatesUnconfirmed(t, recs, []killPoint{{confirmed: starts[len(starts)-1], ends: ends}})
 	checkNoDuplicates(t, dups, len(recs))
-	recovery := regexp.MustCompile(`redo done at [^\n]*`).FindString(pg.log())
+	recovery := regexp.MustCompile(`redo done at [^\n]*`).FindString(pg.Log())
 	t.Logf("backend %d killed; relay streaming again %s later after %d reconnection attempts, %d of them refused during recovery (%s); rows committed %d, records %d, duplicates %d, skipped as already in Kafka %d",
-		pid, resumed.Round(time.Millisecond), len(attempts), inRecovery, recovery, committed.n, len(recs), dups, dedupeOf(relay).skipped)
+		pid, resumed.Round(time.Millisecond), len(attempts), inRecovery, recovery, committed.N, len(recs), dups, dedupeOf(relay).skipped)
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/segmentio/kafka-go"
@@ -17,18 +19,18 @@ import (
 // pgoutput on a publication delivers committed inserts, decoded with pglogrepl.
 func TestPostgres_PgoutputRoundTrip(t *testing.T) {
 	t.Parallel()
-	url := needPostgres(t)
-	name := uniqueName(t)
+	url := harness.NeedPostgres(t)
+	name := harness.UniqueName(t)
 
-	execSQL(t, url, fmt.Sprintf(`CREATE TABLE %s (id bigserial PRIMARY KEY, channel text NOT NULL, data jsonb)`, name))
-	t.Cleanup(func() { execSQL(t, url, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, name)) })
-	execSQL(t, url, fmt.Sprintf(`CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert')`, name, name))
-	t.Cleanup(func() { execSQL(t, url, fmt.Sprintf(`DROP PUBLICATION IF EXISTS %s`, name)) })
+	harness.ExecSQL(t, url, fmt.Sprintf(`CREATE TABLE %s (id bigserial PRIMARY KEY, channel text NOT NULL, data jsonb)`, name))
+	t.Cleanup(func() { harness.ExecSQL(t, url, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, name)) })
+	harness.ExecSQL(t, url, fmt.Sprintf(`CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert')`, name, name))
+	t.Cleanup(func() { harness.ExecSQL(t, url, fmt.Sprintf(`DROP PUBLICATION IF EXISTS %s`, name)) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	repl := replicationConn(t, url)
-	dropSlotAtCleanup(t, url, name)
+	repl := harness.ReplicationConn(t, url)
+	harness.DropSlotAtCleanup(t, url, name)
 	slot, err := pglogrepl.CreateReplicationSlot(ctx, repl, name, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication})
 	if err != nil {
@@ -37,7 +39,7 @@ func TestPostgres_PgoutputRoundTrip(t *testing.T) {
 
 	const rows = 5
 	for i := range rows {
-		execSQL(t, url, fmt.Sprintf(`INSERT INTO %s (channel, data) VALUES ($1, $2)`, name),
+		harness.ExecSQL(t, url, fmt.Sprintf(`INSERT INTO %s (channel, data) VALUES ($1, $2)`, name),
 			fmt.Sprintf("ch-%d", i), fmt.Sprintf(`{"n": %d}`, i))
 	}
 
@@ -105,9 +107,9 @@ func TestPostgres_PgoutputRoundTrip(t *testing.T) {
 // on the partition the Java client's murmur2 would choose.
 func TestKafka_KeyedProduceConsume(t *testing.T) {
 	t.Parallel()
-	brokers := needKafka(t)
-	topic := uniqueName(t)
-	createTopic(t, brokers, topic, 3)
+	brokers := harness.NeedKafka(t)
+	topic := harness.UniqueName(t)
+	harness.CreateTopic(t, brokers, topic, 3)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -137,7 +139,7 @@ func TestKafka_KeyedProduceConsume(t *testing.T) {
 	seen := 0
 	for p := range 3 {
 		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
-		end, err := lastOffset(ctx, brokers, topic, p)
+		end, err := harness.LastOffset(ctx, brokers, topic, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,24 +171,4 @@ func TestKafka_KeyedProduceConsume(t *testing.T) {
 	if seen != n {
 		t.Errorf("consumed %d messages, want %d", seen, n)
 	}
-}
-
-// lastOffset returns the next offset to be written to a partition.
-func lastOffset(ctx context.Context, brokers []string, topic string, partition int) (int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...)}
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		topic: {kafka.LastOffsetOf(partition)},
-	}})
-	if err != nil {
-		return 0, err
-	}
-	for _, po := range res.Topics[topic] {
-		if po.Partition == partition {
-			if po.Error != nil {
-				return 0, po.Error
-			}
-			return po.LastOffset, nil
-		}
-	}
-	return 0, fmt.Errorf("no offsets for %s/%d", topic, partition)
 }

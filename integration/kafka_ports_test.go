@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/segmentio/kafka-go"
 )
 
@@ -24,7 +26,7 @@ func TestKafkaScript_ControllerPortFollowsClientPort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two Kafka brokers; skipped with -short")
 	}
-	lib := kafkaLibDir(t)
+	lib := harness.KafkaLibDir(t)
 	for i := range 2 {
 		port := freePortPair(t)
 		state := t.TempDir()
@@ -34,7 +36,7 @@ func TestKafkaScript_ControllerPortFollowsClientPort(t *testing.T) {
 			"PGOUTBOX_KAFKA_LIB_DIR="+lib,
 		)
 		run := func(arg string) {
-			cmd := exec.Command("bash", kafkaScript, arg)
+			cmd := exec.Command("bash", harness.KafkaScript(), arg)
 			cmd.Env = env
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("broker %d: kafka.sh %s: %v\n%s", i, arg, err, out)
@@ -66,7 +68,7 @@ func TestKafkaScript_ControllerPortFollowsClientPort(t *testing.T) {
 func freePortPair(t *testing.T) int {
 	t.Helper()
 	for range 50 {
-		p := freePort(t)
+		p := harness.FreePort(t)
 		if p >= 65535 {
 			continue
 		}

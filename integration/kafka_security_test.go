@@ -3,14 +3,14 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // The SASL user of the secure broker. The password is distinctive so that a test can prove it
@@ -24,7 +24,7 @@ const (
 // create and read topics), a SASL_SSL listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; server TLS)
 // and an SSL listener that requires a client certificate. Its certificates come from pki.
 type secureKafka struct {
-	*privateKafka
+	*harness.PrivateKafka
 	pki       *testPKI
 	SASLSSL   string // host:port of the SASL_SSL listener
 	MutualTLS string // host:port of the SSL listener (client certificate required)
@@ -35,10 +35,10 @@ func startSecureKafka(t *testing.T) *secureKafka {
 	if testing.Short() {
 		t.Skip("a private Kafka broker takes a few seconds to start; skipped with -short")
 	}
-	lib := kafkaLibDir(t)
+	lib := harness.KafkaLibDir(t)
 	dir := t.TempDir()
 	pki := newTestPKI(t, dir)
-	port, cport, sport, mport := freePort(t), freePort(t), freePort(t), freePort(t)
+	port, cport, sport, mport := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
 	// Keys given again replace the script's own; PEM values are inline, one line each (\n
 	// escapes), which needs no key store password: Kafka 4 reads PEM without keytool.
 	inline := func(b []byte) string { return strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", `\n`) }
@@ -61,36 +61,22 @@ listener.name.ssl.ssl.client.auth=required
 		t.Fatal(err)
 	}
 	k := &secureKafka{
-		privateKafka: &privateKafka{
-			t: t,
-			env: append(os.Environ(),
+		PrivateKafka: harness.NewPrivateKafka(t, []string{fmt.Sprintf("127.0.0.1:%d", port)},
+			append(os.Environ(),
 				"PGOUTBOX_STATE_DIR="+filepath.Join(dir, "state"),
 				fmt.Sprintf("PGOUTBOX_KAFKA_PORT=%d", port),
 				fmt.Sprintf("PGOUTBOX_KAFKA_CONTROLLER_PORT=%d", cport),
 				"PGOUTBOX_KAFKA_LIB_DIR="+lib,
 				"PGOUTBOX_KAFKA_EXTRA_PROPERTIES="+propsFile,
 				fmt.Sprintf("PGOUTBOX_KAFKA_SCRAM=SCRAM-SHA-256=[name=%[1]s,password=%[2]s]\nSCRAM-SHA-512=[name=%[1]s,password=%[2]s]", saslUser, saslPassword),
-			),
-			Brokers: []string{fmt.Sprintf("127.0.0.1:%d", port)},
-		},
+			)),
 		pki:       pki,
 		SASLSSL:   fmt.Sprintf("127.0.0.1:%d", sport),
 		MutualTLS: fmt.Sprintf("127.0.0.1:%d", mport),
 	}
-	k.start()
-	t.Cleanup(k.stop)
+	k.Start()
+	t.Cleanup(k.Stop)
 	return k
-}
-
-// pgoutboxWith runs one command of the binary to completion with extra environment.
-func (e outboxEnv) pgoutboxWith(t *testing.T, extraEnv []string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, relayBinary, args...)
-	cmd.Env = append(e.env(), extraEnv...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 // TestKafkaSecurity: pgoutbox publishes through TLS and SASL listeners (SCRAM-SHA-256 with the
@@ -100,7 +86,7 @@ func (e outboxEnv) pgoutboxWith(t *testing.T, extraEnv []string, args ...string)
 func TestKafkaSecurity(t *testing.T) {
 	t.Parallel()
 	k := startSecureKafka(t)
-	svc := services{DatabaseURL: needPostgres(t), Brokers: k.Brokers}
+	svc := harness.Services{DatabaseURL: harness.NeedPostgres(t), Brokers: k.Brokers}
 	passwordFile := filepath.Join(t.TempDir(), "sasl-password")
 	if err := os.WriteFile(passwordFile, []byte(saslPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -127,26 +113,26 @@ func TestKafkaSecurity(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
-				e := newOutboxOn(t, svc, 2)
+				e := harness.NewOutboxOn(t, svc, 2)
 				// The topic exists: setup asks the controller through the secure listener anyway.
-				out, err := e.pgoutboxWith(t, tt.env, "setup", "--partitions", "2")
+				out, err := e.PgoutboxWith(t, tt.env, "setup", "--partitions", "2")
 				if err != nil || !strings.Contains(out, "topic "+e.Name+" exists") {
 					t.Fatalf("setup through the secure listener: %v\n%s", err, out)
 				}
-				relay := e.startRelay(t, tt.env...)
-				relay.waitLog("streaming started", 30*time.Second)
+				relay := e.StartRelay(t, tt.env...)
+				relay.WaitLog("streaming started", 30*time.Second)
 				for i := range 5 {
 					insertReturningID(t, e, fmt.Sprintf("ch-%d", i), `{"secure":true}`, "")
 				}
-				waitRecords(t, k.Brokers, e.Name, 5, time.Minute)
-				relay.stop(30 * time.Second)
-				checkNoSecret(t, out+relay.log.String(), saslPassword)
+				harness.WaitRecords(t, k.Brokers, e.Name, 5, time.Minute)
+				relay.Stop(30 * time.Second)
+				checkNoSecret(t, out+relay.Log.String(), saslPassword)
 			})
 		}
 	})
 
 	t.Run("refuses", func(t *testing.T) {
-		e := newOutboxOn(t, svc, 1)
+		e := harness.NewOutboxOn(t, svc, 1)
 		for _, tt := range []struct {
 			name string
 			env  []string
@@ -163,11 +149,11 @@ func TestKafkaSecurity(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
-				relay := e.startRelay(t, append(tt.env, "PGOUTBOX_KAFKA_REQUEST_TIMEOUT=5s")...)
-				if code := relay.waitExit(2 * time.Minute); code == 0 {
+				relay := e.StartRelay(t, append(tt.env, "PGOUTBOX_KAFKA_REQUEST_TIMEOUT=5s")...)
+				if code := relay.WaitExit(2 * time.Minute); code == 0 {
 					t.Fatal("exit 0, want non-zero")
 				}
-				log := relay.log.String()
+				log := relay.Log.String()
 				last := strings.ToLower(lastLine(log))
 				for _, w := range tt.want {
 					if !strings.Contains(last, strings.ToLower(w)) {

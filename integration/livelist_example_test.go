@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/centrifugal/centrifuge-go"
 )
 
@@ -25,40 +27,42 @@ import (
 // rejected event, a NUL character refused with a 400.
 func TestExample_LiveList(t *testing.T) {
 	t.Parallel()
-	svc := needServices(t)
-	schema := uniqueName(t)
-	e := outboxEnv{services: svc, Name: schema}
-	execSQL(t, e.DatabaseURL, "CREATE SCHEMA "+schema)
-	dropSlotAtCleanup(t, e.DatabaseURL, schema)
+	svc := harness.NeedServices(t)
+	schema := harness.UniqueName(t)
+	e := harness.Outbox{Services: svc, Name: schema}
+	harness.ExecSQL(t, e.DatabaseURL, "CREATE SCHEMA "+schema)
+	harness.DropSlotAtCleanup(t, e.DatabaseURL, schema)
 	t.Cleanup(func() {
-		exec0(t, e.DatabaseURL, "DROP PUBLICATION IF EXISTS "+schema)
-		exec0(t, e.DatabaseURL, "DROP SCHEMA "+schema+" CASCADE")
-		deleteTopic(e.Brokers, schema)
+		harness.ExecInCleanup(t, e.DatabaseURL, "DROP PUBLICATION IF EXISTS "+schema)
+		harness.ExecInCleanup(t, e.DatabaseURL, "DROP SCHEMA "+schema+" CASCADE")
+		harness.DeleteTopicQuietly(e.Brokers, schema)
 	})
-	relayEnv := []string{"PGOUTBOX_TABLE=" + schema + ".outbox"}
-	setup := exec.Command(relayBinary, "setup", "--partitions", "1")
-	setup.Env = append(e.env(), relayEnv...)
+	// A message prefix of its own: with the default one, every other test's relay on the
+	// cluster would publish this example's pgoutbox_send() events too.
+	relayEnv := []string{"PGOUTBOX_TABLE=" + schema + ".outbox", "PGOUTBOX_MESSAGE_PREFIX=" + schema}
+	setup := exec.Command(harness.RelayBinary, "setup", "--partitions", "1")
+	setup.Env = append(e.Env(), relayEnv...)
 	if out, err := setup.CombinedOutput(); err != nil {
 		t.Fatalf("pgoutbox setup: %v\n%s", err, out)
 	}
-	e.startRelay(t, relayEnv...)
-	cf := startCentrifugo(t, e.Brokers, schema)
+	e.StartRelay(t, relayEnv...)
+	cf := harness.StartCentrifugo(t, e.Brokers, schema)
 
 	bin := filepath.Join(t.TempDir(), "livelist")
 	if out, err := exec.Command("go", "build", "-o", bin, "../client/examples/livelist").CombinedOutput(); err != nil {
 		t.Fatalf("build the example: %v\n%s", err, out)
 	}
-	port := freePort(t)
+	port := harness.FreePort(t)
 	app := exec.Command(bin)
-	app.Env = append(e.env(),
+	app.Env = append(e.Env(),
 		"DATABASE_URL="+e.DatabaseURL+sep(e.DatabaseURL)+"search_path="+schema,
-		"CENTRIFUGO_URL="+cf.url(),
-		"CENTRIFUGO_HTTP_API_KEY="+cf.cfg.HTTPAPI.Key,
-		"CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY="+cf.cfg.Client.Token.HMACSecretKey,
+		"CENTRIFUGO_URL="+cf.URL(),
+		"CENTRIFUGO_HTTP_API_KEY="+cf.Config.HTTPAPI.Key,
+		"CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY="+cf.Config.Client.Token.HMACSecretKey,
 		"APP_PASSWORD=s3cret",
 		fmt.Sprintf("ADDR=127.0.0.1:%d", port),
 	)
-	appLog := &syncBuffer{}
+	appLog := &harness.SyncBuffer{}
 	app.Stdout, app.Stderr = appLog, appLog
 	app.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := app.Start(); err != nil {
@@ -68,7 +72,7 @@ func TestExample_LiveList(t *testing.T) {
 		_ = app.Process.Kill()
 		_ = app.Wait()
 		if t.Failed() {
-			t.Logf("example's log:\n%s", appLog.tail(30))
+			t.Logf("example's log:\n%s", appLog.Tail(30))
 		}
 	})
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -123,7 +127,7 @@ func TestExample_LiveList(t *testing.T) {
 	var st struct {
 		Data      []item
 		Bootstrap struct {
-			Position streamPosition
+			Position harness.StreamPosition
 			Snapshot string
 		}
 	}
@@ -133,7 +137,7 @@ func TestExample_LiveList(t *testing.T) {
 	var tok, subTok struct{ Token string }
 	call("GET", "/api/token", "alice", "", &tok)
 	call("GET", "/api/subscription-token?channel=outbox:items", "alice", "", &subTok)
-	client := centrifuge.NewJsonClient(cf.wsURL(), centrifuge.Config{Token: tok.Token, HandshakeTimeout: clientHandshakeTimeout})
+	client := centrifuge.NewJsonClient(cf.WSURL(), centrifuge.Config{Token: tok.Token, HandshakeTimeout: harness.ClientHandshakeTimeout})
 	t.Cleanup(client.Close)
 	sub, err := client.NewSubscription("outbox:items", centrifuge.SubscriptionConfig{
 		Token: subTok.Token, Positioned: true, Recoverable: true,

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/client/modelserver"
 )
@@ -21,10 +23,10 @@ import (
 func TestModels_NodeClient(t *testing.T) {
 	t.Parallel()
 	node := needNode(t, false) // builds client/models too (deploy/demo/npm.sh)
-	e := newOutbox(t, 1)
-	execSQL(t, e.DatabaseURL, "ALTER TABLE "+e.Name+" ADD COLUMN mutation_id text, ADD COLUMN rejected boolean")
-	e.startRelay(t, "PGOUTBOX_MUTATION_ID_COLUMN=mutation_id", "PGOUTBOX_REJECTED_COLUMN=rejected")
-	cf := startCentrifugo(t, e.Brokers, e.Name)
+	e := harness.NewOutbox(t, 1)
+	harness.ExecSQL(t, e.DatabaseURL, "ALTER TABLE "+e.Name+" ADD COLUMN mutation_id text, ADD COLUMN rejected boolean")
+	e.StartRelay(t, "PGOUTBOX_MUTATION_ID_COLUMN=mutation_id", "PGOUTBOX_REJECTED_COLUMN=rejected")
+	cf := harness.StartCentrifugo(t, e.Brokers, e.Name)
 
 	app, pool := newCounterApp(t, e.DatabaseURL)
 	app.ms.Outbox = modelserver.Outbox{Table: "public." + e.Name}
@@ -33,7 +35,7 @@ func TestModels_NodeClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &modelserver.Handlers{
-		Centrifugo: cf.api(), Tokens: cf.tokens(), DB: pool, Mutations: app.ms,
+		Centrifugo: cf.API(), Tokens: cf.Tokens(), DB: pool, Mutations: app.ms,
 		User:      func(*http.Request) (string, error) { return "alice", nil },
 		Authorize: func(*http.Request, string, string) error { return nil },
 		OnError:   func(r *http.Request, err error) { t.Logf("%s: %v", r.URL.Path, err) },
@@ -54,6 +56,6 @@ func TestModels_NodeClient(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	runNode(t, node, []string{"APP=" + srv.URL, "CENTRIFUGO=" + cf.wsURL(), "CHANNEL=" + channel},
+	runNode(t, node, []string{"APP=" + srv.URL, "CENTRIFUGO=" + cf.WSURL(), "CHANNEL=" + channel},
 		"--experimental-websocket", "client/models/e2e/node-client.mjs")
 }

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgoutbox/pgoutbox/client/modelserver"
@@ -48,27 +50,29 @@ const (
 func TestModels_Property(t *testing.T) {
 	node := needNode(t, true)
 	models := needModelsPackage(t)
-	seeds, _ := strconv.Atoi(getenv("PGOUTBOX_MODELS_PROPERTY_SEEDS", "2"))
-	first, _ := strconv.Atoi(getenv("PGOUTBOX_MODELS_PROPERTY_SEED", "1"))
-	svc := needServices(t)
-	schema := uniqueName(t)
-	e := outboxEnv{services: svc, Name: schema}
-	execSQL(t, e.DatabaseURL, "CREATE SCHEMA "+schema)
-	dropSlotAtCleanup(t, e.DatabaseURL, schema)
+	seeds, _ := strconv.Atoi(harness.Getenv("PGOUTBOX_MODELS_PROPERTY_SEEDS", "2"))
+	first, _ := strconv.Atoi(harness.Getenv("PGOUTBOX_MODELS_PROPERTY_SEED", "1"))
+	svc := harness.NeedServices(t)
+	schema := harness.UniqueName(t)
+	e := harness.Outbox{Services: svc, Name: schema}
+	harness.ExecSQL(t, e.DatabaseURL, "CREATE SCHEMA "+schema)
+	harness.DropSlotAtCleanup(t, e.DatabaseURL, schema)
 	t.Cleanup(func() {
-		exec0(t, e.DatabaseURL, "DROP PUBLICATION IF EXISTS "+schema)
-		exec0(t, e.DatabaseURL, "DROP SCHEMA "+schema+" CASCADE")
-		deleteTopic(e.Brokers, schema)
+		harness.ExecInCleanup(t, e.DatabaseURL, "DROP PUBLICATION IF EXISTS "+schema)
+		harness.ExecInCleanup(t, e.DatabaseURL, "DROP SCHEMA "+schema+" CASCADE")
+		harness.DeleteTopicQuietly(e.Brokers, schema)
 	})
-	relayEnv := []string{"PGOUTBOX_TABLE=" + schema + ".outbox"}
-	setup := exec.Command(relayBinary, "setup", "--partitions", "2")
-	setup.Env = append(e.env(), relayEnv...)
+	// A message prefix of its own: with the default one, every other test's relay on the
+	// cluster would publish this test's pgoutbox_send() events too.
+	relayEnv := []string{"PGOUTBOX_TABLE=" + schema + ".outbox", "PGOUTBOX_MESSAGE_PREFIX=" + schema}
+	setup := exec.Command(harness.RelayBinary, "setup", "--partitions", "2")
+	setup.Env = append(e.Env(), relayEnv...)
 	if out, err := setup.CombinedOutput(); err != nil {
 		t.Fatalf("pgoutbox setup: %v\n%s", err, out)
 	}
 	var relayMu sync.Mutex
-	relay := e.startRelay(t, relayEnv...)
-	cf := startCentrifugo(t, e.Brokers, schema)
+	relay := e.StartRelay(t, relayEnv...)
+	cf := harness.StartCentrifugo(t, e.Brokers, schema)
 
 	pool, err := pgxpool.New(context.Background(), e.DatabaseURL+sep(e.DatabaseURL)+"search_path="+schema)
 	if err != nil {
@@ -85,14 +89,14 @@ func TestModels_Property(t *testing.T) {
 		switch what := r.PathValue("what"); what {
 		case "relay-kill":
 			relayMu.Lock()
-			relay.kill()
+			relay.Kill()
 			relayMu.Unlock()
 		case "relay-start":
 			relayMu.Lock()
-			relay = e.startRelay(t, relayEnv...)
+			relay = e.StartRelay(t, relayEnv...)
 			relayMu.Unlock()
 		case "centrifugo-restart":
-			cf.restart()
+			cf.Restart()
 		case "writers-start":
 			seed, _ := strconv.Atoi(r.URL.Query().Get("seed"))
 			writers = app.startWriters(uint64(seed))
@@ -221,9 +225,9 @@ func (a *propApp) change(ctx context.Context, tx pgx.Tx, channel, name string, d
 	return modelserver.Change{Event: ev}, nil
 }
 
-func (a *propApp) routes(t *testing.T, mux *http.ServeMux, cf *centrifugoProc, models string) {
+func (a *propApp) routes(t *testing.T, mux *http.ServeMux, cf *harness.Centrifugo, models string) {
 	h := &modelserver.Handlers{
-		Centrifugo: cf.api(), Tokens: cf.tokens(), DB: a.pool, Mutations: a.ms,
+		Centrifugo: cf.API(), Tokens: cf.Tokens(), DB: a.pool, Mutations: a.ms,
 		User: func(r *http.Request) (string, error) { return r.Header.Get("X-Page"), nil },
 		Authorize: func(_ *http.Request, _, channel string) error {
 			if strings.HasPrefix(channel, "outbox:ctr-") || strings.HasPrefix(channel, "outbox:list-") {
@@ -260,7 +264,7 @@ func (a *propApp) routes(t *testing.T, mux *http.ServeMux, cf *centrifugoProc, m
 		modelserver.WriteJSON(w, 200, out)
 	})
 	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
-		modelserver.WriteJSON(w, 200, map[string]string{"centrifugo": cf.wsURL()})
+		modelserver.WriteJSON(w, 200, map[string]string{"centrifugo": cf.WSURL()})
 	})
 	mux.Handle("GET /models/", http.StripPrefix("/models/", http.FileServer(http.Dir(filepath.Join(models, "dist")))))
 	mux.Handle("GET /vendor/centrifuge.js", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgoutbox/pgoutbox/client/modelserver"
@@ -21,9 +23,9 @@ import (
 // appSchema creates a schema of its own for an application's tables, dropped at the end.
 func appSchema(t *testing.T, url string) (schema string, pool *pgxpool.Pool) {
 	t.Helper()
-	schema = uniqueName(t)
-	execSQL(t, url, "CREATE SCHEMA "+schema)
-	t.Cleanup(func() { execSQL(t, url, "DROP SCHEMA "+schema+" CASCADE") })
+	schema = harness.UniqueName(t)
+	harness.ExecSQL(t, url, "CREATE SCHEMA "+schema)
+	t.Cleanup(func() { harness.ExecSQL(t, url, "DROP SCHEMA "+schema+" CASCADE") })
 	pool, err := pgxpool.New(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +44,7 @@ type counterApp struct {
 func newCounterApp(t *testing.T, url string) (*counterApp, *pgxpool.Pool) {
 	t.Helper()
 	schema, pool := appSchema(t, url)
-	execSQL(t, url, fmt.Sprintf(`CREATE TABLE %[1]s.outbox (sequence_id bigserial PRIMARY KEY, channel text NOT NULL, name text NOT NULL,
+	harness.ExecSQL(t, url, fmt.Sprintf(`CREATE TABLE %[1]s.outbox (sequence_id bigserial PRIMARY KEY, channel text NOT NULL, name text NOT NULL,
 		data jsonb, headers jsonb, mutation_id text, rejected boolean, created_at timestamptz NOT NULL DEFAULT now());
 		CREATE TABLE %[1]s.counters (channel text PRIMARY KEY, value int NOT NULL, label text NOT NULL DEFAULT '')`, schema))
 	ms := &modelserver.Mutations{DB: pool, Outbox: modelserver.Outbox{Table: schema + ".outbox"}, Ledger: schema + ".mutations"}
@@ -82,7 +84,7 @@ func (a *counterApp) mutate(ctx context.Context, tx pgx.Tx, m modelserver.Mutati
 func (a *counterApp) count(t *testing.T, url, sql string) int {
 	t.Helper()
 	var n int
-	if err := connect(t, url).QueryRow(context.Background(), fmt.Sprintf(sql, a.schema)).Scan(&n); err != nil {
+	if err := harness.Connect(t, url).QueryRow(context.Background(), fmt.Sprintf(sql, a.schema)).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -92,7 +94,7 @@ func (a *counterApp) count(t *testing.T, url, sql string) int {
 // nothing; concurrent duplicates have one effect; a refusal rolls the app's writes back but
 // publishes a rejected event with the reason; another user's id is a 409.
 func TestModelserver_MutationsIdempotent(t *testing.T) {
-	url := needPostgres(t)
+	url := harness.NeedPostgres(t)
 	app, _ := newCounterApp(t, url)
 	ctx := context.Background()
 	add := func(id, user string) (modelserver.Outcome, error) {
@@ -120,7 +122,7 @@ func TestModelserver_MutationsIdempotent(t *testing.T) {
 		t.Errorf("counter %d after a replay, want 1", v)
 	}
 	var mid string
-	if err := connect(t, url).QueryRow(ctx, fmt.Sprintf(`SELECT mutation_id FROM %s.outbox`, app.schema)).Scan(&mid); err != nil || mid != "m-1" {
+	if err := harness.Connect(t, url).QueryRow(ctx, fmt.Sprintf(`SELECT mutation_id FROM %s.outbox`, app.schema)).Scan(&mid); err != nil || mid != "m-1" {
 		t.Errorf("outbox mutation_id %q (%v), want m-1", mid, err)
 	}
 
@@ -184,7 +186,7 @@ func TestModelserver_MutationsIdempotent(t *testing.T) {
 // TestModelserver_BadInput: a NUL character is a 400 with a short reason, nothing is written,
 // and an app's error surfaces as its status, never a 500 with the database's text.
 func TestModelserver_BadInput(t *testing.T) {
-	url := needPostgres(t)
+	url := harness.NeedPostgres(t)
 	app, _ := newCounterApp(t, url)
 	h := &modelserver.Handlers{
 		Mutations: app.ms,

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // TestAlertRules checks deploy/prometheus/alerts.yml with Prometheus' own tool: the rules parse,
@@ -14,7 +16,7 @@ func TestAlertRules(t *testing.T) {
 	t.Parallel()
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		unavailable(t, "promtool is not installed (Debian package prometheus; `make test` installs it)")
+		harness.Unavailable(t, "promtool is not installed (Debian package prometheus; `make test` installs it)")
 	}
 	dir := filepath.Join("..", "deploy", "prometheus")
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // TestPublicationGuard: the outbox leaves the publication for a few seconds while writers
@@ -33,9 +35,9 @@ func TestPublicationGuard(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newOutbox(t, 1)
-			relay := e.startRelay(t, "PGOUTBOX_LOG_LEVEL=info")
-			relay.waitLog("streaming started", time.Minute)
+			e := harness.NewOutbox(t, 1)
+			relay := e.StartRelay(t, "PGOUTBOX_LOG_LEVEL=info")
+			relay.WaitLog("streaming started", time.Minute)
 
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
@@ -44,7 +46,7 @@ func TestPublicationGuard(t *testing.T) {
 			wg.Add(1)
 			go func() { // one writer, one row per transaction, until cancelled
 				defer wg.Done()
-				conn := connect(t, e.DatabaseURL)
+				conn := harness.Connect(t, e.DatabaseURL)
 				for ctx.Err() == nil {
 					if _, err := conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (channel, name, data) VALUES ('c', 'guard', '{}')`, e.Name)); err != nil {
 						return
@@ -55,17 +57,17 @@ func TestPublicationGuard(t *testing.T) {
 					time.Sleep(5 * time.Millisecond)
 				}
 			}()
-			waitRecords(t, e.Brokers, e.Name, 50, time.Minute)
+			harness.WaitRecords(t, e.Brokers, e.Name, 50, time.Minute)
 
-			before := mustLSN(t, currentWAL(t, e.DatabaseURL))
-			execSQL(t, e.DatabaseURL, fmt.Sprintf(tt.breakSQL, e.Name, e.Name))
-			after := mustLSN(t, currentWAL(t, e.DatabaseURL))
+			before := harness.MustLSN(t, harness.CurrentWAL(t, e.DatabaseURL))
+			harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(tt.breakSQL, e.Name, e.Name))
+			after := harness.MustLSN(t, harness.CurrentWAL(t, e.DatabaseURL))
 			time.Sleep(tt.hold)
 			if tt.mendSQL != "" {
-				execSQL(t, e.DatabaseURL, fmt.Sprintf(tt.mendSQL, e.Name, e.Name))
+				harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(tt.mendSQL, e.Name, e.Name))
 			}
 			select {
-			case <-relay.done:
+			case <-relay.Done:
 			case <-time.After(time.Minute):
 				t.Fatal("the relay kept running after the publication stopped covering the outbox")
 			}
@@ -73,21 +75,21 @@ func TestPublicationGuard(t *testing.T) {
 			cancel()
 			wg.Wait()
 
-			if relay.err == nil {
+			if relay.Err == nil {
 				t.Fatal("the relay exited 0; a stop that is not a requested shutdown must exit non-zero")
 			}
-			log := relay.log.String()
+			log := relay.Log.String()
 			for _, want := range []string{"the publication stopped covering the outbox inserts", tt.want, "may be missing from Kafka", "pgoutbox recover --apply"} {
 				// want may list alternatives, separated by '|'.
 				if !slices.ContainsFunc(strings.Split(want, "|"), func(w string) bool { return strings.Contains(log, w) }) {
-					t.Errorf("the relay's log lacks %q:\n%s", want, relay.infoTail(5))
+					t.Errorf("the relay's log lacks %q:\n%s", want, relay.InfoTail(5))
 				}
 			}
-			confirmed := slotConfirmed(t, e.DatabaseURL, e.Name)
+			confirmed := harness.SlotConfirmed(t, e.DatabaseURL, e.Name)
 			if confirmed > after {
 				t.Errorf("slot confirmed %s, past the publication change (WAL %s..%s): the unpublished rows would be skipped for good", confirmed, before, after)
 			}
-			recs, err := readTopic(context.Background(), e.Brokers, e.Name)
+			recs, err := harness.ReadTopic(context.Background(), e.Brokers, e.Name)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // TestPublicationRecover: the outbox leaves the publication under 4 writers; the guard stops
@@ -46,30 +48,10 @@ var recoverCases = []recoverCase{
 	{"drop publication for 2s", `DROP PUBLICATION %[1]s`, `CREATE PUBLICATION %[1]s FOR TABLE %[2]s WITH (publish = 'insert')`, 2 * time.Second},
 }
 
-// runExit runs one pgoutbox command and returns its exit status and output.
-func (e outboxEnv) runExit(t *testing.T, args ...string) (int, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, relayBinary, args...)
-	cmd.Env = e.env()
-	out, err := cmd.CombinedOutput()
-	checkLogLines(t, "pgoutbox "+strings.Join(args, " "), string(out))
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, string(out)
-	case errors.As(err, &exit):
-		return exit.ExitCode(), string(out)
-	}
-	t.Fatalf("pgoutbox %v: %v\n%s", args, err, out)
-	return -1, ""
-}
-
 func testPublicationRecover(t *testing.T, target pgTarget, tc recoverCase) {
-	e := newOutboxOn(t, target.services(t), 2)
-	relay := e.startRelay(t, "PGOUTBOX_LOG_LEVEL=info")
-	relay.waitLog("streaming started", time.Minute)
+	e := harness.NewOutboxOn(t, target.services(t), 2)
+	relay := e.StartRelay(t, "PGOUTBOX_LOG_LEVEL=info")
+	relay.WaitLog("streaming started", time.Minute)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -78,7 +60,7 @@ func testPublicationRecover(t *testing.T, target pgTarget, tc recoverCase) {
 		wg.Add(1)
 		go func() { // one row per transaction, every other one two rows, until cancelled
 			defer wg.Done()
-			conn := connect(t, e.DatabaseURL)
+			conn := harness.Connect(t, e.DatabaseURL)
 			for n := 0; ctx.Err() == nil; n++ {
 				sql := fmt.Sprintf(`INSERT INTO %s (channel, name, data) VALUES ('w%d', 'recover', '{"n": %d}')`, e.Name, w, n)
 				if n%2 == 1 {
@@ -91,94 +73,94 @@ func testPublicationRecover(t *testing.T, target pgTarget, tc recoverCase) {
 			}
 		}()
 	}
-	waitRecords(t, e.Brokers, e.Name, 100, time.Minute)
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(tc.breakSQL, e.Name, e.Name))
+	harness.WaitRecords(t, e.Brokers, e.Name, 100, time.Minute)
+	harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(tc.breakSQL, e.Name, e.Name))
 	time.Sleep(tc.hold)
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(tc.mendSQL, e.Name, e.Name))
+	harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(tc.mendSQL, e.Name, e.Name))
 	select {
-	case <-relay.done:
+	case <-relay.Done:
 	case <-time.After(time.Minute):
 		t.Fatal("the relay kept running after the publication stopped covering the outbox")
 	}
 	time.Sleep(time.Second) // rows committed after the mend
 	cancel()
 	wg.Wait()
-	if relay.err == nil {
+	if relay.Err == nil {
 		t.Fatal("the relay exited 0 after the guard fired")
 	}
-	firstLog := relay.log.String()
+	firstLog := relay.Log.String()
 	if !strings.Contains(firstLog, "pgoutbox recover --apply") || !strings.Contains(firstLog, "publication stretch recorded") ||
 		!strings.Contains(firstLog, "slot alarm lost") {
-		t.Fatalf("the guard's advice does not name `pgoutbox recover --apply`, the stretch was not recorded, or no slot alarm lost line:\n%s", relay.infoTail(10))
+		t.Fatalf("the guard's advice does not name `pgoutbox recover --apply`, the stretch was not recorded, or no slot alarm lost line:\n%s", relay.InfoTail(10))
 	}
 
 	var committed int
-	if err := queryRow(context.Background(), e.DatabaseURL, fmt.Sprintf(`SELECT count(*) FROM %s`, e.Name), nil, &committed); err != nil {
+	if err := harness.QueryRow(context.Background(), e.DatabaseURL, fmt.Sprintf(`SELECT count(*) FROM %s`, e.Name), nil, &committed); err != nil {
 		t.Fatal(err)
 	}
-	before, err := readTopic(context.Background(), e.Brokers, e.Name)
+	before, err := harness.ReadTopic(context.Background(), e.Brokers, e.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// Restarted without recover, as a supervisor would: it refuses, every time, the same way.
 	for i := range 2 {
-		r := e.startRelay(t, "PGOUTBOX_LOG_LEVEL=info")
+		r := e.StartRelay(t, "PGOUTBOX_LOG_LEVEL=info")
 		select {
-		case <-r.done:
+		case <-r.Done:
 		case <-time.After(time.Minute):
 			t.Fatalf("start %d without recover: the relay runs", i+1)
 		}
 		var exit *exec.ExitError
-		if !errors.As(r.err, &exit) || exit.ExitCode() != 1 {
-			t.Fatalf("start %d without recover exited %v, want status 1", i+1, r.err)
+		if !errors.As(r.Err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("start %d without recover exited %v, want status 1", i+1, r.Err)
 		}
-		log := r.log.String()
+		log := r.Log.String()
 		for _, want := range []string{"the publication stopped covering the outbox inserts", "was not recovered", "pgoutbox recover --apply"} {
 			if !strings.Contains(log, want) {
-				t.Errorf("start %d without recover: log lacks %q:\n%s", i+1, want, r.log.tail(5))
+				t.Errorf("start %d without recover: log lacks %q:\n%s", i+1, want, r.Log.Tail(5))
 			}
 		}
 		if strings.Contains(log, "streaming started") {
 			t.Errorf("start %d without recover streamed", i+1)
 		}
 	}
-	if code, out := e.statusExit(t); code != 2 || !strings.Contains(out, "publication stretch not recovered") || !strings.Contains(out, "pgoutbox recover") {
+	if code, out := e.StatusExit(t); code != 2 || !strings.Contains(out, "publication stretch not recovered") || !strings.Contains(out, "pgoutbox recover") {
 		t.Errorf("pgoutbox status exit %d, want 2 (critical) naming the stretch and `pgoutbox recover`:\n%s", code, out)
 	}
 
 	// The advice: a dry run first, which publishes nothing.
-	code, dry := e.runExit(t, "recover")
+	code, dry := e.RunExit(t, "recover")
 	if code != 0 || !strings.Contains(dry, "dry run") {
 		t.Fatalf("pgoutbox recover (dry run) exit %d:\n%s", code, dry)
 	}
-	if recs, err := readTopic(context.Background(), e.Brokers, e.Name); err != nil || len(recs) != len(before) {
+	if recs, err := harness.ReadTopic(context.Background(), e.Brokers, e.Name); err != nil || len(recs) != len(before) {
 		t.Fatalf("the dry run changed the topic: %d records, was %d (%v)", len(recs), len(before), err)
 	}
-	code, applied := e.runExit(t, "recover", "--apply")
+	code, applied := e.RunExit(t, "recover", "--apply")
 	if code != 0 {
 		t.Fatalf("pgoutbox recover --apply exit %d:\n%s", code, applied)
 	}
-	code, again := e.runExit(t, "recover", "--apply")
+	code, again := e.RunExit(t, "recover", "--apply")
 	if code != 0 || !strings.Contains(again, "nothing to recover") {
 		t.Fatalf("second pgoutbox recover --apply exit %d, want nothing to recover:\n%s", code, again)
 	}
-	afterRecover, err := readTopic(context.Background(), e.Brokers, e.Name)
+	afterRecover, err := harness.ReadTopic(context.Background(), e.Brokers, e.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	relay = e.startRelay(t, "PGOUTBOX_LOG_LEVEL=info")
-	relay.waitLog("streaming started", time.Minute)
+	relay = e.StartRelay(t, "PGOUTBOX_LOG_LEVEL=info")
+	relay.WaitLog("streaming started", time.Minute)
 	recs := waitEvents(t, e, committed, time.Minute)
-	relay.stop(30 * time.Second)
-	if code, out := e.statusExit(t); code != 0 {
+	relay.Stop(30 * time.Second)
+	if code, out := e.StatusExit(t); code != 0 {
 		t.Errorf("pgoutbox status exit %d after recovery, want 0:\n%s", code, out)
 	}
 
 	// Every row exactly once, with its true transaction id.
 	xmins := map[string]uint64{}
-	rows, err := connect(t, e.DatabaseURL).Query(context.Background(), fmt.Sprintf(`SELECT sequence_id::text, xmin::text::bigint FROM %s`, e.Name))
+	rows, err := harness.Connect(t, e.DatabaseURL).Query(context.Background(), fmt.Sprintf(`SELECT sequence_id::text, xmin::text::bigint FROM %s`, e.Name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +224,7 @@ func testPublicationRecover(t *testing.T, target pgTarget, tc recoverCase) {
 }
 
 // countEvents counts the records that are events (not control records).
-func countEvents(recs []record) int {
+func countEvents(recs []harness.Record) int {
 	n := 0
 	for _, r := range recs {
 		if r.Headers["pgoutbox-control"] == "" {
@@ -253,11 +235,11 @@ func countEvents(recs []record) int {
 }
 
 // waitEvents polls the topic until it holds at least n events (control records aside).
-func waitEvents(t *testing.T, e outboxEnv, n int, timeout time.Duration) []record {
+func waitEvents(t *testing.T, e harness.Outbox, n int, timeout time.Duration) []harness.Record {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		recs, err := readTopic(context.Background(), e.Brokers, e.Name)
+		recs, err := harness.ReadTopic(context.Background(), e.Brokers, e.Name)
 		if err == nil && countEvents(recs) >= n {
 			return recs
 		}

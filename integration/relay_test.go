@@ -3,193 +3,24 @@
 package integration
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
-	"math/rand/v2"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/segmentio/kafka-go"
 )
-
-// payload is what the test writers store in the outbox's data column.
-type payload struct {
-	Channel    string `json:"channel"`
-	Counter    int64  `json:"counter"`
-	Writer     int    `json:"writer"`
-	RolledBack bool   `json:"rolled_back"`
-}
-
-// workload describes concurrent writers: each transaction bumps a per-channel counter row and
-// stores the counter in the payload, so the counter order IS the commit order of the channel.
-type workload struct {
-	Writers, Rows, Channels, MaxTxnRows int
-}
-
-// committedRows is what the writers committed: channel → counters.
-type committedRows struct {
-	mu   sync.Mutex
-	rows map[string][]int64
-	n    int
-}
-
-func (c *committedRows) add(p payload) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rows[p.Channel] = append(c.rows[p.Channel], p.Counter)
-	c.n++
-}
-
-// prepareWorkload creates the counter and the unrelated tables of an outbox.
-func prepareWorkload(t *testing.T, e outboxEnv, channels int) {
-	t.Helper()
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s_counters (channel text PRIMARY KEY, n bigint NOT NULL DEFAULT 0)`, e.Name))
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s_counters SELECT 'ch-' || g FROM generate_series(0, $1::int - 1) g`, e.Name), channels)
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s_other (id bigserial PRIMARY KEY, v text)`, e.Name))
-	t.Cleanup(func() {
-		exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s_counters, %s_other`, e.Name, e.Name))
-	})
-}
-
-// runWorkload runs the writers to completion: w.Rows committed outbox rows in transactions of
-// 1..MaxTxnRows rows, about one in ten rolled back and one in ten touching only another table.
-func runWorkload(t *testing.T, e outboxEnv, w workload) *committedRows {
-	t.Helper()
-	got := &committedRows{rows: map[string][]int64{}}
-	var wg sync.WaitGroup
-	errs := make(chan error, w.Writers)
-	for i := range w.Writers {
-		quota := writerQuota(w.Rows, w.Writers, i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- writer(e, w, i, quota, got)
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("writer: %v", err)
-		}
-	}
-	return got
-}
-
-// writerQuota splits rows over writers; the first takes the remainder.
-func writerQuota(rows, writers, i int) int {
-	if i == 0 {
-		return rows/writers + rows%writers
-	}
-	return rows / writers
-}
-
-func writer(e outboxEnv, w workload, id, quota int, got *committedRows) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, e.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	rng := rand.New(rand.NewPCG(uint64(id), 42))
-	bump := fmt.Sprintf(`UPDATE %s_counters SET n = n + 1 WHERE channel = $1 RETURNING n`, e.Name)
-	insert := fmt.Sprintf(`INSERT INTO %s (channel, name, data) VALUES ($1, 'test.event', $2)`, e.Name)
-	other := fmt.Sprintf(`INSERT INTO %s_other (v) VALUES ($1)`, e.Name)
-
-	for quota > 0 {
-		kind := rng.IntN(10) // 0: rolled back, 1: other table only, else committed
-		if kind == 1 {
-			if _, err := conn.Exec(ctx, other, "only"); err != nil {
-				return err
-			}
-			continue
-		}
-		n := 1 + rng.IntN(w.MaxTxnRows)
-		if kind != 0 {
-			n = min(n, quota)
-		}
-		chans := make([]string, n)
-		for i := range chans {
-			chans[i] = fmt.Sprintf("ch-%d", rng.IntN(w.Channels))
-		}
-		slices.Sort(chans) // lock counter rows in one order: no deadlocks between writers
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			return err
-		}
-		var rows []payload
-		for _, ch := range chans {
-			p := payload{Channel: ch, Writer: id, RolledBack: kind == 0}
-			if err := tx.QueryRow(ctx, bump, ch).Scan(&p.Counter); err != nil {
-				return err
-			}
-			data, _ := json.Marshal(p)
-			if _, err := tx.Exec(ctx, insert, ch, data); err != nil {
-				return err
-			}
-			rows = append(rows, p)
-		}
-		if _, err := tx.Exec(ctx, other, "with outbox rows"); err != nil {
-			return err
-		}
-		if kind == 0 {
-			if err := tx.Rollback(ctx); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return err
-		}
-		for _, p := range rows {
-			got.add(p)
-		}
-		quota -= n
-	}
-	return nil
-}
-
-// currentWAL returns pg_current_wal_lsn() as text.
-func currentWAL(t *testing.T, url string) string {
-	t.Helper()
-	var s string
-	if err := connect(t, url).QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&s); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// waitConfirmedPast waits until the slot's confirmed position reaches lsn.
-func waitConfirmedPast(t *testing.T, e outboxEnv, lsn string, timeout time.Duration) {
-	t.Helper()
-	want := mustLSN(t, lsn)
-	deadline := time.Now().Add(timeout)
-	for {
-		got := slotConfirmed(t, e.DatabaseURL, e.Name)
-		if got >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot confirmed %s after %s, want >= %s", got, timeout, want)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
 
 // checkDelivery verifies the topic against what was committed: every committed row present,
 // no rolled-back row, per-channel counters in commit order with no gap, keys on the murmur2
 // partition. It returns the number of duplicate records (same channel and counter).
-func checkDelivery(t *testing.T, recs []record, want *committedRows, partitions int) (duplicates int) {
+func checkDelivery(t *testing.T, recs []harness.Record, want *harness.CommittedRows, partitions int) (duplicates int) {
 	t.Helper()
-	seen := map[string]map[int64]record{}
+	seen := map[string]map[int64]harness.Record{}
 	order := newChannelOrder()
 	for _, r := range recs {
-		var p payload
+		var p harness.Payload
 		if err := json.Unmarshal(r.Value, &p); err != nil {
 			t.Fatalf("record %d/%d: bad payload %q: %v", r.Partition, r.Offset, r.Value, err)
 		}
@@ -206,7 +37,7 @@ func checkDelivery(t *testing.T, recs []record, want *committedRows, partitions 
 			}
 		}
 		if seen[p.Channel] == nil {
-			seen[p.Channel] = map[int64]record{}
+			seen[p.Channel] = map[int64]harness.Record{}
 		}
 		if first, dup := seen[p.Channel][p.Counter]; dup {
 			duplicates++
@@ -218,11 +49,11 @@ func checkDelivery(t *testing.T, recs []record, want *committedRows, partitions 
 		seen[p.Channel][p.Counter] = r
 		order.check(t, p.Channel, p.Counter, r.Headers["pgoutbox-position"])
 	}
-	checkNoneMissing(t, want.rows, "row", func(ch string, c int64) bool {
+	checkNoneMissing(t, want.Rows, "row", func(ch string, c int64) bool {
 		_, ok := seen[ch][c]
 		return ok
 	})
-	for ch, counters := range want.rows {
+	for ch, counters := range want.Rows {
 		if got := len(seen[ch]); got != len(counters) {
 			t.Errorf("channel %s: %d distinct rows in Kafka, %d committed", ch, got, len(counters))
 		}
@@ -232,7 +63,7 @@ func checkDelivery(t *testing.T, recs []record, want *committedRows, partitions 
 
 // checkPartition checks that record r sits on the partition kafka-go's consistent murmur2
 // balancer (the relay's) gives its key among partitions.
-func checkPartition(t *testing.T, r record, partitions int) {
+func checkPartition(t *testing.T, r harness.Record, partitions int) {
 	t.Helper()
 	parts := make([]int, partitions)
 	for i := range parts {
@@ -296,27 +127,27 @@ func TestRelay_CompletenessAndOrder(t *testing.T) {
 
 func testCompletenessAndOrder(t *testing.T, pg pgTarget) {
 	const partitions = 3
-	e := newOutboxOn(t, pg.services(t), partitions)
-	w := workload{Writers: 8, Rows: 10_000, Channels: 100, MaxTxnRows: 20}
-	prepareWorkload(t, e, w.Channels)
+	e := harness.NewOutboxOn(t, pg.services(t), partitions)
+	w := harness.Workload{Writers: 8, Rows: 10_000, Channels: 100, MaxTxnRows: 20}
+	harness.PrepareWorkload(t, e, w.Channels)
 
-	relay := e.startRelay(t)
-	relay.waitLog("streaming started", 30*time.Second)
-	committed := runWorkload(t, e, w)
-	end := currentWAL(t, e.DatabaseURL)
-	waitConfirmedPast(t, e, end, 2*time.Minute)
+	relay := e.StartRelay(t)
+	relay.WaitLog("streaming started", 30*time.Second)
+	committed := harness.RunWorkload(t, e, w)
+	end := harness.CurrentWAL(t, e.DatabaseURL)
+	harness.WaitConfirmedPast(t, e, end, 2*time.Minute)
 
-	recs := waitRecords(t, e.Brokers, e.Name, committed.n, time.Minute)
+	recs := harness.WaitRecords(t, e.Brokers, e.Name, committed.N, time.Minute)
 	dups := checkDelivery(t, recs, committed, partitions)
 	if dups != 0 {
 		t.Errorf("%d duplicates in a run without a crash", dups)
 	}
-	if len(recs) != committed.n {
-		t.Errorf("topic holds %d records, %d rows were committed", len(recs), committed.n)
+	if len(recs) != committed.N {
+		t.Errorf("topic holds %d records, %d rows were committed", len(recs), committed.N)
 	}
-	relay.stop(30 * time.Second)
-	if log := relay.log.String(); !contains(log, "final status update sent") {
+	relay.Stop(30 * time.Second)
+	if log := relay.Log.String(); !contains(log, "final status update sent") {
 		t.Errorf("relay did not send a final status update on SIGTERM")
 	}
-	t.Logf("rows committed %d, channels %d, records in Kafka %d, duplicates %d", committed.n, len(committed.rows), len(recs), dups)
+	t.Logf("rows committed %d, channels %d, records in Kafka %d, duplicates %d", committed.N, len(committed.Rows), len(recs), dups)
 }

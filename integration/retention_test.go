@@ -8,12 +8,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // outboxIDs returns the ids still in the outbox table.
-func outboxIDs(t *testing.T, e outboxEnv) map[string]bool {
+func outboxIDs(t *testing.T, e harness.Outbox) map[string]bool {
 	t.Helper()
-	rows, err := connect(t, e.DatabaseURL).Query(context.Background(), fmt.Sprintf(`SELECT sequence_id::text FROM %s`, e.Name))
+	rows, err := harness.Connect(t, e.DatabaseURL).Query(context.Background(), fmt.Sprintf(`SELECT sequence_id::text FROM %s`, e.Name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,9 +50,9 @@ func (l *idLog) snapshot() []string {
 // table is in Kafka; once everything is delivered the table is empty.
 func TestRetention_DeleteAfterPublish(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 3)
-	relay := e.startRelay(t, "PGOUTBOX_RETENTION=delete-after-publish", "PGOUTBOX_JANITOR_BATCH=100")
-	relay.waitLog("streaming started", 30*time.Second)
+	e := harness.NewOutbox(t, 3)
+	relay := e.StartRelay(t, "PGOUTBOX_RETENTION=delete-after-publish", "PGOUTBOX_JANITOR_BATCH=100")
+	relay.WaitLog("streaming started", 30*time.Second)
 
 	const writers, perWriter = 4, 1500
 	committed := &idLog{}
@@ -59,7 +61,7 @@ func TestRetention_DeleteAfterPublish(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn := connect(t, e.DatabaseURL)
+			conn := harness.Connect(t, e.DatabaseURL)
 			for i := range perWriter {
 				var id string
 				err := conn.QueryRow(context.Background(), fmt.Sprintf(`INSERT INTO %s (channel, name, data)
@@ -82,7 +84,7 @@ func TestRetention_DeleteAfterPublish(t *testing.T) {
 		// the table was acknowledged before its DELETE, so Kafka must hold it by then.
 		ids := committed.snapshot()
 		inTable := outboxIDs(t, e)
-		recs, err := readTopic(context.Background(), e.Brokers, e.Name)
+		recs, err := harness.ReadTopic(context.Background(), e.Brokers, e.Name)
 		if err != nil {
 			t.Logf("read topic (the check is skipped this time): %v", err)
 			return
@@ -107,7 +109,7 @@ func TestRetention_DeleteAfterPublish(t *testing.T) {
 		}
 		check()
 	}
-	recs := waitRecords(t, e.Brokers, e.Name, writers*perWriter, time.Minute)
+	recs := harness.WaitRecords(t, e.Brokers, e.Name, writers*perWriter, time.Minute)
 	deadline := time.Now().Add(30 * time.Second)
 	for n := len(outboxIDs(t, e)); n > 0; n = len(outboxIDs(t, e)) {
 		if time.Now().After(deadline) {
@@ -116,7 +118,7 @@ func TestRetention_DeleteAfterPublish(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	check()
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 	t.Logf("%d rows delivered (%d records) and deleted; invariant checked %d times; at most %d rows in the table at a check",
 		writers*perWriter, len(recs), checks, maxInTable)
 }
@@ -127,10 +129,10 @@ func TestRetention_DeleteAfterPublish(t *testing.T) {
 // carries inserts only; the delete is not an event).
 func TestRetention_None_InsertAndDeleteInOneTransaction(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 1)
-	relay := e.startRelay(t)
-	relay.waitLog("streaming started", 30*time.Second)
-	conn := connect(t, e.DatabaseURL)
+	e := harness.NewOutbox(t, 1)
+	relay := e.StartRelay(t)
+	relay.WaitLog("streaming started", 30*time.Second)
+	conn := harness.Connect(t, e.DatabaseURL)
 	for i := range 11 {
 		tx, err := conn.Begin(context.Background())
 		if err != nil {
@@ -148,7 +150,7 @@ func TestRetention_None_InsertAndDeleteInOneTransaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recs := waitRecords(t, e.Brokers, e.Name, 11, 30*time.Second)
+	recs := harness.WaitRecords(t, e.Brokers, e.Name, 11, 30*time.Second)
 	if n := len(outboxIDs(t, e)); n != 0 {
 		t.Errorf("%d rows in the table, want 0", n)
 	}
@@ -157,5 +159,5 @@ func TestRetention_None_InsertAndDeleteInOneTransaction(t *testing.T) {
 			t.Errorf("record %d = %s, want %s", i, r.Value, want)
 		}
 	}
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // TestSecrets_NeverInOutput: passwords given by environment or by *_FILE never appear in what
@@ -16,7 +18,7 @@ import (
 // connection to PostgreSQL or Kafka — at debug level, for every command.
 func TestSecrets_NeverInOutput(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 1)
+	e := harness.NewOutbox(t, 1)
 	u, err := url.Parse(e.DatabaseURL)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +53,7 @@ func TestSecrets_NeverInOutput(t *testing.T) {
 			[]string{fmt.Sprintf("PGOUTBOX_DATABASE_URL=host=127.0.0.1 port=%s user=pgoutbox dbname=pgoutbox password=kv-s3cret-3", port)},
 			"kv-s3cret-3", "password authentication failed"},
 		{"unreachable server", []string{"status"},
-			[]string{"PGOUTBOX_DATABASE_URL=postgres://pgoutbox:down-s3cret-4@127.0.0.1:" + fmt.Sprint(freePort(t)) + "/pgoutbox"},
+			[]string{"PGOUTBOX_DATABASE_URL=postgres://pgoutbox:down-s3cret-4@127.0.0.1:" + fmt.Sprint(harness.FreePort(t)) + "/pgoutbox"},
 			"down-s3cret-4", "(database postgres://pgoutbox:"}, // the URL, its password redacted
 		{"both URL and URL file", []string{"run"},
 			[]string{"PGOUTBOX_DATABASE_URL=" + withPassword("dup-s3cret-5"), "PGOUTBOX_DATABASE_URL_FILE=" + file(withPassword("dup-s3cret-5"))},
@@ -67,7 +69,7 @@ func TestSecrets_NeverInOutput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			out, err := e.pgoutboxWith(t, append(tt.env, "PGOUTBOX_LOG_LEVEL=debug"), tt.args...)
+			out, err := e.PgoutboxWith(t, append(tt.env, "PGOUTBOX_LOG_LEVEL=debug"), tt.args...)
 			if tt.name != "help" && err == nil {
 				t.Errorf("exit 0, want a failure:\n%s", out)
 			}

@@ -7,15 +7,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // TestSetup_Idempotent: `pgoutbox setup` creates what is missing, verifies what exists (naming
 // every missing column), changes nothing when run again, and prints its SQL with --print-sql.
 func TestSetup_Idempotent(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 2) // first run: creates table, publication, slot, topic
+	e := harness.NewOutbox(t, 2) // first run: creates table, publication, slot, topic
 
-	out, err := e.pgoutbox(t, "setup", "--partitions", "2")
+	out, err := e.Pgoutbox(t, "setup", "--partitions", "2")
 	if err != nil {
 		t.Fatalf("second setup: %v\n%s", err, out)
 	}
@@ -27,11 +29,11 @@ func TestSetup_Idempotent(t *testing.T) {
 	if strings.Contains(out, "created") {
 		t.Errorf("second setup created something:\n%s", out)
 	}
-	if out, err := e.pgoutbox(t, "setup", "--partitions", "5"); err == nil || !strings.Contains(out, "partitions") {
+	if out, err := e.Pgoutbox(t, "setup", "--partitions", "5"); err == nil || !strings.Contains(out, "partitions") {
 		t.Errorf("setup with another partition count: err %v; want an error naming the partition count:\n%s", err, out)
 	}
 
-	sql, err := e.pgoutbox(t, "setup", "--print-sql")
+	sql, err := e.Pgoutbox(t, "setup", "--print-sql")
 	if err != nil {
 		t.Fatalf("--print-sql: %v\n%s", err, sql)
 	}
@@ -43,9 +45,9 @@ func TestSetup_Idempotent(t *testing.T) {
 
 	// An existing table without the configured columns: every missing one is named.
 	other := e.Name + "_partial"
-	execSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s (sequence_id bigserial PRIMARY KEY, channel text)`, other))
-	t.Cleanup(func() { exec0(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, other)) })
-	out, err = e.pgoutbox(t, "setup", "--table", other, "--publication", other, "--slot", other)
+	harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s (sequence_id bigserial PRIMARY KEY, channel text)`, other))
+	t.Cleanup(func() { harness.ExecInCleanup(t, e.DatabaseURL, fmt.Sprintf(`DROP TABLE IF EXISTS %s`, other)) })
+	out, err = e.Pgoutbox(t, "setup", "--table", other, "--publication", other, "--slot", other)
 	if err == nil {
 		t.Fatalf("setup accepted a table without name, data and headers columns:\n%s", out)
 	}
@@ -63,22 +65,22 @@ func TestSetup_Idempotent(t *testing.T) {
 // without --yes, and drops the slot with it.
 func TestDropSlot(t *testing.T) {
 	t.Parallel()
-	e := newOutbox(t, 1)
-	relay := e.startRelay(t)
-	relay.waitLog("streaming started", 30*time.Second)
-	if out, err := e.pgoutbox(t, "drop-slot", "--yes"); err == nil || !strings.Contains(out, "in use by process") {
+	e := harness.NewOutbox(t, 1)
+	relay := e.StartRelay(t)
+	relay.WaitLog("streaming started", 30*time.Second)
+	if out, err := e.Pgoutbox(t, "drop-slot", "--yes"); err == nil || !strings.Contains(out, "in use by process") {
 		t.Errorf("drop-slot of an active slot: err %v, output:\n%s", err, out)
 	}
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 
-	out, err := e.pgoutbox(t, "drop-slot")
+	out, err := e.Pgoutbox(t, "drop-slot")
 	if err == nil || !strings.Contains(out, "WARNING") || !strings.Contains(out, "--yes") {
 		t.Errorf("drop-slot without --yes: err %v, output:\n%s", err, out)
 	}
 	if st := slotExists(t, e); !st {
 		t.Fatal("drop-slot without --yes dropped the slot")
 	}
-	if out, err := e.pgoutbox(t, "drop-slot", "--yes"); err != nil {
+	if out, err := e.Pgoutbox(t, "drop-slot", "--yes"); err != nil {
 		t.Fatalf("drop-slot --yes: %v\n%s", err, out)
 	}
 	if slotExists(t, e) {
@@ -86,10 +88,10 @@ func TestDropSlot(t *testing.T) {
 	}
 }
 
-func slotExists(t *testing.T, e outboxEnv) bool {
+func slotExists(t *testing.T, e harness.Outbox) bool {
 	t.Helper()
 	var n int
-	if err := connect(t, e.DatabaseURL).QueryRow(t.Context(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, e.Name).Scan(&n); err != nil {
+	if err := harness.Connect(t, e.DatabaseURL).QueryRow(t.Context(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, e.Name).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n == 1

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // pgTarget is the PostgreSQL that a version-independent test runs on. The zero value is the
@@ -25,21 +27,21 @@ type pgTarget struct {
 func (p pgTarget) url(t *testing.T) string {
 	t.Helper()
 	if p.shared == "" {
-		return needPostgres(t)
+		return harness.NeedPostgres(t)
 	}
 	return p.shared
 }
 
 // services is the target's shared server with the shared Kafka broker.
-func (p pgTarget) services(t *testing.T) services {
+func (p pgTarget) services(t *testing.T) harness.Services {
 	t.Helper()
-	return services{DatabaseURL: p.url(t), Brokers: needKafka(t)}
+	return harness.Services{DatabaseURL: p.url(t), Brokers: harness.NeedKafka(t)}
 }
 
 // private starts a cluster of the target's version for this test alone.
-func (p pgTarget) private(t *testing.T) *privatePostgres {
+func (p pgTarget) private(t *testing.T) *harness.PrivatePostgres {
 	t.Helper()
-	return startPrivatePostgresVersion(t, p.version)
+	return harness.StartPrivatePostgresVersion(t, p.version)
 }
 
 // matrixVersions are the major versions of PGOUTBOX_TEST_PG_VERSIONS (space or comma separated),
@@ -67,7 +69,7 @@ func TestPostgresVersions(t *testing.T) {
 			t.Parallel()
 			// Started by the version's test, which outlives its parallel subtests: its cleanup
 			// stops the cluster once they are all done.
-			target := pgTarget{version: v, shared: startPrivatePostgresVersion(t, v).URL}
+			target := pgTarget{version: v, shared: harness.StartPrivatePostgresVersion(t, v).URL}
 			t.Run("CompletenessAndOrder", func(t *testing.T) { t.Parallel(); testCompletenessAndOrder(t, target) })
 			t.Run("AckGating", func(t *testing.T) { t.Parallel(); testAckGating(t, target) })
 			t.Run("CrashMidStream", func(t *testing.T) { t.Parallel(); testCrashMidStream(t, target) })

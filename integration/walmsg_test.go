@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/capture"
 )
@@ -30,7 +32,7 @@ import (
 // msgOutbox is a test's WAL-only outbox: schema <Name> holding the table outbox and the
 // functions, prefix <Name>, and the publication, slot and topic named <Name>.
 type msgOutbox struct {
-	outboxEnv
+	harness.Outbox
 	extra []string // PGOUTBOX_* settings of every command
 }
 
@@ -40,21 +42,21 @@ func (m msgOutbox) table() string { return m.Name + ".outbox" }
 // removes everything at the end of the test.
 func newMsgOutbox(t *testing.T, partitions int, extra ...string) msgOutbox {
 	t.Helper()
-	return newMsgOutboxOn(t, needServices(t), partitions, extra...)
+	return newMsgOutboxOn(t, harness.NeedServices(t), partitions, extra...)
 }
 
 // newMsgOutboxOn is newMsgOutbox on the given services (e.g. a matrix version's server).
-func newMsgOutboxOn(t *testing.T, svc services, partitions int, extra ...string) msgOutbox {
+func newMsgOutboxOn(t *testing.T, svc harness.Services, partitions int, extra ...string) msgOutbox {
 	t.Helper()
-	m := msgOutbox{outboxEnv: outboxEnv{services: svc, Name: uniqueName(t)}}
+	m := msgOutbox{Outbox: harness.Outbox{Services: svc, Name: harness.UniqueName(t)}}
 	m.extra = append([]string{"PGOUTBOX_TABLE=" + m.table(), "PGOUTBOX_MESSAGE_PREFIX=" + m.Name}, extra...)
-	execSQL(t, m.DatabaseURL, "CREATE SCHEMA "+m.Name)
-	dropSlotAtCleanup(t, m.DatabaseURL, m.Name)
+	harness.ExecSQL(t, m.DatabaseURL, "CREATE SCHEMA "+m.Name)
+	harness.DropSlotAtCleanup(t, m.DatabaseURL, m.Name)
 	t.Cleanup(func() {
-		exec0(t, m.DatabaseURL, "DROP PUBLICATION IF EXISTS "+m.Name)
-		exec0(t, m.DatabaseURL, "DROP SCHEMA IF EXISTS "+m.Name+" CASCADE")
-		deleteTopic(m.Brokers, m.Name)
-		deleteTopic(m.Brokers, m.Name+".dlq")
+		harness.ExecInCleanup(t, m.DatabaseURL, "DROP PUBLICATION IF EXISTS "+m.Name)
+		harness.ExecInCleanup(t, m.DatabaseURL, "DROP SCHEMA IF EXISTS "+m.Name+" CASCADE")
+		harness.DeleteTopicQuietly(m.Brokers, m.Name)
+		harness.DeleteTopicQuietly(m.Brokers, m.Name+".dlq")
 	})
 	if out, err := m.run(t, "setup", "--partitions", strconv.Itoa(partitions)); err != nil {
 		t.Fatalf("pgoutbox setup: %v\n%s", err, out)
@@ -64,14 +66,14 @@ func newMsgOutboxOn(t *testing.T, svc services, partitions int, extra ...string)
 
 func (m msgOutbox) run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	out, err := m.pgoutboxWith(t, m.extra, args...)
-	checkLogLines(t, "pgoutbox "+strings.Join(args, " "), out)
+	out, err := m.PgoutboxWith(t, m.extra, args...)
+	harness.CheckLogLines(t, "pgoutbox "+strings.Join(args, " "), out)
 	return out, err
 }
 
-func (m msgOutbox) start(t *testing.T, extra ...string) *relayProc {
+func (m msgOutbox) start(t *testing.T, extra ...string) *harness.Relay {
 	t.Helper()
-	return m.startRelay(t, append(slices.Clone(m.extra), extra...)...)
+	return m.StartRelay(t, append(slices.Clone(m.extra), extra...)...)
 }
 
 // msgPayload is the payload of a test event: via says whether it was sent with pgoutbox_send
@@ -101,8 +103,8 @@ type committedEvents struct {
 
 func runMsgWorkload(t *testing.T, m msgOutbox, w msgWorkload) *committedEvents {
 	t.Helper()
-	execSQL(t, m.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s.counters (channel text PRIMARY KEY, n bigint NOT NULL DEFAULT 0)`, m.Name))
-	execSQL(t, m.DatabaseURL, fmt.Sprintf(`INSERT INTO %s.counters SELECT 'ch-' || g FROM generate_series(0, $1::int - 1) g`, m.Name), w.channels)
+	harness.ExecSQL(t, m.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s.counters (channel text PRIMARY KEY, n bigint NOT NULL DEFAULT 0)`, m.Name))
+	harness.ExecSQL(t, m.DatabaseURL, fmt.Sprintf(`INSERT INTO %s.counters SELECT 'ch-' || g FROM generate_series(0, $1::int - 1) g`, m.Name), w.channels)
 	got := &committedEvents{rows: map[string][]int64{}, via: map[string]string{}}
 	var wg sync.WaitGroup
 	errs := make(chan error, w.writers)
@@ -110,7 +112,7 @@ func runMsgWorkload(t *testing.T, m msgOutbox, w msgWorkload) *committedEvents {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- msgWriter(m, w, i, writerQuota(w.events, w.writers, i), got)
+			errs <- msgWriter(m, w, i, harness.WriterQuota(w.events, w.writers, i), got)
 		}()
 	}
 	wg.Wait()
@@ -194,7 +196,7 @@ func msgWriter(m msgOutbox, w msgWorkload, id, quota int, got *committedEvents) 
 // (duplicates are counted and returned), nothing rolled back, each channel in commit order, the
 // pgoutbox-id header set for table rows only, and in each transaction the indexes 0..n-1 over
 // rows and messages together.
-func checkMsgDelivery(t *testing.T, recs []record, want *committedEvents, partitions int) (duplicates int) {
+func checkMsgDelivery(t *testing.T, recs []harness.Record, want *committedEvents, partitions int) (duplicates int) {
 	t.Helper()
 	seen := map[string]bool{}
 	order := newChannelOrder()
@@ -261,11 +263,11 @@ func testMessagesCompleteness(t *testing.T, pg pgTarget) {
 	const partitions = 3
 	m := newMsgOutboxOn(t, pg.services(t), partitions)
 	relay := m.start(t)
-	relay.waitLog("streaming started", 30*time.Second)
+	relay.WaitLog("streaming started", 30*time.Second)
 	committed := runMsgWorkload(t, m, msgWorkload{writers: 6, events: 6000, channels: 60, maxTxn: 6, messageShare: 0.5})
-	waitConfirmedPast(t, m.outboxEnv, currentWAL(t, m.DatabaseURL), 2*time.Minute)
-	recs := waitRecords(t, m.Brokers, m.Name, committed.n, time.Minute)
-	relay.stop(30 * time.Second)
+	harness.WaitConfirmedPast(t, m.Outbox, harness.CurrentWAL(t, m.DatabaseURL), 2*time.Minute)
+	recs := harness.WaitRecords(t, m.Brokers, m.Name, committed.n, time.Minute)
+	relay.Stop(30 * time.Second)
 	dups := checkMsgDelivery(t, recs, committed, partitions)
 	if dups != 0 {
 		t.Errorf("%d duplicates without any crash", dups)
@@ -293,18 +295,18 @@ func TestMessages_CrashMidStream(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 16))
 	var kills []killPoint
 	relay := m.start(t)
-	relay.waitLog("streaming started", 30*time.Second)
+	relay.WaitLog("streaming started", 30*time.Second)
 	for range 3 {
 		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
-		relay.kill()
-		kills = append(kills, killPoint{confirmed: slotConfirmed(t, m.DatabaseURL, m.Name), ends: endOffsets(t, m.outboxEnv, partitions)})
+		relay.Kill()
+		kills = append(kills, killPoint{confirmed: harness.SlotConfirmed(t, m.DatabaseURL, m.Name), ends: harness.EndOffsets(t, m.Outbox, partitions)})
 		relay = m.start(t)
-		relay.waitLog("streaming started", 30*time.Second)
+		relay.WaitLog("streaming started", 30*time.Second)
 	}
 	committed := <-done
-	waitConfirmedPast(t, m.outboxEnv, currentWAL(t, m.DatabaseURL), 2*time.Minute)
-	recs := waitRecords(t, m.Brokers, m.Name, committed.n, time.Minute)
-	relay.stop(30 * time.Second)
+	harness.WaitConfirmedPast(t, m.Outbox, harness.CurrentWAL(t, m.DatabaseURL), 2*time.Minute)
+	recs := harness.WaitRecords(t, m.Brokers, m.Name, committed.n, time.Minute)
+	relay.Stop(30 * time.Second)
 	dups := checkMsgDelivery(t, recs, committed, partitions)
 	checkDuplicatesUnconfirmed(t, recs, kills)
 	if dups != 0 {
@@ -320,7 +322,7 @@ func queryText(t *testing.T, url, sql string, args ...any) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var s string
-	if err := queryRow(ctx, url, sql, args, &s); err != nil {
+	if err := harness.QueryRow(ctx, url, sql, args, &s); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return s
@@ -340,7 +342,7 @@ func TestMessages_BadRows(t *testing.T) {
 	}
 	send := func(name string) {
 		t.Helper()
-		execSQL(t, m.DatabaseURL, fmt.Sprintf(`SELECT %s.pgoutbox_send('c', $1, jsonb_build_object('n', $1::text))`, m.Name), name)
+		harness.ExecSQL(t, m.DatabaseURL, fmt.Sprintf(`SELECT %s.pgoutbox_send('c', $1, jsonb_build_object('n', $1::text))`, m.Name), name)
 	}
 	outside := func(content string) string {
 		t.Helper()
@@ -348,12 +350,12 @@ func TestMessages_BadRows(t *testing.T) {
 	}
 
 	relay := m.start(t)
-	relay.waitLog("streaming started", 30*time.Second)
+	relay.WaitLog("streaming started", 30*time.Second)
 	send("good.1")
-	waitRecords(t, m.Brokers, m.Name, 1, time.Minute)
+	harness.WaitRecords(t, m.Brokers, m.Name, 1, time.Minute)
 	lsn1 := outside(`{"v": 1, "channel": "c", "name": "outside.1"}`)
 	// Emitted inside a transaction that rolls back: PostgreSQL still decodes it.
-	tx := connect(t, m.DatabaseURL)
+	tx := harness.Connect(t, m.DatabaseURL)
 	var lsn2 string
 	if _, err := tx.Exec(context.Background(), "BEGIN"); err != nil {
 		t.Fatal(err)
@@ -365,25 +367,25 @@ func TestMessages_BadRows(t *testing.T) {
 	if _, err := tx.Exec(context.Background(), "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
-	execSQL(t, m.DatabaseURL, `SELECT pg_logical_emit_message(true, $1, 'not an event')`, m.Name)
+	harness.ExecSQL(t, m.DatabaseURL, `SELECT pg_logical_emit_message(true, $1, 'not an event')`, m.Name)
 	send("good.2")
 
-	if code := relay.waitExit(time.Minute); code == 0 {
+	if code := relay.WaitExit(time.Minute); code == 0 {
 		t.Fatal("relay exited 0 on a non-transactional message, want a failure")
 	}
-	if log := relay.log.String(); !strings.Contains(log, "non-transactional") || !strings.Contains(log, lsn1) {
-		t.Errorf("the relay's log does not name the non-transactional message at %s:\n%s", lsn1, relay.log.tail(20))
+	if log := relay.Log.String(); !strings.Contains(log, "non-transactional") || !strings.Contains(log, lsn1) {
+		t.Errorf("the relay's log does not name the non-transactional message at %s:\n%s", lsn1, relay.Log.Tail(20))
 	}
-	if confirmed := slotConfirmed(t, m.DatabaseURL, m.Name); confirmed >= mustLSN(t, lsn1) {
+	if confirmed := harness.SlotConfirmed(t, m.DatabaseURL, m.Name); confirmed >= harness.MustLSN(t, lsn1) {
 		t.Errorf("slot confirmed %s, past the bad message at %s", confirmed, lsn1)
 	}
-	if recs := waitRecords(t, m.Brokers, m.Name, 1, time.Minute); len(recs) != 1 || recs[0].Headers["pgoutbox-name"] != "good.1" {
+	if recs := harness.WaitRecords(t, m.Brokers, m.Name, 1, time.Minute); len(recs) != 1 || recs[0].Headers["pgoutbox-name"] != "good.1" {
 		t.Fatalf("topic holds %d records, want only good.1: %v", len(recs), recs)
 	}
 
 	relay = m.start(t, "PGOUTBOX_ON_BAD_ROW=dead-letter")
-	dlq := waitRecords(t, m.Brokers, m.Name+".dlq", 3, time.Minute)
-	recs := waitRecords(t, m.Brokers, m.Name, 2, time.Minute)
+	dlq := harness.WaitRecords(t, m.Brokers, m.Name+".dlq", 3, time.Minute)
+	recs := harness.WaitRecords(t, m.Brokers, m.Name, 2, time.Minute)
 	if got := []string{recs[0].Headers["pgoutbox-name"], recs[1].Headers["pgoutbox-name"]}; len(recs) != 2 || got[0] != "good.1" || got[1] != "good.2" {
 		t.Errorf("topic holds %d records %v, want good.1, good.2", len(recs), got)
 	}
@@ -401,21 +403,21 @@ func TestMessages_BadRows(t *testing.T) {
 				r.Headers["pgoutbox-commit-lsn"], r.Headers["pgoutbox-commit-index"], want.lsn)
 		}
 	}
-	waitConfirmedPast(t, m.outboxEnv, currentWAL(t, m.DatabaseURL), time.Minute)
-	relay.stop(30 * time.Second)
+	harness.WaitConfirmedPast(t, m.Outbox, harness.CurrentWAL(t, m.DatabaseURL), time.Minute)
+	relay.Stop(30 * time.Second)
 
 	// Messages only: an insert into the table is refused, the messages around it go on.
 	relay = m.start(t, "PGOUTBOX_ON_BAD_ROW=dead-letter", "PGOUTBOX_EVENTS_FROM=messages")
-	relay.waitLog("streaming started", 30*time.Second)
-	execSQL(t, m.DatabaseURL, fmt.Sprintf(`INSERT INTO %s.outbox (channel, name, data) VALUES ('c', 'inserted', '{}')`, m.Name))
+	relay.WaitLog("streaming started", 30*time.Second)
+	harness.ExecSQL(t, m.DatabaseURL, fmt.Sprintf(`INSERT INTO %s.outbox (channel, name, data) VALUES ('c', 'inserted', '{}')`, m.Name))
 	send("good.3")
-	recs = waitRecords(t, m.Brokers, m.Name, 3, time.Minute)
-	dlq = waitRecords(t, m.Brokers, m.Name+".dlq", 4, time.Minute)
+	recs = harness.WaitRecords(t, m.Brokers, m.Name, 3, time.Minute)
+	dlq = harness.WaitRecords(t, m.Brokers, m.Name+".dlq", 4, time.Minute)
 	if recs[2].Headers["pgoutbox-name"] != "good.3" || dlq[3].Headers["pgoutbox-name"] != "inserted" ||
 		!strings.Contains(dlq[3].Headers["pgoutbox-error"], "--events-from=messages") || dlq[3].Headers["pgoutbox-id"] == "" {
 		t.Errorf("messages only: record %v, dead letter %v", recs[2].Headers, dlq[3].Headers)
 	}
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 }
 
 // sharedSuperuser opens a superuser connection to the shared server of url over its Unix
@@ -426,7 +428,7 @@ func sharedSuperuser(t *testing.T, url string) *pgx.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := getenv("PGOUTBOX_STATE_DIR", filepath.Join(os.Getenv("HOME"), ".cache", "pgoutbox"))
+	state := harness.Getenv("PGOUTBOX_STATE_DIR", filepath.Join(os.Getenv("HOME"), ".cache", "pgoutbox"))
 	dirs, _ := filepath.Glob(filepath.Join(state, "pg*", "run"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -437,7 +439,7 @@ func sharedSuperuser(t *testing.T, url string) *pgx.Conn {
 			return conn
 		}
 	}
-	unavailable(t, "no superuser connection over a Unix socket under %s/pg*/run for port %d", state, cfg.Port)
+	harness.Unavailable(t, "no superuser connection over a Unix socket under %s/pg*/run for port %d", state, cfg.Port)
 	return nil
 }
 
@@ -451,7 +453,7 @@ func TestMessages_ExecuteOnly(t *testing.T) {
 	t.Parallel()
 	m := newMsgOutbox(t, 1)
 	appURL := needRelayRole(t, m.DatabaseURL) // LOGIN REPLICATION, no privilege on any table
-	app := connect(t, appURL)
+	app := harness.Connect(t, appURL)
 	ctx := context.Background()
 	send := fmt.Sprintf(`SELECT %s.pgoutbox_send('c', 'granted', '{"a": [1, "x"]}', '{"trace": "t1"}', 'm-1', false)`, m.Name)
 	if _, err := app.Exec(ctx, send); err == nil || !strings.Contains(err.Error(), "permission denied") {
@@ -459,14 +461,14 @@ func TestMessages_ExecuteOnly(t *testing.T) {
 	}
 	tbl := capture.DefaultTable()
 	tbl.Schema, tbl.Name = m.Name, "outbox"
-	execSQL(t, m.DatabaseURL, capture.GrantSendSQL(tbl, relayRole))
+	harness.ExecSQL(t, m.DatabaseURL, capture.GrantSendSQL(tbl, relayRole))
 	var canInsert bool
 	if err := app.QueryRow(ctx, `SELECT has_table_privilege($1, 'INSERT')`, m.table()).Scan(&canInsert); err != nil || canInsert {
 		t.Fatalf("the role may insert into the table (%v): the test would not show execute-only", err)
 	}
 
 	relay := m.start(t)
-	relay.waitLog("streaming started", 30*time.Second)
+	relay.WaitLog("streaming started", 30*time.Second)
 	if _, err := app.Exec(ctx, send); err != nil {
 		t.Fatalf("pgoutbox_send with EXECUTE only: %v", err)
 	}
@@ -477,7 +479,7 @@ func TestMessages_ExecuteOnly(t *testing.T) {
 		!strings.Contains(err.Error(), "contains a comma") {
 		t.Errorf("a channel with a comma: %v, want the function to refuse it", err)
 	}
-	recs := waitRecords(t, m.Brokers, m.Name, 2, time.Minute)
+	recs := harness.WaitRecords(t, m.Brokers, m.Name, 2, time.Minute)
 	r := recs[0]
 	if string(r.Value) != `{"a": [1, "x"]}` || r.Headers["trace"] != "t1" || r.Headers["pgoutbox-mutation-id"] != "m-1" ||
 		r.Headers["pgoutbox-rejected"] != "false" || r.Headers["pgoutbox-name"] != "granted" || r.Key != "c" {
@@ -486,7 +488,7 @@ func TestMessages_ExecuteOnly(t *testing.T) {
 	if string(recs[1].Value) != "\x00\xff\n" || recs[1].Headers["pgoutbox-name"] != "bytes" {
 		t.Errorf("bytes record: value %q headers %v", recs[1].Value, recs[1].Headers)
 	}
-	relay.stop(30 * time.Second)
+	relay.Stop(30 * time.Second)
 
 	// Hardened, in a transaction that is rolled back (the server is shared).
 	su := sharedSuperuser(t, m.DatabaseURL)
@@ -539,13 +541,13 @@ func TestMessages_PrefixMismatch(t *testing.T) {
 	t.Parallel()
 	m := newMsgOutbox(t, 1)
 	relay := m.start(t, "PGOUTBOX_MESSAGE_PREFIX=it's_other")
-	if code := relay.waitExit(time.Minute); code == 0 {
+	if code := relay.WaitExit(time.Minute); code == 0 {
 		t.Fatal("relay started with another prefix than its functions emit")
 	}
-	log := relay.log.String()
+	log := relay.Log.String()
 	for _, want := range []string{`emits messages with prefix \"` + m.Name + `\"`, `publishes prefix \"it's_other\"`, "pgoutbox setup --message-prefix"} {
 		if !strings.Contains(log, want) {
-			t.Errorf("log lacks %q:\n%s", want, relay.log.tail(10))
+			t.Errorf("log lacks %q:\n%s", want, relay.Log.Tail(10))
 		}
 	}
 }

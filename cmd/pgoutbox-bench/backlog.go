@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/segmentio/kafka-go"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // BacklogResult is scenario 1 (1-row transactions) or 2 (100-row transactions): the same
@@ -56,7 +56,7 @@ func (b *bench) backlogScenario(ctx context.Context, scenario, rowsPerTxn int) e
 	return b.withOutbox(ctx, fmt.Sprintf("s%d", scenario), true, func(o *outbox) error {
 		r := BacklogResult{Scenario: scenario, RowsPerTxn: rowsPerTxn, Rows: b.opts.rows}
 		b.progress("  writing %d rows in %d-row transactions (relay stopped)", r.Rows, rowsPerTxn)
-		w, err := b.writeBacklog(ctx, o.name, r.Rows, rowsPerTxn, b.opts.writers)
+		w, err := b.writeBacklog(ctx, o.Name, r.Rows, rowsPerTxn, b.opts.writers)
 		if err != nil {
 			return fmt.Errorf("write backlog: %w", err)
 		}
@@ -76,7 +76,7 @@ func (b *bench) backlogScenario(ctx context.Context, scenario, rowsPerTxn int) e
 			took.Seconds(), r.Reference.RowsPerSec, perRow(refCPU.Reader, r.Rows), perRow(refCPU.Walsender, r.Rows))
 
 		var stopPerf func() error
-		meter := b.meterCPU(ctx, o.name)
+		meter := b.meterCPU(ctx, o.Name)
 		defer func() { _ = meter.stop() }() // a second stop is harmless
 		relay, err := b.startRelay(o)
 		if err != nil {
@@ -86,7 +86,7 @@ func (b *bench) backlogScenario(ctx context.Context, scenario, rowsPerTxn int) e
 		if b.opts.perf && scenario == 1 {
 			stopPerf = b.startPerf(relay)
 		}
-		d, err := b.drain(ctx, relay, o.name, r.Rows, w.EndLSN, 30*time.Minute)
+		d, err := b.drain(ctx, relay, o.Name, r.Rows, w.EndLSN, 30*time.Minute)
 		if stopPerf != nil {
 			if perr := stopPerf(); perr != nil {
 				b.progress("  perf: %v", perr)
@@ -96,10 +96,10 @@ func (b *bench) backlogScenario(ctx context.Context, scenario, rowsPerTxn int) e
 		if err != nil {
 			return err
 		}
-		if r.PeakRSS, err = relay.peakRSS(); err != nil {
+		if r.PeakRSS, err = relay.PeakRSS(); err != nil {
 			return err
 		}
-		relayCPU, err := cpuTime(relay.cmd.Process.Pid)
+		relayCPU, err := cpuTime(relay.Pid())
 		if err != nil {
 			return err
 		}
@@ -107,9 +107,9 @@ func (b *bench) backlogScenario(ctx context.Context, scenario, rowsPerTxn int) e
 		if err := relay.stop(); err != nil {
 			return err
 		}
-		r.StartupSeconds = relay.startup().Seconds()
+		r.StartupSeconds = relay.StartupTime().Seconds()
 		r.AckedSeconds = d.acked.Seconds()
-		if r.RecordBytes, err = b.sampleRecordBytes(ctx, o.name, 1000); err != nil {
+		if r.RecordBytes, err = b.sampleRecordBytes(ctx, o.Name, 1000); err != nil {
 			return err
 		}
 		r.Pgoutbox = throughput(r.Rows, r.WALBytes, r.RecordBytes, d.confirmed)
@@ -136,40 +136,38 @@ type drained struct {
 // acknowledged. (Polling the relay's /metrics instead cost it 6% of its CPU.)
 func (b *bench) drain(ctx context.Context, p *relayProc, slot string, rows int, end pglogrepl.LSN, timeout time.Duration) (drained, error) {
 	var d drained
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	conn, err := pgx.Connect(ctx, b.opts.databaseURL)
 	if err != nil {
 		return d, err
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	client := b.kafkaClient()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var inTopic int64
-	for {
-		select {
-		case <-ctx.Done():
-			return d, fmt.Errorf("the topic holds %d of %d rows: %w", inTopic, rows, ctx.Err())
-		case <-tick.C:
-		}
-		if err := p.alive(); err != nil {
-			return d, err
+	err = harness.Eventually(ctx, timeout, 50*time.Millisecond, func(ctx context.Context) error {
+		if err := p.Exited(); err != nil {
+			return harness.Stop(err)
 		}
 		if d.acked == 0 {
-			if inTopic, err = topicEnd(ctx, client, slot); err != nil || inTopic < int64(rows) {
-				continue
+			inTopic, err := harness.CountRecords(ctx, client, slot, partitions)
+			if err != nil {
+				return err
 			}
-			d.acked = time.Since(p.started)
+			if inTopic < int64(rows) {
+				return fmt.Errorf("the topic holds %d of %d rows", inTopic, rows)
+			}
+			d.acked = time.Since(p.Started)
 		}
-		confirmed, err := slotConfirmed(ctx, conn, slot)
+		confirmed, err := harness.ReadSlotConfirmed(ctx, conn, slot)
 		if err != nil {
-			return d, err
+			return harness.Stop(err)
 		}
-		if confirmed >= end {
-			d.confirmed = time.Since(p.started)
-			break
+		if confirmed < end {
+			return fmt.Errorf("the slot is confirmed at %s, before the end of the backlog %s", confirmed, end)
 		}
+		d.confirmed = time.Since(p.Started)
+		return nil
+	})
+	if err != nil {
+		return d, err
 	}
 	m, err := p.scrape(ctx)
 	if err != nil {
@@ -179,24 +177,4 @@ func (b *bench) drain(ctx context.Context, p *relayProc, slot string, rows int, 
 		return d, fmt.Errorf("the relay counts %.0f rows acknowledged, want %d", n, rows)
 	}
 	return d, nil
-}
-
-// topicEnd is the number of records in the topic (the sum of its partitions' end offsets).
-func topicEnd(ctx context.Context, client *kafka.Client, topic string) (int64, error) {
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {}}}
-	for p := range partitions {
-		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
-	}
-	res, err := client.ListOffsets(ctx, req)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, po := range res.Topics[topic] {
-		if po.Error != nil {
-			return 0, po.Error
-		}
-		n += po.LastOffset
-	}
-	return n, nil
 }

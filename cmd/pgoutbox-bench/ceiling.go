@@ -34,7 +34,7 @@ func (b *bench) ceilingScenario(ctx context.Context) error {
 	return b.withOutbox(ctx, "s3", false, func(o *outbox) error {
 		pub, err := sink.New(sink.Config{
 			Brokers: b.brokers(),
-			Topic:   o.name,
+			Topic:   o.Name,
 			// The relay's defaults: sink.Config fills the same constants pgoutbox's flags use.
 		}, zerolog.Nop())
 		if err != nil {
@@ -53,7 +53,7 @@ func (b *bench) ceilingScenario(ctx context.Context) error {
 		kafka1, _ := cpuTime(kpid)
 		c := CeilingResult{Rows: rows, Seconds: took.Seconds(), RowsPerSec: float64(rows) / took.Seconds(),
 			CPU: CPU{Reader: (self1 - self0).Seconds(), Kafka: (kafka1 - kafka0).Seconds()}}
-		if c.RecordBytes, err = b.sampleRecordBytes(ctx, o.name, 1000); err != nil {
+		if c.RecordBytes, err = b.sampleRecordBytes(ctx, o.Name, 1000); err != nil {
 			return err
 		}
 		c.KafkaMBps = float64(rows) * c.RecordBytes / 1e6 / took.Seconds()

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -103,28 +104,21 @@ func (c *consumer) measureFrom(t time.Time) {
 
 // wait waits until the consumer has seen n records in all, or n measured ones.
 func (c *consumer) wait(ctx context.Context, n int, measured bool, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	return harness.Eventually(ctx, timeout, 20*time.Millisecond, func(context.Context) error {
 		c.mu.Lock()
-		got, err := c.seen, c.err
+		defer c.mu.Unlock()
+		got := c.seen
 		if measured {
 			got = len(c.lat)
 		}
-		c.mu.Unlock()
 		switch {
-		case err != nil:
-			return err
-		case got >= n:
-			return nil
-		case time.Now().After(deadline):
-			return fmt.Errorf("the consumer saw %d of %d records after %s", got, n, timeout)
+		case c.err != nil:
+			return harness.Stop(c.err)
+		case got < n:
+			return fmt.Errorf("the consumer saw %d of %d records", got, n)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return nil
+	})
 }
 
 func (c *consumer) latencies() []time.Duration {
@@ -138,12 +132,9 @@ func (c *consumer) stop() {
 	c.wg.Wait()
 }
 
-// kafkaClient returns a client with a Transport of its own: kafka-go's default Transport is
-// shared and caches metadata, in which a topic created moments ago is "not found".
-func (b *bench) kafkaClient() *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(b.brokers()...), Timeout: 30 * time.Second,
-		Transport: &kafka.Transport{MetadataTTL: time.Second}}
-}
+// kafkaClient returns a client of its own (harness.KafkaClient): a topic created moments ago
+// is not "not found" in a shared client's cached metadata.
+func (b *bench) kafkaClient() *kafka.Client { return harness.KafkaClient(b.brokers()) }
 
 // sampleRecordBytes is the mean size of the first n records of partition 0 of topic: key,
 // value, header keys and values — what a record carries, without the batch framing.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -102,13 +103,13 @@ func (b *bench) sideBySideScenario(ctx context.Context) error {
 	return b.withOutbox(ctx, fmt.Sprintf("s%d", debeziumScenario), false, func(o *outbox) error {
 		r := SideBySideResult{Rows: b.opts.debeziumRows, Versions: strings.TrimSpace(string(versions)),
 			HeartbeatMs: b.opts.debeziumHeartbeatMs, OffsetFlushMs: connectOffsetFlushMs}
-		d := &debezium{b: b, o: o, script: script, name: o.name + "_dbz"}
+		d := &debezium{b: b, o: o, script: script, name: o.Name + "_dbz"}
 		defer func() { _ = d.drop() }()
 		if err := d.create(ctx); err != nil {
 			return err
 		}
 		b.progress("  writing %d rows in 1-row transactions (Debezium's and pgoutbox's slots in place, both stopped)", r.Rows)
-		w, err := b.writeBacklog(ctx, o.name, r.Rows, 1, b.opts.writers)
+		w, err := b.writeBacklog(ctx, o.Name, r.Rows, 1, b.opts.writers)
 		if err != nil {
 			return fmt.Errorf("write backlog: %w", err)
 		}
@@ -131,8 +132,8 @@ func (b *bench) sideBySideScenario(ctx context.Context) error {
 		if r.Pgoutbox, err = b.relayReads(ctx, o, r.Rows, w.EndLSN); err != nil {
 			return err
 		}
-		if err := b.verifyTopic(ctx, o.name, r.Rows); err != nil {
-			return fmt.Errorf("pgoutbox's topic %s: %w", o.name, err)
+		if err := b.verifyTopic(ctx, o.Name, r.Rows); err != nil {
+			return fmt.Errorf("pgoutbox's topic %s: %w", o.Name, err)
 		}
 		b.progress("  pgoutbox: streaming at %.2fs, every row in Kafka at %.2fs, slot confirmed at %.2fs; %.0f rows/s from start, %.0f from streaming; CPU %.1f s",
 			r.Pgoutbox.ReadySeconds, r.Pgoutbox.AckedSeconds, r.Pgoutbox.ConfirmedSeconds, r.Pgoutbox.RowsPerSec,
@@ -146,26 +147,26 @@ func (b *bench) sideBySideScenario(ctx context.Context) error {
 
 // relayReads lets a fresh relay drain the backlog, as in scenario 1.
 func (b *bench) relayReads(ctx context.Context, o *outbox, rows int, end pglogrepl.LSN) (SideRun, error) {
-	meter := b.meterCPU(ctx, o.name)
+	meter := b.meterCPU(ctx, o.Name)
 	defer func() { _ = meter.stop() }() // a second stop is harmless
 	relay, err := b.startRelay(o)
 	if err != nil {
 		return SideRun{}, err
 	}
 	defer func() { _ = relay.stop() }()
-	dr, err := b.drain(ctx, relay, o.name, rows, end, 30*time.Minute)
+	dr, err := b.drain(ctx, relay, o.Name, rows, end, 30*time.Minute)
 	cpu := meter.stop()
 	if err != nil {
 		return SideRun{}, err
 	}
-	relayCPU, err := cpuTime(relay.cmd.Process.Pid)
+	relayCPU, err := cpuTime(relay.Pid())
 	if err != nil {
 		return SideRun{}, err
 	}
 	cpu.Reader = relayCPU.Seconds()
-	r := sideRun(rows, relay.startup(), dr.acked, dr.confirmed)
+	r := sideRun(rows, relay.StartupTime(), dr.acked, dr.confirmed)
 	r.CPU = cpu
-	if r.PeakRSS, err = relay.peakRSS(); err != nil {
+	if r.PeakRSS, err = relay.PeakRSS(); err != nil {
 		return r, err
 	}
 	return r, relay.stop()
@@ -196,7 +197,7 @@ func (d *debezium) create(ctx context.Context) error {
 	if d.dir, err = os.MkdirTemp(d.b.tmp, "debezium-"); err != nil {
 		return err
 	}
-	table, pub := pgx.Identifier{d.o.name}.Sanitize(), pgx.Identifier{d.name}.Sanitize()
+	table, pub := pgx.Identifier{d.o.Name}.Sanitize(), pgx.Identifier{d.name}.Sanitize()
 	if err := d.o.exec(ctx, "CREATE PUBLICATION "+pub+" FOR TABLE "+table+" WITH (publish = 'insert')"); err != nil {
 		return fmt.Errorf("create Debezium's publication: %w", err)
 	}
@@ -231,16 +232,8 @@ func (d *debezium) drop() error {
 	defer cancel()
 	errs := []error{d.o.dropSlot(ctx, d.name), d.o.exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{d.name}.Sanitize()),
 		d.o.exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{d.heartbeatTable()}.Sanitize())}
-	topics := []string{d.name, d.heartbeatTopic()}
-	res, err := d.b.kafkaClient().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
-	if err != nil {
-		errs = append(errs, fmt.Errorf("delete topics %v: %w", topics, err))
-	} else {
-		for _, t := range topics {
-			if e := res.Errors[t]; e != nil && !errors.Is(e, kafka.UnknownTopicOrPartition) {
-				errs = append(errs, fmt.Errorf("delete topic %s: %w", t, e))
-			}
-		}
+	for _, topic := range []string{d.name, d.heartbeatTopic()} {
+		errs = append(errs, harness.DeleteTopic(ctx, d.b.brokers(), topic))
 	}
 	if d.dir != "" {
 		errs = append(errs, os.RemoveAll(d.dir))
@@ -301,8 +294,8 @@ transforms.outbox.route.topic.replacement=%[1]s
 predicates=outboxTable
 predicates.outboxTable.type=org.apache.kafka.connect.transforms.predicates.TopicNameMatches
 predicates.outboxTable.pattern=%[9]s
-`, d.name, cfg.Host, cfg.Port, cfg.User, propEscape(cfg.Password), cfg.Database, d.o.name, d.b.opts.debeziumHeartbeatMs,
-		strings.ReplaceAll(d.name+".public."+d.o.name, ".", `\\.`), propEscape(pgx.Identifier{"public", d.heartbeatTable()}.Sanitize()))
+`, d.name, cfg.Host, cfg.Port, cfg.User, propEscape(cfg.Password), cfg.Database, d.o.Name, d.b.opts.debeziumHeartbeatMs,
+		strings.ReplaceAll(d.name+".public."+d.o.Name, ".", `\\.`), propEscape(pgx.Identifier{"public", d.heartbeatTable()}.Sanitize()))
 	if err := os.WriteFile(worker, []byte(w), 0o600); err != nil {
 		return "", "", err
 	}
@@ -317,7 +310,7 @@ func propEscape(s string) string {
 // run starts Connect, waits until the topic holds rows records and the slot is confirmed past
 // end, and stops it.
 func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRun, map[string]string, error) {
-	port, err := freePort()
+	port, err := harness.ListenPort()
 	if err != nil {
 		return SideRun{}, nil, err
 	}
@@ -337,7 +330,7 @@ func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRu
 		return SideRun{}, nil, err
 	}
 	defer func() { _ = logFile.Close() }()
-	lines := newLineLog(200, "ProducerConfig values")
+	lines := &harness.SyncBuffer{}
 
 	meter := d.b.meterCPU(ctx, d.name)
 	defer func() { _ = meter.stop() }()
@@ -371,7 +364,7 @@ func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRu
 	}
 	defer func() { _ = stop() }()
 	fail := func(format string, args ...any) error {
-		return fmt.Errorf(format+"\nlast lines of Kafka Connect's log (%s):\n%s", append(args, logPath, lines.tail(30))...)
+		return fmt.Errorf(format+"\nlast lines of Kafka Connect's log (%s):\n%s", append(args, logPath, lines.Tail(30))...)
 	}
 
 	conn, err := pgx.Connect(ctx, d.b.opts.databaseURL)
@@ -414,7 +407,7 @@ func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRu
 			}
 		}
 		if acked == 0 {
-			if inTopic, err = topicEnd(ctx, client, d.name); err != nil || inTopic < int64(rows) {
+			if inTopic, err = harness.CountRecords(ctx, client, d.name, partitions); err != nil || inTopic < int64(rows) {
 				continue
 			}
 			acked = time.Since(started)
@@ -422,7 +415,7 @@ func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRu
 				return SideRun{}, nil, fail("the topic holds %d records, more than the %d rows", inTopic, rows)
 			}
 		}
-		c, err := slotConfirmed(ctx, conn, d.name)
+		c, err := harness.ReadSlotConfirmed(ctx, conn, d.name)
 		if err != nil {
 			return SideRun{}, nil, err
 		}
@@ -444,11 +437,9 @@ func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRu
 	}
 	r.CPU = meter.stop()
 	r.CPU.Reader, r.ReadyCPU = jvmCPU.Seconds(), readyCPU.Seconds()
-	kb, err := procField(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid), "VmHWM")
-	if err != nil {
+	if r.PeakRSS, err = harness.ProcStatus(cmd.Process.Pid, "VmHWM"); err != nil {
 		return r, nil, err
 	}
-	r.PeakRSS = kb << 10
 	if err := stop(); err != nil {
 		return r, nil, err
 	}
@@ -528,62 +519,29 @@ func producerConfig(logPath string) (map[string]string, error) {
 // verifyTopic reads the whole topic and checks that it holds rows 1..rows of the backlog each
 // exactly once, with key = the row's channel and value = its data, byte for byte.
 func (b *bench) verifyTopic(ctx context.Context, topic string, rows int) error {
-	client := b.kafkaClient()
 	seen := make([]bool, rows+1)
 	total := 0
-	for p := range partitions {
-		res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(p)}}})
-		if err != nil {
-			return err
+	var bad error
+	err := harness.ScanTopic(ctx, b.brokers(), topic, func(r harness.Record) {
+		if err := checkRecord(r, seen, b.opts.channels); err != nil && bad == nil {
+			bad = fmt.Errorf("partition %d offset %d: %w", r.Partition, r.Offset, err)
 		}
-		end := res.Topics[topic][0].LastOffset
-		for next := int64(0); next < end; {
-			f, err := client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: p, Offset: next, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: time.Second})
-			if err == nil {
-				err = f.Error
-			}
-			if err != nil {
-				return fmt.Errorf("fetch %s/%d at %d: %w", topic, p, next, err)
-			}
-			for {
-				rec, err := f.Records.ReadRecord()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				if rec.Offset < next {
-					continue
-				}
-				next = rec.Offset + 1
-				if err := checkRecord(rec, seen, b.opts.channels); err != nil {
-					return fmt.Errorf("partition %d offset %d: %w", p, rec.Offset, err)
-				}
-				total++
-			}
-		}
-	}
-	if total != rows {
+		total++
+	})
+	switch {
+	case err != nil:
+		return err
+	case bad != nil:
+		return bad
+	case total != rows:
 		return fmt.Errorf("%d records, want %d (one per row)", total, rows)
 	}
 	return nil // rows records, none twice, all in 1..rows: each row once
 }
 
 // checkRecord checks one record against the row its payload names, and notes the row as seen.
-func checkRecord(rec *kafka.Record, seen []bool, channels int) error {
-	var key, value []byte
-	var err error
-	if rec.Key != nil {
-		if key, err = io.ReadAll(rec.Key); err != nil {
-			return err
-		}
-	}
-	if rec.Value != nil {
-		if value, err = io.ReadAll(rec.Value); err != nil {
-			return err
-		}
-	}
+func checkRecord(rec harness.Record, seen []bool, channels int) error {
+	key, value := rec.Key, rec.Value
 	var v struct {
 		ID int64 `json:"id"`
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/segmentio/kafka-go"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 func TestProducerConfig_TheConnectorTasksBlock(t *testing.T) {
@@ -44,9 +44,7 @@ func TestProducerConfig_TheConnectorTasksBlock(t *testing.T) {
 
 func TestCheckRecord(t *testing.T) {
 	const channels = 10
-	rec := func(key string, value []byte) *kafka.Record {
-		return &kafka.Record{Key: kafka.NewBytes([]byte(key)), Value: kafka.NewBytes(value)}
-	}
+	rec := func(key string, value []byte) harness.Record { return harness.Record{Key: key, Value: value} }
 	seen := make([]bool, 4)
 	if err := checkRecord(rec("ch-3", benchPayload(3, channels)), seen, channels); err != nil {
 		t.Fatalf("the right record: %v", err)
@@ -56,7 +54,7 @@ func TestCheckRecord(t *testing.T) {
 	}
 	bad := []struct {
 		name string
-		r    *kafka.Record
+		r    harness.Record
 		want string
 	}{
 		{"again", rec("ch-3", benchPayload(3, channels)), "twice"},
@@ -64,7 +62,7 @@ func TestCheckRecord(t *testing.T) {
 		{"changed value", rec("ch-2", bytes.Replace(benchPayload(2, channels), []byte("xx"), []byte("yy"), 1)), "want"},
 		{"out of range", rec("ch-4", benchPayload(4, channels)), "not the data"},
 		{"not JSON", rec("ch-1", []byte(`"{\"id\": 1}"`)), "not the data"},
-		{"no value", &kafka.Record{Key: kafka.NewBytes([]byte("ch-1"))}, "not the data"},
+		{"no value", harness.Record{Key: "ch-1"}, "not the data"},
 	}
 	for _, c := range bad {
 		if err := checkRecord(c.r, seen, channels); err == nil || !strings.Contains(err.Error(), c.want) {

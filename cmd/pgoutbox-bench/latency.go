@@ -50,12 +50,12 @@ func (b *bench) latencyScenario(ctx context.Context, rate int) error {
 			return err
 		}
 		defer func() { _ = relay.stop() }()
-		if err := relay.waitStreaming(ctx, time.Minute); err != nil {
+		if err := relay.WaitStreaming(ctx, time.Minute); err != nil {
 			return err
 		}
-		cons := b.startConsumer(ctx, o.name)
+		cons := b.startConsumer(ctx, o.Name)
 		defer cons.stop()
-		w := b.newPacedWriter(o.name, rate)
+		w := b.newPacedWriter(o.Name, rate)
 		defer w.close()
 		if err := w.connect(ctx); err != nil {
 			return err
@@ -75,8 +75,8 @@ func (b *bench) latencyScenario(ctx context.Context, rate int) error {
 			return err
 		}
 		cons.measureFrom(time.Now())
-		meter := b.meterCPU(ctx, o.name)
-		relay0, _ := cpuTime(relay.cmd.Process.Pid)
+		meter := b.meterCPU(ctx, o.Name)
+		relay0, _ := cpuTime(relay.Pid())
 		busy0 := readMachineCPU()
 
 		b.progress("  writing 1-row transactions at %d rows/s for %s over %d connections", rate, b.opts.latencyFor, w.conns)
@@ -89,10 +89,10 @@ func (b *bench) latencyScenario(ctx context.Context, rate int) error {
 			return err
 		}
 		cpu := meter.stop()
-		relay1, _ := cpuTime(relay.cmd.Process.Pid)
+		relay1, _ := cpuTime(relay.Pid())
 		cpu.Reader = (relay1 - relay0).Seconds()
 		busy := readMachineCPU().busySince(busy0)
-		if err := relay.alive(); err != nil {
+		if err := relay.Exited(); err != nil {
 			return err
 		}
 		time.Sleep(200 * time.Millisecond) // the relay observes its histogram right after the ack
@@ -109,7 +109,7 @@ func (b *bench) latencyScenario(ctx context.Context, rate int) error {
 			"relay histogram "+receiveHistogram+" (per transaction): interpolated within buckets; max = the bucket's upper bound")
 		r.Consumer = exactQuantiles(cons.latencies(),
 			"independent consumer, arrival − record timestamp (commit time truncated to the millisecond: up to +1 ms)")
-		if r.PeakRSS, err = relay.peakRSS(); err != nil {
+		if r.PeakRSS, err = relay.PeakRSS(); err != nil {
 			return err
 		}
 		if err := relay.stop(); err != nil {

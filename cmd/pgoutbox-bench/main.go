@@ -33,6 +33,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // options are the command-line flags.
@@ -122,8 +124,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.relayLogs, "relay-logs", "", "directory to keep each relay's log in, as <outbox>.log (default: not kept)")
 	fs.StringVar(&o.logLevel, "relay-log-level", "info", "the relays' --log-level (debug logs every Kafka round)")
 	fs.BoolVar(&o.perf, "perf", false, "record a CPU profile of the relay in scenario 1 with perf (needs perf and root)")
-	fs.StringVar(&o.databaseURL, "database-url", getenv("PGOUTBOX_BENCH_DATABASE_URL", "postgres://pgoutbox:pgoutbox@127.0.0.1:"+getenv("PGOUTBOX_PG_PORT", "55432")+"/pgoutbox"), "PostgreSQL URL")
-	fs.StringVar(&o.brokers, "kafka-brokers", getenv("PGOUTBOX_BENCH_KAFKA_BROKERS", "127.0.0.1:"+getenv("PGOUTBOX_KAFKA_PORT", "59092")), "Kafka brokers")
+	fs.StringVar(&o.databaseURL, "database-url", harness.Getenv("PGOUTBOX_BENCH_DATABASE_URL", "postgres://pgoutbox:pgoutbox@127.0.0.1:"+harness.Getenv("PGOUTBOX_PG_PORT", "55432")+"/pgoutbox"), "PostgreSQL URL")
+	fs.StringVar(&o.brokers, "kafka-brokers", harness.Getenv("PGOUTBOX_BENCH_KAFKA_BROKERS", "127.0.0.1:"+harness.Getenv("PGOUTBOX_KAFKA_PORT", "59092")), "Kafka brokers")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -147,7 +149,7 @@ func parseFlags(args []string) (options, error) {
 			o.writeClients, o.writeFor, o.writeRounds)
 	}
 	if o.out == "" {
-		state := getenv("PGOUTBOX_STATE_DIR", filepath.Join(os.Getenv("HOME"), ".cache", "pgoutbox"))
+		state := harness.Getenv("PGOUTBOX_STATE_DIR", filepath.Join(os.Getenv("HOME"), ".cache", "pgoutbox"))
 		o.out = filepath.Join(state, "bench", "bench-"+time.Now().UTC().Format("20060102-150405")+".json")
 	}
 	if _, err := o.rateList(); err != nil {
@@ -182,7 +184,7 @@ func (o options) runs(scenario int) bool {
 
 // prepare checks the services, describes the machine and builds the relay.
 func (b *bench) prepare(ctx context.Context) error {
-	root, err := moduleRoot()
+	root, err := harness.FindRepoRoot()
 	if err != nil {
 		return err
 	}
@@ -266,26 +268,3 @@ func (b *bench) progress(format string, args ...any) {
 }
 
 func (b *bench) brokers() []string { return strings.Split(b.opts.brokers, ",") }
-
-func getenv(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// moduleRoot is the directory of go.mod, found upwards from the working directory.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no go.mod above %s: run from the pgoutbox checkout", dir)
-		}
-	}
-}

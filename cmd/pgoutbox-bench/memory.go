@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -38,25 +34,25 @@ func (b *bench) bigTxnScenario(ctx context.Context) error {
 			return err
 		}
 		defer func() { _ = relay.stop() }()
-		if err := relay.waitStreaming(ctx, time.Minute); err != nil {
+		if err := relay.WaitStreaming(ctx, time.Minute); err != nil {
 			return err
 		}
 		rows := b.opts.bigRows
 		b.progress("  committing one transaction of %d rows while the relay streams", rows)
-		w, err := b.writeBacklog(ctx, o.name, rows, rows, 1)
+		w, err := b.writeBacklog(ctx, o.Name, rows, rows, 1)
 		if err != nil {
 			return err
 		}
 		committed := time.Now()
 		// drain measures from the relay's start: make it measure from the commit.
-		d, err := b.drain(ctx, relay, o.name, rows, w.EndLSN, 30*time.Minute)
+		d, err := b.drain(ctx, relay, o.Name, rows, w.EndLSN, 30*time.Minute)
 		if err != nil {
 			return err
 		}
 		r := BigTxnResult{Rows: rows, WriteSeconds: w.Seconds,
-			Seconds: (d.confirmed - committed.Sub(relay.started)).Seconds()}
+			Seconds: (d.confirmed - committed.Sub(relay.Started)).Seconds()}
 		r.RowsPerSec = float64(rows) / r.Seconds
-		if r.PeakRSS, err = relay.peakRSS(); err != nil {
+		if r.PeakRSS, err = relay.PeakRSS(); err != nil {
 			return err
 		}
 		if err := relay.stop(); err != nil {
@@ -69,21 +65,4 @@ func (b *bench) bigTxnScenario(ctx context.Context) error {
 			What: fmt.Sprintf("one transaction of %d rows", rows), PeakRSS: r.PeakRSS})
 		return nil
 	})
-}
-
-// procField reads a "Name:  value kB" line of a /proc file and returns the value.
-func procField(path, name string) (int64, error) {
-	f, err := os.Open(path) //nolint:gosec // a /proc file
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = f.Close() }()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		k, v, ok := strings.Cut(s.Text(), ":")
-		if ok && k == name {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("%s: no %s line", path, name)
 }

@@ -3,26 +3,24 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/segmentio/kafka-go"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // partitions of every benchmark topic.
 const partitions = 3
 
-// outbox is one scenario's private outbox: table, publication, relay slot and topic share one
-// name, bench_<label>_<random>; the reference slot, when there is one, is <name>_ref.
+// outbox is one scenario's private outbox (harness.Outbox): table, publication, relay slot
+// and topic share one name, bench_<label>_<random>; the reference slot, when there is one, is
+// <name>_ref.
 type outbox struct {
+	harness.Outbox
 	b       *bench
-	name    string
 	refSlot string
 }
 
@@ -30,18 +28,17 @@ type outbox struct {
 // pgoutput slot for pg_recvlogical, created now: a slot decodes only what is written after it.
 // Call drop when done, also after an error: it removes whatever exists.
 func (b *bench) newOutbox(ctx context.Context, label string, ref bool) (*outbox, error) {
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	o := &outbox{b: b, name: "bench_" + label + "_" + hex.EncodeToString(r[:])}
+	o, err := b.newOutboxNamed(label)
+	if err != nil {
+		return o, err
+	}
 	if ref {
-		o.refSlot = o.name + "_ref"
+		o.refSlot = o.Name + "_ref"
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, b.relayBin, "setup", "--partitions", fmt.Sprint(partitions)) //nolint:gosec // our binary
-	cmd.Env = o.env()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return o, fmt.Errorf("pgoutbox setup: %w\n%s", err, out)
+	if err := o.setup(cctx); err != nil {
+		return o, err
 	}
 	if ref {
 		if err := o.exec(cctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, o.refSlot); err != nil {
@@ -51,49 +48,39 @@ func (b *bench) newOutbox(ctx context.Context, label string, ref bool) (*outbox,
 	return o, nil
 }
 
-// env is the relay's configuration for this outbox; metrics and health are off unless a
-// scenario adds PGOUTBOX_HTTP_ADDR.
+// newOutboxNamed returns an outbox with a fresh name and nothing created yet.
+func (b *bench) newOutboxNamed(label string) (*outbox, error) {
+	var r [4]byte
+	_, err := rand.Read(r[:])
+	return &outbox{b: b, Outbox: harness.Outbox{
+		Services: harness.Services{DatabaseURL: b.opts.databaseURL, Brokers: b.brokers()},
+		Name:     fmt.Sprintf("bench_%s_%x", label, r),
+	}}, err
+}
+
+// setup runs `pgoutbox setup --partitions 3` with the outbox's configuration and extraEnv.
+func (o *outbox) setup(ctx context.Context, extraEnv ...string) error {
+	if out, err := o.Command(ctx, o.b.relayBin, o.env(extraEnv...), "setup", "--partitions", fmt.Sprint(partitions)); err != nil {
+		return fmt.Errorf("pgoutbox setup: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// env is the relay's configuration for this outbox at the benchmark's log level; metrics and
+// health are off unless a scenario adds PGOUTBOX_HTTP_ADDR.
 func (o *outbox) env(extra ...string) []string {
-	env := append(os.Environ(),
-		"PGOUTBOX_DATABASE_URL="+o.b.opts.databaseURL,
-		"PGOUTBOX_KAFKA_BROKERS="+o.b.opts.brokers,
-		"PGOUTBOX_TABLE="+o.name,
-		"PGOUTBOX_SLOT="+o.name,
-		"PGOUTBOX_PUBLICATION="+o.name,
-		"PGOUTBOX_TOPIC="+o.name,
-		"PGOUTBOX_HTTP_ADDR=",
-		"PGOUTBOX_LOG_LEVEL="+o.b.opts.logLevel,
-	)
-	return append(env, extra...)
+	return append(o.Env(), append([]string{"PGOUTBOX_LOG_LEVEL=" + o.b.opts.logLevel}, extra...)...)
 }
 
 // exec runs one statement on a fresh connection.
 func (o *outbox) exec(ctx context.Context, sql string, args ...any) error {
-	conn, err := pgx.Connect(ctx, o.b.opts.databaseURL)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	_, err = conn.Exec(ctx, sql, args...)
-	return err
+	return harness.Exec(ctx, o.DatabaseURL, sql, args...)
 }
 
 // dropSlot drops a slot whatever holds it (a slot left behind pins WAL for ever); a slot
 // that does not exist is fine.
 func (o *outbox) dropSlot(ctx context.Context, slot string) error {
-	for {
-		_ = o.exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
-			WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot)
-		err := o.exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("drop slot %s: %w", slot, err)
-		case <-time.After(100 * time.Millisecond): // a terminated walsender may hold it a moment longer
-		}
-	}
+	return harness.DropSlot(ctx, o.DatabaseURL, slot)
 }
 
 // drop removes the slots, publication, table and topic. It runs on its own context, so that it
@@ -101,28 +88,14 @@ func (o *outbox) dropSlot(ctx context.Context, slot string) error {
 func (o *outbox) drop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var errs []error
-	for _, slot := range []string{o.name, o.refSlot} {
-		if slot != "" {
-			errs = append(errs, o.dropSlot(ctx, slot))
-		}
+	err := o.Drop(ctx)
+	if o.refSlot != "" {
+		err = errors.Join(err, o.dropSlot(ctx, o.refSlot))
 	}
-	ident := pgx.Identifier{o.name}.Sanitize()
-	errs = append(errs,
-		o.exec(ctx, "DROP PUBLICATION IF EXISTS "+ident),
-		o.exec(ctx, "DROP TABLE IF EXISTS "+ident))
-	res, err := o.b.kafkaClient().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{o.name}})
-	switch {
-	case err != nil:
-		errs = append(errs, fmt.Errorf("delete topic %s: %w", o.name, err))
-	case res.Errors[o.name] != nil && !errors.Is(res.Errors[o.name], kafka.UnknownTopicOrPartition):
-		errs = append(errs, fmt.Errorf("delete topic %s: %w", o.name, res.Errors[o.name]))
+	if err != nil {
+		o.b.progress("cleanup of %s incomplete: %v", o.Name, err)
 	}
-	if err := errors.Join(errs...); err != nil {
-		o.b.progress("cleanup of %s incomplete: %v", o.name, err)
-		return err
-	}
-	return nil
+	return err
 }
 
 // withOutbox runs f on a new outbox and drops the outbox afterwards, whatever happened.

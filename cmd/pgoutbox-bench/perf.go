@@ -26,7 +26,7 @@ func (b *bench) startPerf(p *relayProc) func() error {
 	}
 	data := filepath.Join(dir, "relay-s1.perf.data")
 	//nolint:gosec // perf, with our arguments
-	rec := exec.CommandContext(context.Background(), bin, "record", "--quiet", "-F", "997", "-g", "-p", strconv.Itoa(p.cmd.Process.Pid), "-o", data)
+	rec := exec.CommandContext(context.Background(), bin, "record", "--quiet", "-F", "997", "-g", "-p", strconv.Itoa(p.Pid()), "-o", data)
 	if err := rec.Start(); err != nil {
 		b.progress("  --perf: %v", err)
 		return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // recvLogical runs PostgreSQL's own pg_recvlogical on the outbox's reference slot, with
@@ -32,7 +33,7 @@ func (b *bench) recvLogical(ctx context.Context, o *outbox, endpos pglogrepl.LSN
 	cmd := exec.CommandContext(cctx, bin,
 		"--dbname", fmt.Sprintf("host=%s port=%d user=%s dbname=%s", cfg.Host, cfg.Port, cfg.User, cfg.Database),
 		"--slot", o.refSlot, "--start", "--endpos", endpos.String(), "--no-loop",
-		"--option", "proto_version=1", "--option", "publication_names="+o.name,
+		"--option", "proto_version=1", "--option", "publication_names="+o.Name,
 		"--file", os.DevNull)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+cfg.Password)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -53,7 +54,7 @@ func (b *bench) recvLogical(ctx context.Context, o *outbox, endpos pglogrepl.LSN
 		return took, cpu, err
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	confirmed, err := slotConfirmed(ctx, conn, o.refSlot)
+	confirmed, err := harness.ReadSlotConfirmed(ctx, conn, o.refSlot)
 	if err != nil {
 		return took, cpu, err
 	}

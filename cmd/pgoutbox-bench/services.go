@@ -13,8 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/pgoutbox/pgoutbox/capture"
-	"github.com/segmentio/kafka-go"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // Machine describes where the figures were measured: they mean little without it, and this
@@ -42,22 +41,10 @@ func (m Machine) String() string {
 func (b *bench) checkServices(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, b.opts.databaseURL)
-	if err != nil {
-		return fmt.Errorf("PostgreSQL does not answer at %s: %w; start it with `make up`", capture.RedactURL(b.opts.databaseURL), err)
+	if err := harness.CheckPostgres(cctx, b.opts.databaseURL); err != nil {
+		return err
 	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	var level string
-	if err := conn.QueryRow(cctx, "SHOW wal_level").Scan(&level); err != nil {
-		return fmt.Errorf("read wal_level: %w", err)
-	}
-	if level != "logical" {
-		return fmt.Errorf("PostgreSQL has wal_level=%s; the benchmark needs wal_level=logical (`make up` configures it)", level)
-	}
-	if _, err := b.kafkaClient().Metadata(cctx, &kafka.MetadataRequest{}); err != nil {
-		return fmt.Errorf("kafka does not answer at %s: %w; start it with `make up`", b.opts.brokers, err)
-	}
-	return nil
+	return harness.CheckKafka(cctx, b.brokers())
 }
 
 // loadAverage is the machine's 1-minute load average; 0 when it cannot be read.
@@ -106,7 +93,7 @@ func cpuModel() string {
 }
 
 func memTotalMiB() int64 {
-	kb, err := procField("/proc/meminfo", "MemTotal")
+	kb, err := harness.ProcField("/proc/meminfo", "MemTotal")
 	if err != nil {
 		return 0
 	}
@@ -130,12 +117,7 @@ func kafkaVersion(root string) string {
 // time and the memory being measured).
 func (b *bench) buildRelay(ctx context.Context) error {
 	b.relayBin = filepath.Join(b.tmp, "pgoutbox")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", b.relayBin, "./cmd/pgoutbox")
-	cmd.Dir = b.root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/pgoutbox: %w\n%s", err, out)
-	}
-	return nil
+	return harness.BuildPgoutbox(ctx, b.relayBin, false)
 }
 
 // pgBin finds a PostgreSQL client program, preferring the newest server installation's own

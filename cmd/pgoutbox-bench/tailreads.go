@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/pgoutbox/pgoutbox/capture"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 	"github.com/pgoutbox/pgoutbox/pipeline"
 	"github.com/pgoutbox/pgoutbox/record"
 	"github.com/pgoutbox/pgoutbox/sink"
@@ -65,19 +66,14 @@ func (b *bench) tailReads(ctx context.Context, n int) (TailReadResult, error) {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	topic := fmt.Sprintf("bench_s7_%d_%s", n, hex.EncodeToString(rnd[:]))
-	client := b.kafkaClient()
-	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: n, ReplicationFactor: 1}}})
-	if err == nil {
-		err = res.Errors[topic]
-	}
-	if err != nil {
-		return TailReadResult{}, fmt.Errorf("create topic %s: %w", topic, err)
+	if err := harness.NewTopic(ctx, b.kafkaClient(), topic, n); err != nil {
+		return TailReadResult{}, err
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if _, err := client.DeleteTopics(dctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}}); err != nil {
-			b.progress("cleanup: delete topic %s: %v", topic, err)
+		if err := harness.DeleteTopic(dctx, b.brokers(), topic); err != nil {
+			b.progress("cleanup: %v", err)
 		}
 	}()
 	keys := keysPerPartition(n)

@@ -193,13 +193,3 @@ func (b *bench) walLSN(ctx context.Context) (pglogrepl.LSN, error) {
 	}
 	return pglogrepl.ParseLSN(s)
 }
-
-// slotConfirmed reads a slot's confirmed_flush_lsn.
-func slotConfirmed(ctx context.Context, conn *pgx.Conn, slot string) (pglogrepl.LSN, error) {
-	var s string
-	err := conn.QueryRow(ctx, `SELECT coalesce(confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&s)
-	if err != nil {
-		return 0, fmt.Errorf("read slot %s: %w", slot, err)
-	}
-	return pglogrepl.ParseLSN(s)
-}

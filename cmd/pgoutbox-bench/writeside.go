@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 // WriteSideResult is scenario 8 for one way of writing events: what the application pays.
@@ -123,7 +123,7 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 	if err != nil {
 		return r, err
 	}
-	business := pgx.Identifier{o.name, "business"}.Sanitize()
+	business := pgx.Identifier{o.Name, "business"}.Sanitize()
 	if err := o.exec(ctx, fmt.Sprintf("CREATE TABLE %[1]s (id int PRIMARY KEY, n bigint NOT NULL, note text);\n"+
 		"INSERT INTO %[1]s SELECT g, 0, repeat('b', 60) FROM generate_series(1, %[2]d) g", business, businessRows)); err != nil {
 		return r, err
@@ -131,8 +131,8 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 	if err := o.exec(ctx, "VACUUM ANALYZE "+business); err != nil {
 		return r, err
 	}
-	script := filepath.Join(b.tmp, o.name+".sql")
-	if err := os.WriteFile(script, []byte(m.script(o.name)), 0o600); err != nil {
+	script := filepath.Join(b.tmp, o.Name+".sql")
+	if err := os.WriteFile(script, []byte(m.script(o.Name)), 0o600); err != nil {
 		return r, err
 	}
 	// The application alone first: on a small machine a relay streaming meanwhile takes CPU
@@ -164,7 +164,7 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 		return r, err
 	}
 	defer func() { _ = relay.stop() }()
-	d, err := b.drain(ctx, relay, o.name, r.Transactions, end, 10*time.Minute)
+	d, err := b.drain(ctx, relay, o.Name, r.Transactions, end, 10*time.Minute)
 	if err != nil {
 		return r, fmt.Errorf("relay: %w", err)
 	}
@@ -175,7 +175,7 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 	}
 	r.WALBytes = int64(drained - start)
 	r.WALBytesPerEvent = float64(r.WALBytes) / n
-	if r.Records, err = topicEnd(ctx, b.kafkaClient(), o.name); err != nil {
+	if r.Records, err = harness.CountRecords(ctx, b.kafkaClient(), o.Name, partitions); err != nil {
 		return r, err
 	}
 	r.TableBytes, err = o.tableBytes(ctx)
@@ -242,30 +242,14 @@ func (b *bench) newSchemaOutbox(ctx context.Context, label string) (*outbox, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := o.exec(cctx, "CREATE SCHEMA "+pgx.Identifier{o.name}.Sanitize()); err != nil {
+	if err := o.exec(cctx, "CREATE SCHEMA "+pgx.Identifier{o.Name}.Sanitize()); err != nil {
 		return o, err
 	}
-	cmd := exec.CommandContext(cctx, b.relayBin, "setup", "--partitions", fmt.Sprint(partitions)) //nolint:gosec // our binary
-	cmd.Env = o.env(o.schemaEnv()...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return o, fmt.Errorf("pgoutbox setup: %w\n%s", err, out)
-	}
-	return o, nil
-}
-
-// newOutboxNamed returns an outbox with a fresh name and nothing created yet.
-func (b *bench) newOutboxNamed(label string) (*outbox, error) {
-	o := &outbox{b: b}
-	var r [4]byte
-	if _, err := rand.Read(r[:]); err != nil {
-		return o, err
-	}
-	o.name = fmt.Sprintf("bench_%s_%x", label, r)
-	return o, nil
+	return o, o.setup(cctx, o.schemaEnv()...)
 }
 
 func (o *outbox) schemaEnv() []string {
-	return []string{"PGOUTBOX_TABLE=" + o.name + ".outbox", "PGOUTBOX_MESSAGE_PREFIX=" + o.name}
+	return []string{"PGOUTBOX_TABLE=" + o.Name + ".outbox", "PGOUTBOX_MESSAGE_PREFIX=" + o.Name}
 }
 
 // dropSchema is drop, then the schema with the table and the functions.
@@ -273,18 +257,18 @@ func (o *outbox) dropSchema() error {
 	err := o.drop()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return errors.Join(err, o.exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{o.name}.Sanitize()+" CASCADE"))
+	return errors.Join(err, o.exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{o.Name}.Sanitize()+" CASCADE"))
 }
 
 // tableBytes is pg_total_relation_size of the outbox table.
 func (o *outbox) tableBytes(ctx context.Context) (int64, error) {
-	conn, err := pgx.Connect(ctx, o.b.opts.databaseURL)
+	conn, err := pgx.Connect(ctx, o.DatabaseURL)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	var n int64
-	err = conn.QueryRow(ctx, `SELECT pg_total_relation_size(to_regclass($1))`, pgx.Identifier{o.name, "outbox"}.Sanitize()).Scan(&n)
+	err = conn.QueryRow(ctx, `SELECT pg_total_relation_size(to_regclass($1))`, pgx.Identifier{o.Name, "outbox"}.Sanitize()).Scan(&n)
 	return n, err
 }
 

@@ -1,6 +1,4 @@
-//go:build integration
-
-package integration
+package harness
 
 import (
 	"bytes"
@@ -10,10 +8,10 @@ import (
 	"testing"
 )
 
-// checkLogLines fails the test when a JSON log line of pgoutbox has a key twice: jq, Python and
+// CheckLogLines fails the test when a JSON log line of pgoutbox has a key twice: jq, Python and
 // most log shippers keep only one of the two (an alarm's "level" used to shadow the log level).
 // Every relay and every command a test runs is checked, so a full run parses every line.
-func checkLogLines(t testing.TB, who, text string) {
+func CheckLogLines(t testing.TB, who, text string) {
 	t.Helper()
 	for i, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
@@ -49,13 +47,4 @@ func uniqueKeys(line []byte) error {
 		}
 	}
 	return nil
-}
-
-func TestUniqueKeys(t *testing.T) {
-	if err := uniqueKeys([]byte(`{"level":"error","alarm":"critical","x":{"level":1}}`)); err != nil {
-		t.Fatalf("unique keys rejected: %v", err)
-	}
-	if err := uniqueKeys([]byte(`{"level":"error","component":"a","level":"critical"}`)); err == nil {
-		t.Fatal("a duplicate key passed")
-	}
 }

@@ -3,12 +3,12 @@
 package integration
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -36,14 +36,14 @@ func (d dedupeLog) warnings() int {
 }
 
 // dedupeOf reads what the relays' logs say about their partitions' tails.
-func dedupeOf(relays ...*relayProc) dedupeLog {
+func dedupeOf(relays ...*harness.Relay) dedupeLog {
 	d := dedupeLog{distrusted: map[string][]string{}}
 	for _, p := range relays {
-		for _, m := range p.logEntries("messages already in kafka") {
+		for _, m := range p.LogEntries("messages already in kafka") {
 			n, _ := m["skipped"].(float64)
 			d.skipped += int(n)
 		}
-		for _, m := range p.logEntries("not trusting the partition's last record") {
+		for _, m := range p.LogEntries("not trusting the partition's last record") {
 			topic, _ := m["topic"].(string)
 			part, _ := m["partition"].(float64)
 			reason, _ := m["reason"].(string)
@@ -54,50 +54,11 @@ func dedupeOf(relays ...*relayProc) dedupeLog {
 	return d
 }
 
-// bigTxn is one large transaction committed into a fault workload: rows on channels big-0 ..
-// big-9 whose counters run from first to first+rows-1 (so that the channels' counters keep
-// growing in commit order across big transactions).
-type bigTxn struct {
-	first int64
-	rows  int
-	// kill is the index of the kill that was meant to hit it in the middle of its delivery.
-	kill int
-}
-
-const bigChannels = 10
-
-// commitBigTxn commits one transaction of rows outbox rows on channels big-0 .. big-9, in one
-// statement (about a second per 100,000 rows, however loaded the writers are), and adds them to
-// got.
-func commitBigTxn(t *testing.T, e outboxEnv, got *committedRows, first int64, rows int) {
-	t.Helper()
-	commitRows(t, e, got, "big-", first, rows)
-}
-
-// commitRows commits one transaction of rows outbox rows on channels <prefix>0 .. <prefix>9
-// with counters first, first+1... (first >= 1; the counter of a channel grows in commit order as long as
-// each call starts above the last) and adds them to got.
-func commitRows(t *testing.T, e outboxEnv, got *committedRows, prefix string, first int64, rows int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	last := first + int64(rows) - 1
-	err := execCtx(ctx, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s (channel, name, data)
-		SELECT $3 || (k %% %d), 'big', jsonb_build_object('channel', $3 || (k %% %d), 'counter', k)
-		FROM generate_series($1::bigint, $2::bigint) k ORDER BY k`, e.Name, bigChannels, bigChannels), first, last, prefix)
-	if err != nil {
-		t.Fatalf("commit a transaction of %d rows: %v", rows, err)
-	}
-	for k := first; k <= last; k++ {
-		got.add(payload{Channel: fmt.Sprintf("%s%d", prefix, k%bigChannels), Counter: k})
-	}
-}
-
 // checkKilledMidTxn verifies, from the topic's records, that the kill meant to hit each large
 // transaction did: when the relay died, some but not all of the transaction's rows were in
 // Kafka, and the slot had not confirmed its commit. It returns, per transaction, how many of
 // its rows were in Kafka at the kill.
-func checkKilledMidTxn(t *testing.T, recs []record, big []bigTxn, kills []killPoint) []int {
+func checkKilledMidTxn(t *testing.T, recs []harness.Record, big []bigTxn, kills []killPoint) []int {
 	t.Helper()
 	c := newMidTxnCheck(big, kills)
 	for _, r := range recs {
@@ -119,7 +80,7 @@ func newMidTxnCheck(big []bigTxn, kills []killPoint) *midTxnCheck {
 	return &midTxnCheck{big: big, kills: kills, sent: make([]int, len(big)), commit: make([]pglogrepl.LSN, len(big)), seen: map[string]bool{}}
 }
 
-func (c *midTxnCheck) add(t *testing.T, r record) {
+func (c *midTxnCheck) add(t *testing.T, r harness.Record) {
 	t.Helper()
 	if !strings.HasPrefix(r.Key, "big-") {
 		return
@@ -129,7 +90,7 @@ func (c *midTxnCheck) add(t *testing.T, r record) {
 		return // a duplicate: checkDelivery counts those
 	}
 	c.seen[pos] = true
-	var p payload
+	var p harness.Payload
 	if err := json.Unmarshal(r.Value, &p); err != nil {
 		t.Fatalf("record %d/%d: %v", r.Partition, r.Offset, err)
 	}
@@ -170,4 +131,14 @@ func checkNoDuplicates(t *testing.T, dups, records int) {
 	if dups != 0 {
 		t.Errorf("%d duplicate records among %d: exactly-once into Kafka is broken (see the relay logs for the partitions' tail reads)", dups, records)
 	}
+}
+
+// bigTxn is one large transaction committed into a fault workload: rows on channels big-0 ..
+// big-9 whose counters run from first to first+rows-1 (so that the channels' counters keep
+// growing in commit order across big transactions).
+type bigTxn struct {
+	first int64
+	rows  int
+	// kill is the index of the kill that was meant to hit it in the middle of its delivery.
+	kill int
 }
