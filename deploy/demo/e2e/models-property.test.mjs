@@ -131,7 +131,9 @@ for (let seed = FIRST; seed < FIRST + (RATE > 0 ? 0 : SEEDS); seed++) {
     const pages = [];
     for (let i = 0; i < PAGES; i++) pages.push(await openPage(`s${seed}p${i}`, errors));
     const faults = ['reconnect', 'centrifugo', 'relay', 'hidden', 'sleep'];
-    const at = new Map(faults.map((f) => [3 + Math.floor(rnd() * (STEPS - 6)), f]));
+    // Each fault at a step of its own (drawn without replacement), so none is lost to another.
+    const steps = Array.from({ length: STEPS - 6 }, (_, i) => i + 3);
+    const at = new Map(faults.map((f) => [steps.splice(Math.floor(rnd() * steps.length), 1)[0], f]));
     await control('writers-start', `?seed=${seed}`);
     const made = [];
     try {
