@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/pgoutbox/pgoutbox/integration/harness"
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // BacklogResult is scenario 1 (1-row transactions) or 2 (100-row transactions): the same
@@ -132,8 +134,8 @@ type drained struct {
 }
 
 // drain polls the topic's end offsets and the slot until the topic holds rows records and the
-// slot's confirmed position reached end, then checks that the relay counts rows rows
-// acknowledged. (Polling the relay's /metrics instead cost it 6% of its CPU.)
+// slot's confirmed position reached end, then checks that the topic holds each row exactly once
+// (records == rows, no position twice) and that the relay counts rows rows acknowledged. (Polling the relay's /metrics instead cost it 6% of its CPU.)
 func (b *bench) drain(ctx context.Context, p *relayProc, slot string, rows int, end pglogrepl.LSN, timeout time.Duration) (drained, error) {
 	var d drained
 	conn, err := pgx.Connect(ctx, b.opts.databaseURL)
@@ -173,8 +175,93 @@ func (b *bench) drain(ctx context.Context, p *relayProc, slot string, rows int, 
 	if err != nil {
 		return d, err
 	}
+	// The topic first: a duplicate in Kafka is a broken promise, a miscount only a wrong figure.
+	if err := b.checkTopic(ctx, slot, rows); err != nil {
+		return d, fmt.Errorf("%w (relay: %s)", err, relayCounts(m))
+	}
 	if n := m["pgoutbox_events_published_total"]; n != float64(rows) {
-		return d, fmt.Errorf("the relay counts %.0f rows acknowledged, want %d", n, rows)
+		return d, fmt.Errorf("the relay counts %.0f rows acknowledged, want %d; the topic holds each row exactly once (relay: %s)", n, rows, relayCounts(m))
 	}
 	return d, nil
+}
+
+// relayCounts is what explains a count that is off: the relay's sessions, skipped rows and
+// failed requests.
+func relayCounts(m map[string]float64) string {
+	var errs float64
+	for k, v := range m {
+		if strings.HasPrefix(k, "pgoutbox_publish_errors_total") {
+			errs += v
+		}
+	}
+	return fmt.Sprintf("%.0f replication sessions, %.0f rows skipped as already in Kafka, %.0f failed produce requests",
+		m["pgoutbox_replication_connects_total"], m[`pgoutbox_events_skipped_total{reason="already_in_kafka"}`], errs)
+}
+
+// checkTopic reads the whole topic back and checks that it holds each of the rows rows
+// exactly once: not merely at least once.
+func (b *bench) checkTopic(ctx context.Context, topic string, rows int) error {
+	c := newTopicCheck(rows)
+	if err := harness.ScanTopic(ctx, b.brokers(), topic, c.add); err != nil {
+		return fmt.Errorf("read the topic back: %w", err)
+	}
+	return c.err()
+}
+
+// topicCheck counts a benchmark topic's records: a position seen twice is a duplicate (the
+// exactly-once promise broken), a record that is no benchmark row (its key is not a ch-N
+// channel, or it has no outbox id: a WAL-only message) came from another process.
+type topicCheck struct {
+	want             int
+	records, noPos   int
+	dups, foreign    int
+	dupAt, foreignAt []string // the first few, for the error
+	seen             map[string]struct{}
+}
+
+func newTopicCheck(rows int) *topicCheck {
+	return &topicCheck{want: rows, seen: make(map[string]struct{}, rows)}
+}
+
+func (c *topicCheck) add(r harness.Record) {
+	c.records++
+	at := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+	if !strings.HasPrefix(r.Key, "ch-") || r.Headers[record.HeaderID] == "" {
+		c.foreign++
+		if len(c.foreignAt) < 3 {
+			c.foreignAt = append(c.foreignAt, fmt.Sprintf("%s key %q", at, r.Key))
+		}
+	}
+	pos, ok := r.Headers[record.HeaderPosition]
+	if !ok {
+		c.noPos++
+		return
+	}
+	if _, ok := c.seen[pos]; ok {
+		c.dups++
+		if len(c.dupAt) < 3 {
+			c.dupAt = append(c.dupAt, pos+" at "+at)
+		}
+		return
+	}
+	c.seen[pos] = struct{}{}
+}
+
+// err says what is wrong with the topic; nil when it holds want records, each once.
+func (c *topicCheck) err() error {
+	var problems []string
+	if c.dups > 0 {
+		problems = append(problems, fmt.Sprintf("%d duplicates (%s)", c.dups, strings.Join(c.dupAt, ", ")))
+	}
+	if c.noPos > 0 {
+		problems = append(problems, fmt.Sprintf("%d without a %s header", c.noPos, record.HeaderPosition))
+	}
+	if c.foreign > 0 {
+		problems = append(problems, fmt.Sprintf("%d that are no benchmark row (%s): another process's events", c.foreign, strings.Join(c.foreignAt, ", ")))
+	}
+	if len(problems) == 0 && c.records == c.want {
+		return nil
+	}
+	return fmt.Errorf("the topic holds %d records, want %d, one per row: %s", c.records, c.want,
+		strings.Join(append(problems, fmt.Sprintf("%d distinct positions", len(c.seen))), "; "))
 }

@@ -169,9 +169,11 @@ func LastOffset(ctx context.Context, brokers []string, topic string, partition i
 }
 
 // ScanTopic reads every record of the topic, partition by partition, in offset order, handing
-// each to fn without keeping them.
+// each to fn without keeping them. Its client has a Transport of its own (KafkaClient): the
+// shared one's cached metadata may not know a topic created moments ago.
 func ScanTopic(ctx context.Context, brokers []string, topic string, fn func(Record)) error {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+	client := KafkaClient(brokers)
+	defer client.Transport.(*kafka.Transport).CloseIdleConnections()
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return err
@@ -179,11 +181,12 @@ func ScanTopic(ctx context.Context, brokers []string, topic string, fn func(Reco
 	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
 		return fmt.Errorf("metadata of %s: %+v", topic, meta.Topics)
 	}
+	ends, err := PartitionEnds(ctx, client, topic, len(meta.Topics[0].Partitions))
+	if err != nil {
+		return err
+	}
 	for _, p := range meta.Topics[0].Partitions {
-		end, err := LastOffset(ctx, brokers, topic, p.ID)
-		if err != nil {
-			return err
-		}
+		end := ends[p.ID]
 		for off := int64(0); off < end; {
 			res, err := client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: p.ID, Offset: off, MaxBytes: 16 << 20})
 			if err != nil {
