@@ -134,8 +134,10 @@ func TestPublisher_integration(t *testing.T) {
 	})
 
 	t.Run("Partitions of a missing topic", func(t *testing.T) {
+		// Not the configured topic (one a row's topic column names): setup cannot create it,
+		// so the fix is to create it in Kafka.
 		_, err := p.Partitions(ctx, topic+"-missing")
-		if !errors.Is(err, ErrTopicNotFound) || !regexp.MustCompile("pgoutbox setup --partitions N").MatchString(err.Error()) {
+		if !errors.Is(err, ErrTopicNotFound) || !regexp.MustCompile("create it in Kafka with the partition count").MatchString(err.Error()) {
 			t.Errorf("Partitions = %v, want ErrTopicNotFound naming the fix", err)
 		}
 	})
