@@ -106,10 +106,12 @@ const (
 	HeaderDeadLetterStage = "pgoutbox-dead-letter-stage"
 
 	// HeaderControl marks a control record: no event of the stream, no position, never applied
-	// as an event. With the value [ControlResync], the channel's clients must bootstrap again
+	// as an event; every reader of the topic steps over a control record whose value it does
+	// not act on. With the value [ControlResync], the channel's clients must bootstrap again
 	// (the models SDK calls sync): events may have reached Kafka out of commit order.
 	// Written by `pgoutbox recover`, with [HeaderChannel], after the events of a recovered
 	// publication stretch, once per channel that got some. Clients rely on it to re-sync.
+	// With the value [ControlBarrier] (no other header, no key, no value), see there.
 	HeaderControl = "pgoutbox-control"
 
 	// HeaderOriginalMessage holds, on the dead-letter record of a WAL-only event (a message of
@@ -121,6 +123,18 @@ const (
 
 // ControlResync is the value of [HeaderControl] that asks the channel's clients to re-sync.
 const ControlResync = "resync"
+
+// ControlBarrier is the value of [HeaderControl] on the sink's barrier record: written with
+// acks=all to a partition before the sink trusts the partition's tail (at a session's first use
+// of the partition, and after a produce request whose outcome is unknown). Once Kafka
+// acknowledges it, every record before it in the partition's log is final — committed, or
+// truncated by a leader change — so the tail read after it is authoritative. It carries no
+// channel header (a fan-out server skips it) and means nothing to consumers: skip it.
+const ControlBarrier = "barrier"
+
+// IsControl reports whether hs marks a control record (any [HeaderControl] value): not an
+// event, never applied or counted as one.
+func IsControl(hs []Header) bool { return Has(hs, HeaderControl) }
 
 // Fields are the values of the headers every record starts with.
 type Fields struct {

@@ -19,8 +19,10 @@ import (
 // tail proves to be in Kafka already.
 const SkipAlreadyInKafka = "already_in_kafka"
 
-// tailReader reads the end of one partition; kafkaClient implements it, tests fake it.
+// tailReader reads the end of one partition, after a barrier record (barrier.go) made it
+// final; kafkaClient implements it, tests fake it.
 type tailReader interface {
+	barrier(ctx context.Context, topic string, partition int, m Message) error
 	readTail(ctx context.Context, topic string, partition int) (tailRead, error)
 }
 
@@ -131,11 +133,13 @@ const DefaultTailSettle = time.Second
 // Kafka, so whichever of our records a read finds, everything below it is there.
 const maxSettleReads = 5
 
-// readTail reads and judges the partition's tail, retrying while Kafka is unavailable. When the
-// tail cannot be read for good (no READ permission on the topic...), the partition is sent
-// at-least-once.
+// readTail writes a barrier record to the partition (barrier.go), then reads and judges the
+// partition's tail, retrying while Kafka is unavailable. When the tail cannot be read for good
+// (no READ permission on the topic...), the partition is sent at-least-once.
 //
-// After a request whose outcome is unknown, the tail is read until it stays the same for
+// The barrier makes final what the leader had appended (the high watermark may lag it: a dead
+// follower still in the ISR, a request whose acknowledgement was lost). It cannot order a
+// request the broker has not appended yet: that is what the settling below is for. After a request whose outcome is unknown, the tail is read until it stays the same for
 // tailSettle. A request that timed out may still sit, received but not yet handled, in the
 // broker (one that paused: a long GC, a frozen VM or process), and Kafka orders requests only
 // within one connection: the tail read goes over another one, and the broker may answer it
@@ -145,6 +149,10 @@ const maxSettleReads = 5
 // what it had received before is handled within moments of that, so an end offset that does
 // not move for tailSettle is taken as final.
 func (p *Publisher) readTail(ctx context.Context, tp topicPartition, src record.Source, st *tailState, routed int, log zerolog.Logger) error {
+	// The barrier first: the records before it are final, so the read after it sees them all.
+	if _, err := p.barrier(ctx, tp, log); err != nil {
+		return err
+	}
 	r, ok, err := p.readTailRetrying(ctx, tp, log)
 	for n := 1; err == nil && ok && st.settle && n <= maxSettleReads; n++ {
 		if err := sleep(ctx, p.tailSettle); err != nil {

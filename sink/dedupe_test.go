@@ -16,19 +16,59 @@ import (
 	"github.com/pgoutbox/pgoutbox/record"
 )
 
-// tailFake reads tails from what a fakeKafka wrote (offset = index in the partition).
+// tailFake reads tails from what a fakeKafka wrote (offset = index in the partition): its
+// committed log, below the high watermark. Records in limbo (appended by the leader beyond the
+// high watermark: a dead follower still in the ISR) are not read; a barrier commits them first,
+// as acks=all does in Kafka. Barrier records themselves are counted, not written.
 type tailFake struct {
 	*fakeKafka
-	fail func(n int) error // outcome of the n-th tail read (from 0); nil = all succeed
+	fail        func(n int) error // outcome of the n-th tail read (from 0); nil = all succeed
+	barrierFail func(n int) error // outcome of the n-th barrier (from 0); nil = all succeed
 
-	mu    sync.Mutex
-	reads int
+	mu       sync.Mutex
+	reads    int
+	barriers int
+	limbo    map[topicPartition][]Message
+	order    []string // "barrier" and "read", as they came
+}
+
+func (f *tailFake) barrier(_ context.Context, topic string, partition int, m Message) error {
+	if v, _ := record.Lookup(m.Headers, record.HeaderControl); v != record.ControlBarrier || m.Key != nil || m.Value != nil {
+		return fmt.Errorf("not a barrier record: %+v", m)
+	}
+	f.mu.Lock()
+	n := f.barriers
+	f.barriers++
+	f.order = append(f.order, "barrier")
+	f.mu.Unlock()
+	if f.barrierFail != nil {
+		if err := f.barrierFail(n); err != nil {
+			return err
+		}
+	}
+	tp := topicPartition{topic: topic, partition: partition}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.commitLimbo(tp)
+	return nil
+}
+
+// commitLimbo moves tp's records in limbo into the committed log (f.mu held).
+func (f *tailFake) commitLimbo(tp topicPartition) {
+	f.fakeKafka.mu.Lock()
+	defer f.fakeKafka.mu.Unlock()
+	for _, m := range f.limbo[tp] {
+		f.fakeKafka.written[tp] = append(f.fakeKafka.written[tp], m)
+		f.fakeKafka.ackable[m.ID] = true
+	}
+	delete(f.limbo, tp)
 }
 
 func (f *tailFake) readTail(_ context.Context, topic string, partition int) (tailRead, error) {
 	f.mu.Lock()
 	n := f.reads
 	f.reads++
+	f.order = append(f.order, "read")
 	f.mu.Unlock()
 	if f.fail != nil {
 		if err := f.fail(n); err != nil {
@@ -45,6 +85,7 @@ func (f *tailFake) readTail(_ context.Context, topic string, partition int) (tai
 		t.position, _ = record.Lookup(m.Headers, record.HeaderPosition)
 		t.source, _ = record.Lookup(m.Headers, record.HeaderSource)
 		_, t.deadLetter = record.Lookup(m.Headers, record.HeaderOriginalTopic)
+		t.control = record.IsControl(m.Headers)
 		if m.routed > 0 {
 			t.partitions = fmt.Sprint(m.routed)
 		}
@@ -394,5 +435,46 @@ func TestOutcomeUnknown(t *testing.T) {
 		if got := outcomeUnknown(err); got != want {
 			t.Errorf("outcomeUnknown(%v) = %v, want %v", err, got, want)
 		}
+	}
+}
+
+func TestPublisher_BeginSession_barrierCommitsTheTailBeyondTheHighWatermark(t *testing.T) {
+	t.Parallel()
+	fake := newFake(1)
+	// An earlier session's a is committed; its b and c were appended by the leader but sit
+	// beyond the high watermark (a follower died and is still in the ISR): a tail read does not
+	// see them, and they commit later (the ISR shrinks).
+	seed(fake, 1, ours("a", 0x100))
+	b, c := ours("b", 0x200), ours("c", 0x300)
+	b.routed, c.routed = 1, 1
+	tp := topicPartition{topic: "outbox"}
+	tf := &tailFake{fakeKafka: fake, limbo: map[topicPartition][]Message{tp: {b, c}},
+		barrierFail: func(n int) error { // the first barrier finds no leader: retried
+			if n == 0 {
+				return &produceError{err: kafka.NotLeaderForPartition}
+			}
+			return nil
+		}}
+	p, _ := dedupePublisher(t, fake, tf, Config{})
+	p.BeginSession(sessionSource)
+	acks := newAckLog(t, fake)
+	in := []Message{ours("b", 0x200), ours("c", 0x300), ours("d", 0x400)}
+	if err := p.Run(context.Background(), feed(in, true), acks.acked); err != nil {
+		t.Fatal(err)
+	}
+	acks.ackedOnce(t, []string{"b", "c", "d"})
+	tf.mu.Lock()
+	tf.commitLimbo(tp) // the ISR shrinks: whatever was still in limbo commits now
+	order := strings.Join(tf.order, ",")
+	tf.mu.Unlock()
+	calls, written := fake.snapshot()
+	if got := strings.Join(ids(written[tp]), ","); got != "a,b,c,d" {
+		t.Errorf("partition holds %s, want a,b,c,d: the tail beyond the high watermark was sent again", got)
+	}
+	if len(calls) != 1 || strings.Join(calls[0].ids, ",") != "d" {
+		t.Errorf("produce calls = %+v, want one with d", calls)
+	}
+	if order != "barrier,barrier,read" {
+		t.Errorf("barriers and tail reads came as %s, want barrier,barrier,read (a failed barrier retried, then the read)", order)
 	}
 }

@@ -85,6 +85,8 @@ func readRecords(rr kafka.RecordReader, from, end int64, out *[]tailRecord) (int
 				t.source = string(h.Value)
 			case record.HeaderPartitions:
 				t.partitions = string(h.Value)
+			case record.HeaderControl:
+				t.control = true
 			case record.HeaderOriginalTopic, record.HeaderDeadLetterStage:
 				dl = append(dl, record.Header{Key: h.Key, Value: h.Value})
 			}

@@ -31,6 +31,7 @@ type tailRecord struct {
 	source     string // record.HeaderSource; "" when absent
 	partitions string // record.HeaderPartitions; "" when absent
 	deadLetter bool   // a copy the sink sent to the dead-letter topic (record.IsOutOfOrder)
+	control    bool   // a control record (record.IsControl): a barrier, a re-sync request
 }
 
 // tailRead is the end of one partition as read from Kafka.
@@ -67,10 +68,16 @@ func judgeTail(src record.Source, walBound uint64, partitions int, r tailRead) v
 		}
 		return verdict{distrust: fmt.Sprintf("offsets %d..%d hold no readable record (transaction markers or aborted records only?)", r.logStart, r.end-1)}
 	}
-	var foreign, noSource, deadLetters, other int
+	var foreign, noSource, deadLetters, other, control int
 	var otherSource string
 	for i := len(r.records) - 1; i >= 0; i-- {
 		rec := r.records[i]
+		if rec.control {
+			// A barrier (the sink's own, written before this read) or a re-sync request: no event,
+			// no position. Step over it.
+			control++
+			continue
+		}
 		if rec.deadLetter {
 			// The sink's dead-letter copies of rejected messages are written when Kafka refuses
 			// them, not in position order with the rest: they prove nothing about the others.
@@ -103,6 +110,11 @@ func judgeTail(src record.Source, walBound uint64, partitions int, r tailRead) v
 		}
 		return judgeOurs(src, walBound, partitions, rec, rs)
 	}
+	if control == len(r.records) && r.records[0].offset <= r.logStart {
+		// Control records alone since the log's start (the barrier of this read, of earlier
+		// sessions): nothing of ours is there to skip.
+		return verdict{}
+	}
 	var parts []string
 	for _, c := range []struct {
 		n    int
@@ -112,6 +124,7 @@ func judgeTail(src record.Source, walBound uint64, partitions int, r tailRead) v
 		{noSource, "without a pgoutbox-source header (written before it existed)"},
 		{other, "from another stream (" + otherSource + ")"},
 		{deadLetters, "dead-letter copies"},
+		{control, "control records (barriers, re-sync requests)"},
 	} {
 		if c.n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.what))

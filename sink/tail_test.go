@@ -50,6 +50,7 @@ func TestJudgeTail(t *testing.T) {
 	otherRouting := rec(9, "7401286427335794708/3/pgoutbox/00000000", 0x8000000)
 	sixPartitions := rec(9, tl3, 0x100)
 	sixPartitions.partitions = "6"
+	barrier := tailRecord{offset: 10, control: true}
 	tests := []struct {
 		name     string
 		read     tailRead
@@ -75,6 +76,9 @@ func TestJudgeTail(t *testing.T) {
 		{name: "malformed position", read: tailRead{end: 10, records: []tailRecord{{offset: 9, position: "0000000000000100-0000000a", source: tl3, partitions: "3"}}}, distrust: "without a valid pgoutbox-position"},
 		{name: "no source header", read: tailRead{end: 10, records: []tailRecord{noSource}}, distrust: "without a pgoutbox-source"},
 		{name: "dead-letter copies stepped over", read: tailRead{end: 10, records: []tailRecord{rec(8, tl3, 0x100), deadLetter}}, upTo: pos(0x100, 0)},
+		{name: "barrier stepped over", read: tailRead{end: 11, records: []tailRecord{rec(9, tl3, 0x100), barrier}}, upTo: pos(0x100, 0)},
+		{name: "barriers alone since the log's start", read: tailRead{logStart: 10, end: 11, records: []tailRecord{barrier}}},
+		{name: "barriers alone, older records beyond the window", read: tailRead{logStart: 0, end: 11, records: []tailRecord{barrier}}, distrust: "1 control records"},
 		{name: "partition count changed", read: tailRead{end: 10, records: []tailRecord{sixPartitions}}, distrust: `partitioned for "6" partitions, the topic has 3`},
 	}
 	for _, tc := range tests {

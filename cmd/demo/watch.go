@@ -78,6 +78,9 @@ func startReaders(ctx context.Context, brokers []string, topic string, out chan<
 				if err != nil {
 					return
 				}
+				if isControl(m.Headers) {
+					continue // a barrier or re-sync record: no event, nothing arrived
+				}
 				a := arrival{channel: string(m.Key), partition: m.Partition, offset: m.Offset, latency: time.Since(m.Time)}
 				for _, h := range m.Headers {
 					switch h.Key {
@@ -98,6 +101,16 @@ func startReaders(ctx context.Context, brokers []string, topic string, out chan<
 		}()
 	}
 	return &wg, nil
+}
+
+// isControl reports whether a record is a control record (record.HeaderControl).
+func isControl(hs []kafka.Header) bool {
+	for _, h := range hs {
+		if h.Key == record.HeaderControl {
+			return true
+		}
+	}
+	return false
 }
 
 func summarize(l []time.Duration) {

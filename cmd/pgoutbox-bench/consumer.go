@@ -77,6 +77,9 @@ func (c *consumer) read(ctx context.Context, client *kafka.Client, topic string,
 				continue // a fetch may start before the offset asked for
 			}
 			next = r.Offset + 1
+			if harness.IsBarrier(r.Headers) {
+				continue // the sink's barrier record: no event
+			}
 			c.seen++
 			if !c.from.IsZero() && !r.Time.Before(c.from) {
 				c.lat = append(c.lat, arrived.Sub(r.Time))
@@ -136,7 +139,7 @@ func (c *consumer) stop() {
 // is not "not found" in a shared client's cached metadata.
 func (b *bench) kafkaClient() *kafka.Client { return harness.KafkaClient(b.brokers()) }
 
-// sampleRecordBytes is the mean size of the first n records of partition 0 of topic: key,
+// sampleRecordBytes is the mean size of the first n events of partition 0 of topic: key,
 // value, header keys and values — what a record carries, without the batch framing.
 func (b *bench) sampleRecordBytes(ctx context.Context, topic string, n int) (float64, error) {
 	res, err := b.kafkaClient().Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: 0, Offset: 0, MinBytes: 1, MaxBytes: 4 << 20, MaxWait: time.Second})
@@ -154,6 +157,9 @@ func (b *bench) sampleRecordBytes(ctx context.Context, topic string, n int) (flo
 		}
 		if err != nil {
 			return 0, err
+		}
+		if harness.IsBarrier(r.Headers) {
+			continue // the relay's barrier record, first in the partition: no event
 		}
 		for _, part := range []kafka.Bytes{r.Key, r.Value} {
 			if part != nil {

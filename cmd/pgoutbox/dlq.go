@@ -37,6 +37,9 @@ func readDeadLetters(ctx context.Context, cfg *Config, log zerolog.Logger) (*sin
 	}
 	out := make([]deadLetter, 0, len(recs))
 	for _, r := range recs {
+		if record.IsControl(r.Headers) {
+			continue // the sink's barrier records (record.ControlBarrier): no dead letter
+		}
 		d := deadLetter{Record: r}
 		d.original, _ = record.Lookup(r.Headers, record.HeaderOriginalTopic)
 		d.position, _ = record.Lookup(r.Headers, record.HeaderPosition)

@@ -27,6 +27,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 var (
@@ -604,7 +606,8 @@ func (s *stack) endOffsets(ctx context.Context) (map[int]int64, error) {
 	return out, nil
 }
 
-// readTopic reads every record of the test's topic and counts each (channel, value) pair.
+// readTopic reads every record of the test's topic and counts each (channel, value) pair,
+// skipping the sink's barrier records.
 func (s *stack) readTopic(ctx context.Context) (map[string]map[int64]int, int, error) {
 	ends, err := s.endOffsets(ctx)
 	if err != nil {
@@ -622,6 +625,12 @@ func (s *stack) readTopic(ctx context.Context) (map[string]map[int64]int, int, e
 			if err != nil {
 				_ = r.Close()
 				return nil, 0, fmt.Errorf("read partition %d: %w", p, err)
+			}
+			if harness.IsBarrier(m.Headers) {
+				if m.Offset+1 >= end {
+					break
+				}
+				continue // the sink's barrier record: no event
 			}
 			var data struct{ V int64 }
 			if err := json.Unmarshal(m.Value, &data); err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // KafkaClient returns a client with a Transport of its own: kafka-go's default Transport is
@@ -139,6 +141,7 @@ func PartitionEnds(ctx context.Context, client *kafka.Client, topic string, part
 }
 
 // CountRecords is the number of records in the topic: the sum of its partitions' end offsets.
+// It counts the sink's barrier records too (see IsBarrier).
 func CountRecords(ctx context.Context, client *kafka.Client, topic string, partitions int) (int64, error) {
 	ends, err := PartitionEnds(ctx, client, topic, partitions)
 	var n int64
@@ -168,9 +171,23 @@ func LastOffset(ctx context.Context, brokers []string, topic string, partition i
 	return 0, fmt.Errorf("no offsets for %s/%d", topic, partition)
 }
 
+// IsBarrier reports whether a record with headers hs is the sink's barrier record
+// (record.ControlBarrier): no event; every reader of the topic skips it.
+func IsBarrier(hs []kafka.Header) bool {
+	for _, h := range hs {
+		if h.Key == record.HeaderControl {
+			return string(h.Value) == record.ControlBarrier
+		}
+	}
+	return false
+}
+
 // ScanTopic reads every record of the topic, partition by partition, in offset order, handing
-// each to fn without keeping them. Its client has a Transport of its own (KafkaClient): the
-// shared one's cached metadata may not know a topic created moments ago.
+// each to fn without keeping them. It skips the sink's barrier records (record.ControlBarrier):
+// they are no events. End offsets (EndOffsets, TopicEnd, CountRecords) do count them: one per
+// partition per relay start and per produce request whose outcome was unknown. Its client has a
+// Transport of its own (KafkaClient): the shared one's cached metadata may not know a topic
+// created moments ago.
 func ScanTopic(ctx context.Context, brokers []string, topic string, fn func(Record)) error {
 	client := KafkaClient(brokers)
 	defer client.Transport.(*kafka.Transport).CloseIdleConnections()
@@ -218,8 +235,11 @@ func ScanTopic(ctx context.Context, brokers []string, topic string, fn func(Reco
 				for _, h := range r.Headers {
 					rec.Headers[h.Key] = string(h.Value)
 				}
-				fn(rec)
 				off = r.Offset + 1
+				if IsBarrier(r.Headers) {
+					continue // the sink's barrier: no event (record.ControlBarrier)
+				}
+				fn(rec)
 			}
 		}
 	}
