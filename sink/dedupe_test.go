@@ -58,8 +58,8 @@ func (f *tailFake) commitLimbo(tp topicPartition) {
 	f.fakeKafka.mu.Lock()
 	defer f.fakeKafka.mu.Unlock()
 	for _, m := range f.limbo[tp] {
-		f.fakeKafka.written[tp] = append(f.fakeKafka.written[tp], m)
-		f.fakeKafka.ackable[m.ID] = true
+		f.written[tp] = append(f.written[tp], m)
+		f.ackable[m.ID] = true
 	}
 	delete(f.limbo, tp)
 }

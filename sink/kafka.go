@@ -68,11 +68,13 @@ func (c *kafkaClient) produce(ctx context.Context, topic string, partition int, 
 	// Records are read once when encoded: build them again for every attempt.
 	records := make([]kafka.Record, len(msgs))
 	var routed []byte // record.HeaderPartitions, shared by the records routed with the same count
+	prev := 0         // the previous record's count
 	for i := range msgs {
 		m := &msgs[i]
-		if m.routed > 0 && (routed == nil || (i > 0 && msgs[i-1].routed != m.routed)) {
+		if m.routed > 0 && (routed == nil || prev != m.routed) {
 			routed = partitionsHeader(m.routed)
 		}
+		prev = m.routed
 		records[i] = kafka.Record{
 			Time:    m.Time,
 			Key:     kafka.NewBytes(m.Key),
