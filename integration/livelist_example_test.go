@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/client/modelserver"
 	"github.com/pgoutbox/pgoutbox/integration/harness"
 
 	"github.com/centrifugal/centrifuge-go"
@@ -27,24 +28,8 @@ import (
 // rejected event, a NUL character refused with a 400.
 func TestExample_LiveList(t *testing.T) {
 	t.Parallel()
-	svc := harness.NeedServices(t)
-	schema := harness.UniqueName(t)
-	e := harness.Outbox{Services: svc, Name: schema}
-	harness.ExecSQL(t, e.DatabaseURL, "CREATE SCHEMA "+schema)
-	harness.DropSlotAtCleanup(t, e.DatabaseURL, schema)
-	t.Cleanup(func() {
-		harness.ExecInCleanup(t, e.DatabaseURL, "DROP PUBLICATION IF EXISTS "+schema)
-		harness.ExecInCleanup(t, e.DatabaseURL, "DROP SCHEMA "+schema+" CASCADE")
-		harness.DeleteTopicQuietly(e.Brokers, schema)
-	})
-	// A message prefix of its own: with the default one, every other test's relay on the
-	// cluster would publish this example's pgoutbox_send() events too.
-	relayEnv := []string{"PGOUTBOX_TABLE=" + schema + ".outbox", "PGOUTBOX_MESSAGE_PREFIX=" + schema}
-	setup := exec.Command(harness.RelayBinary, "setup", "--partitions", "1")
-	setup.Env = append(e.Env(), relayEnv...)
-	if out, err := setup.CombinedOutput(); err != nil {
-		t.Fatalf("pgoutbox setup: %v\n%s", err, out)
-	}
+	e, relayEnv := harness.NewSchemaOutbox(t, 1)
+	schema := e.Name
 	e.StartRelay(t, relayEnv...)
 	cf := harness.StartCentrifugo(t, e.Brokers, schema)
 
@@ -57,8 +42,8 @@ func TestExample_LiveList(t *testing.T) {
 	app.Env = append(e.Env(),
 		"DATABASE_URL="+e.DatabaseURL+sep(e.DatabaseURL)+"search_path="+schema,
 		"CENTRIFUGO_URL="+cf.URL(),
-		"CENTRIFUGO_HTTP_API_KEY="+cf.Config.HTTPAPI.Key,
-		"CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY="+cf.Config.Client.Token.HMACSecretKey,
+		modelserver.EnvCentrifugoAPIKey+"="+cf.Keys.APIKey,
+		modelserver.EnvCentrifugoHMACSecret+"="+cf.Keys.HMACSecret,
 		"APP_PASSWORD=s3cret",
 		fmt.Sprintf("ADDR=127.0.0.1:%d", port),
 	)

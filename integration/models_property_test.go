@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -52,24 +51,8 @@ func TestModels_Property(t *testing.T) {
 	models := needModelsPackage(t)
 	seeds, _ := strconv.Atoi(harness.Getenv("PGOUTBOX_MODELS_PROPERTY_SEEDS", "2"))
 	first, _ := strconv.Atoi(harness.Getenv("PGOUTBOX_MODELS_PROPERTY_SEED", "1"))
-	svc := harness.NeedServices(t)
-	schema := harness.UniqueName(t)
-	e := harness.Outbox{Services: svc, Name: schema}
-	harness.ExecSQL(t, e.DatabaseURL, "CREATE SCHEMA "+schema)
-	harness.DropSlotAtCleanup(t, e.DatabaseURL, schema)
-	t.Cleanup(func() {
-		harness.ExecInCleanup(t, e.DatabaseURL, "DROP PUBLICATION IF EXISTS "+schema)
-		harness.ExecInCleanup(t, e.DatabaseURL, "DROP SCHEMA "+schema+" CASCADE")
-		harness.DeleteTopicQuietly(e.Brokers, schema)
-	})
-	// A message prefix of its own: with the default one, every other test's relay on the
-	// cluster would publish this test's pgoutbox_send() events too.
-	relayEnv := []string{"PGOUTBOX_TABLE=" + schema + ".outbox", "PGOUTBOX_MESSAGE_PREFIX=" + schema}
-	setup := exec.Command(harness.RelayBinary, "setup", "--partitions", "2")
-	setup.Env = append(e.Env(), relayEnv...)
-	if out, err := setup.CombinedOutput(); err != nil {
-		t.Fatalf("pgoutbox setup: %v\n%s", err, out)
-	}
+	e, relayEnv := harness.NewSchemaOutbox(t, 2)
+	schema := e.Name
 	var relayMu sync.Mutex
 	relay := e.StartRelay(t, relayEnv...)
 	cf := harness.StartCentrifugo(t, e.Brokers, schema)

@@ -89,6 +89,29 @@ func NewOutboxOn(t *testing.T, svc Services, partitions int, setupArgs ...string
 	return e
 }
 
+// NewSchemaOutbox creates an outbox in a schema of its own (table <name>.outbox, its publications,
+// slot and topic share the name) with `pgoutbox setup`, and removes all of it when the test ends.
+// It returns the relay settings the outbox needs after Env: the table and a message prefix of its
+// own — with the default prefix, every other test's relay on the shared server would publish this
+// test's pgoutbox_send() events too.
+func NewSchemaOutbox(t *testing.T, partitions int) (e Outbox, relayEnv []string) {
+	t.Helper()
+	e = Outbox{Services: NeedServices(t), Name: UniqueName(t)}
+	ExecSQL(t, e.DatabaseURL, "CREATE SCHEMA "+e.Name)
+	DropSlotAtCleanup(t, e.DatabaseURL, e.Name)
+	t.Cleanup(func() {
+		ExecInCleanup(t, e.DatabaseURL, "DROP PUBLICATION IF EXISTS "+e.Name)
+		ExecInCleanup(t, e.DatabaseURL, "DROP PUBLICATION IF EXISTS "+e.Name+"_recovery")
+		ExecInCleanup(t, e.DatabaseURL, "DROP SCHEMA "+e.Name+" CASCADE")
+		DeleteTopicQuietly(e.Brokers, e.Name)
+	})
+	relayEnv = []string{"PGOUTBOX_TABLE=" + e.Name + ".outbox", "PGOUTBOX_MESSAGE_PREFIX=" + e.Name}
+	if out, err := e.PgoutboxWith(t, relayEnv, "setup", "--partitions", fmt.Sprint(partitions)); err != nil {
+		t.Fatalf("pgoutbox setup: %v\n%s", err, out)
+	}
+	return e, relayEnv
+}
+
 // NewOutboxWithDeadLetter is NewOutbox with one partition, set up again with --on-bad-row
 // dead-letter so that the dead-letter topic exists too; it returns that topic's name and
 // deletes it when the test ends.
