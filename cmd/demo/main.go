@@ -98,18 +98,18 @@ func runApp(ctx context.Context, cmd string, args []string) error {
 		return nil
 	}
 
-	apiKey, hmacKey, err := centrifugoSecrets(c.centrifugoConfig)
+	keys, err := modelserver.ReadCentrifugoKeys(c.centrifugoConfig)
 	if err != nil {
 		return err
 	}
-	tokens, err := modelserver.NewHS256Tokens([]byte(hmacKey))
+	tokens, err := modelserver.NewHS256Tokens([]byte(keys.HMACSecret))
 	if err != nil {
 		return err
 	}
 	srv := &server{
-		store: st, boardID: c.board.ID, channel: "outbox:board-" + c.board.ID, log: log, sessionKey: []byte(hmacKey),
+		store: st, boardID: c.board.ID, channel: "outbox:board-" + c.board.ID, log: log, sessionKey: []byte(keys.HMACSecret),
 		cf: &centrifugo{
-			api:    &modelserver.Centrifugo{URL: c.centrifugoURL, APIKey: apiKey},
+			api:    &modelserver.Centrifugo{URL: c.centrifugoURL, APIKey: keys.APIKey},
 			tokens: tokens, publicURL: wsURL(c.centrifugoURL),
 		},
 	}

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,7 +17,8 @@ import (
 
 	"github.com/centrifugal/centrifuge-go"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/pgoutbox/pgoutbox/client/modelserver"
 )
 
 // result is one scenario's row.
@@ -72,7 +69,7 @@ type scenario struct {
 	env      map[string]string
 	db       *pgxpool.Pool
 	table    string
-	secret   string
+	tokens   *modelserver.Tokens
 	clients  []*client
 	subs     atomic.Int64
 	received atomic.Int64
@@ -95,7 +92,7 @@ func runScenario(ctx context.Context, o options, topology string, kill bool) (re
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	s.table = "bench_fanout_" + hex.EncodeToString(b[:])
-	if s.secret, err = hmacSecret(); err != nil {
+	if s.tokens, err = benchTokens(); err != nil {
 		return result{}, err
 	}
 	if s.db, err = pgxpool.New(ctx, env["PGOUTBOX_DATABASE_URL"]); err != nil {
@@ -376,36 +373,27 @@ func killNode() error {
 
 // token is a connection token for user, or with a channel a subscription token for it.
 func (s *scenario) token(user, channel string) string {
-	enc := base64.RawURLEncoding
-	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	c := map[string]any{"sub": user, "exp": time.Now().Add(2 * time.Hour).Unix()}
+	tok, err := s.tokens.Connection(user)
 	if channel != "" {
-		c["channel"] = channel
+		tok, err = s.tokens.Subscription(user, channel)
 	}
-	claims, _ := json.Marshal(c)
-	signing := header + "." + enc.EncodeToString(claims)
-	mac := hmac.New(sha256.New, []byte(s.secret))
-	mac.Write([]byte(signing))
-	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+	if err != nil {
+		panic(err) // users and channels are the bench's own, never empty
+	}
+	return tok
 }
 
-func hmacSecret() (string, error) {
-	b, err := os.ReadFile("deploy/centrifugo/config.yaml")
+// benchTokens signs as the app's backend would, with the shipped configuration's key and a TTL
+// longer than the longest run.
+func benchTokens() (*modelserver.Tokens, error) {
+	keys, err := modelserver.ReadCentrifugoKeys("deploy/centrifugo/config.yaml")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	var cfg struct {
-		Client struct {
-			Token struct {
-				HMACSecretKey string `yaml:"hmac_secret_key"`
-			} `yaml:"token"`
-		} `yaml:"client"`
+	tk, err := modelserver.NewHS256Tokens([]byte(keys.HMACSecret))
+	if err != nil {
+		return nil, err
 	}
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		return "", err
-	}
-	if cfg.Client.Token.HMACSecretKey == "" {
-		return "", errors.New("deploy/centrifugo/config.yaml has no client.token.hmac_secret_key")
-	}
-	return cfg.Client.Token.HMACSecretKey, nil
+	tk.ConnectionTTL, tk.SubscriptionTTL = 2*time.Hour, 2*time.Hour
+	return tk, nil
 }

@@ -5,10 +5,7 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -26,8 +23,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
-	"go.yaml.in/yaml/v3"
 
+	"github.com/pgoutbox/pgoutbox/client/modelserver"
 	"github.com/pgoutbox/pgoutbox/record"
 )
 
@@ -102,21 +99,11 @@ func needCluster(t *testing.T) topology {
 		APIKey:      env["PGOUTBOX_CENTRIFUGO_API_KEY"],
 		RelayEnv:    relayEnv,
 	}
-	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "centrifugo", "config.yaml"))
+	keys, err := modelserver.ReadCentrifugoKeys(filepath.Join(repoRoot, "deploy", "centrifugo", "config.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg struct {
-		Client struct {
-			Token struct {
-				HMACSecretKey string `yaml:"hmac_secret_key"`
-			} `yaml:"token"`
-		} `yaml:"client"`
-	}
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	top.HMACSecret = cfg.Client.Token.HMACSecretKey
+	top.HMACSecret = keys.HMACSecret
 	if top.DatabaseURL == "" || len(top.Brokers) != 3 || top.RedisURL == "" || top.APIKey == "" || top.HMACSecret == "" {
 		t.Fatalf("cluster.sh env is incomplete: %q", out)
 	}
@@ -555,18 +542,27 @@ func (s *stack) token(user string) string { return s.sign(user, "") }
 // channels private.
 func (s *stack) subToken(user, channel string) string { return s.sign(user, channel) }
 
+// sign signs with modelserver's Tokens, as the app's backend does, valid for the longest case.
 func (s *stack) sign(user, channel string) string {
-	enc := base64.RawURLEncoding
-	header := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	c := map[string]any{"sub": user, "exp": time.Now().Add(time.Hour).Unix()}
-	if channel != "" {
-		c["channel"] = channel
+	return signToken(s.top.HMACSecret, time.Hour, user, channel)
+}
+
+// signToken is a connection token for user, or with a channel a subscription token for it. The
+// secret was checked non-empty when the topology was read, so an error here is a bug.
+func signToken(secret string, ttl time.Duration, user, channel string) string {
+	tk, err := modelserver.NewHS256Tokens([]byte(secret))
+	if err != nil {
+		panic(err)
 	}
-	claims, _ := json.Marshal(c)
-	signing := header + "." + enc.EncodeToString(claims)
-	mac := hmac.New(sha256.New, []byte(s.top.HMACSecret))
-	mac.Write([]byte(signing))
-	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+	tk.ConnectionTTL, tk.SubscriptionTTL = ttl, ttl
+	tok, err := tk.Connection(user)
+	if channel != "" {
+		tok, err = tk.Subscription(user, channel)
+	}
+	if err != nil {
+		panic(err)
+	}
+	return tok
 }
 
 // partitionLeaders maps each partition of the test's topic to its leader's node id.

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/client/modelserver"
-	"go.yaml.in/yaml/v3"
 )
 
 // CentrifugoVersion is the version deploy/local/centrifugo.sh builds (a test checks they agree).
@@ -25,32 +24,13 @@ func CentrifugoConfigPath() string {
 	return filepath.Join(RepoRoot(), "deploy", "centrifugo", "config.yaml")
 }
 
-// CentrifugoConfig is the part of deploy/centrifugo/config.yaml the tests need to talk to it.
-type CentrifugoConfig struct {
-	Client struct {
-		Token struct {
-			HMACSecretKey string `yaml:"hmac_secret_key"`
-		} `yaml:"token"`
-	} `yaml:"client"`
-	HTTPAPI struct {
-		Key string `yaml:"key"`
-	} `yaml:"http_api"`
-}
-
-func readCentrifugoConfig(t testing.TB) CentrifugoConfig {
+func readCentrifugoKeys(t testing.TB) modelserver.CentrifugoKeys {
 	t.Helper()
-	b, err := os.ReadFile(CentrifugoConfigPath())
+	k, err := modelserver.ReadCentrifugoKeys(CentrifugoConfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c CentrifugoConfig
-	if err := yaml.Unmarshal(b, &c); err != nil {
-		t.Fatalf("%s: %v", CentrifugoConfigPath(), err)
-	}
-	if c.Client.Token.HMACSecretKey == "" || c.HTTPAPI.Key == "" {
-		t.Fatalf("%s: want client.token.hmac_secret_key and http_api.key", CentrifugoConfigPath())
-	}
-	return c
+	return k
 }
 
 // needCentrifugo returns the Centrifugo binary: PGOUTBOX_TEST_CENTRIFUGO_BIN (set by `make
@@ -73,7 +53,7 @@ func needCentrifugo(t testing.TB) string {
 type Centrifugo struct {
 	t      *testing.T
 	bin    string
-	Config CentrifugoConfig
+	Keys   modelserver.CentrifugoKeys
 	port   int
 	env    []string
 	cmd    *exec.Cmd
@@ -85,7 +65,7 @@ type Centrifugo struct {
 // StartCentrifugo starts Centrifugo consuming topic from brokers; the test's end stops it.
 func StartCentrifugo(t *testing.T, brokers []string, topic string) *Centrifugo {
 	t.Helper()
-	c := &Centrifugo{t: t, bin: needCentrifugo(t), Config: readCentrifugoConfig(t), port: FreePort(t), log: &SyncBuffer{}}
+	c := &Centrifugo{t: t, bin: needCentrifugo(t), Keys: readCentrifugoKeys(t), port: FreePort(t), log: &SyncBuffer{}}
 	c.env = append(os.Environ(),
 		fmt.Sprintf("CENTRIFUGO_HTTP_SERVER_PORT=%d", c.port),
 		"CENTRIFUGO_CONSUMERS_PGOUTBOX_KAFKA_BROKERS="+strings.Join(brokers, " "), // lists are space-separated
@@ -180,7 +160,7 @@ type StreamPosition = modelserver.StreamPosition
 
 // API is the server API client the app's state endpoint uses (client/modelserver).
 func (c *Centrifugo) API() *modelserver.Centrifugo {
-	return &modelserver.Centrifugo{URL: c.URL(), APIKey: c.Config.HTTPAPI.Key}
+	return &modelserver.Centrifugo{URL: c.URL(), APIKey: c.Keys.APIKey}
 }
 
 // StreamTop returns the channel's current stream position: step 1 of the bootstrap recipe.
@@ -191,7 +171,7 @@ func (c *Centrifugo) StreamTop(ctx context.Context, channel string) (StreamPosit
 // Tokens signs tokens with the configured key, as an app's backend does.
 func (c *Centrifugo) Tokens() *modelserver.Tokens {
 	c.t.Helper()
-	tk, err := modelserver.NewHS256Tokens([]byte(c.Config.Client.Token.HMACSecretKey))
+	tk, err := modelserver.NewHS256Tokens([]byte(c.Keys.HMACSecret))
 	if err != nil {
 		c.t.Fatal(err)
 	}
