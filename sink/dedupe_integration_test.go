@@ -159,12 +159,28 @@ func TestPublisher_integration_foreignTail(t *testing.T) {
 
 // TestPublisher_integration_ambiguousProduce: the broker writes a request whose answer is lost
 // (the client times out); the retry reads the partition's tail first and sends nothing again.
+// Whether the muted request reaches the broker before the client gives up is up to timing (kafka-go
+// may still be waiting for a muted answer on the connection when the produce times out, and then
+// the request is never sent): such an attempt proves nothing, so the scenario runs again, up to
+// three times, until the broker wrote a request whose answer was lost. Every attempt checks that
+// each message is in Kafka exactly once.
 func TestPublisher_integration_ambiguousProduce(t *testing.T) {
+	for attempt := 1; attempt <= 3; attempt++ {
+		failures, skipped := ambiguousProduceOnce(t)
+		t.Logf("attempt %d: %d failed attempts, %d messages found in kafka and not sent again", attempt, failures, skipped)
+		if t.Failed() || (failures > 0 && skipped > 0) {
+			return
+		}
+	}
+	t.Error("in three attempts the muted request was never written: the test proves nothing")
+}
+
+func ambiguousProduceOnce(t *testing.T) (failures, skipped int) {
+	t.Helper()
 	admin := testPublisher(t)
 	topic := testTopic(t, admin, 1)
 	proxy := newBrokerProxy(t, admin.cfg.Brokers[0])
 	var mu sync.Mutex
-	var skipped, failures int
 	p, _ := itPublisher(t, admin, topic, Config{
 		RequestTimeout: 2 * time.Second,
 		// No metadata refresh while the answers are muted: a produce waiting for one would time
@@ -231,8 +247,5 @@ func TestPublisher_integration_ambiguousProduce(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if failures == 0 || skipped == 0 {
-		t.Errorf("%d failures, %d skipped: the muted request was not written, the test proves nothing", failures, skipped)
-	}
-	t.Logf("ambiguous produce: %d failed attempts, %d messages found in kafka and not sent again", failures, skipped)
+	return failures, skipped
 }
