@@ -61,9 +61,9 @@ func newOwnedOutbox(t *testing.T) harness.Outbox {
 		t.Fatalf("setup --print-sql: %v\n%s", err, out)
 	}
 	stmts := strings.Split(out, ";\n\n")
-	if len(stmts) != 9 || !strings.HasPrefix(stmts[0], "CREATE TABLE") || !strings.HasPrefix(stmts[1], "CREATE PUBLICATION") ||
+	if len(stmts) != 11 || !strings.HasPrefix(stmts[0], "CREATE TABLE") || !strings.HasPrefix(stmts[1], "CREATE PUBLICATION") ||
 		!strings.HasPrefix(stmts[2], "CREATE PUBLICATION") || !strings.HasPrefix(stmts[3], "CREATE TABLE") {
-		t.Fatalf("setup --print-sql: want table, publication, recovery publication, stretch table, slot, then the WAL-only outbox's functions; got:\n%s", out)
+		t.Fatalf("setup --print-sql: want table, publication, recovery publication, stretch table, slot, then the WAL-only outbox's functions (the channel check, pgoutbox_send, pgoutbox_send_bytes, with their grants: 11 statements); got:\n%s", out)
 	}
 	t.Cleanup(func() {
 		harness.ExecInCleanup(t, e.DatabaseURL, fmt.Sprintf(`DROP PUBLICATION IF EXISTS %s_recovery`, e.Name))
