@@ -52,7 +52,7 @@ clean: ## remove build output (not the services' state)
 demo: ## the whole pipeline live in a browser: services, setup, relay and a shared task board at http://127.0.0.1:8080/ (PGOUTBOX_DEMO_PORT; Ctrl-C stops)
 	@deploy/local/demo.sh
 
-bench: ## throughput, latency and memory of the relay next to pg_recvlogical, a bare Kafka producer and Debezium; the live models' property test over 100 seeds (MODELS_SEEDS) and their confirmation latency (QUICK=1: shorter)
+bench: ## throughput, latency and memory of the relay next to pg_recvlogical, a bare Kafka producer and Debezium; commit→subscriber end to end next to Centrifugo's PostgreSQL paths and Debezium; the live models' property test over 100 seeds (MODELS_SEEDS) and their confirmation latency (QUICK=1: shorter)
 	@deploy/local/services.sh up >/dev/null
 	$(GO) run ./cmd/pgoutbox-bench $(if $(QUICK),--quick) $(BENCH_FLAGS)
 	@deploy/local/models-bench.sh $(if $(QUICK),5,$(or $(MODELS_SEEDS),100))

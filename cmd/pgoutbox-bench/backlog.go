@@ -88,7 +88,7 @@ func (b *bench) backlogScenario(ctx context.Context, scenario, rowsPerTxn int) e
 		if b.opts.perf && scenario == 1 {
 			stopPerf = b.startPerf(relay)
 		}
-		d, err := b.drain(ctx, relay, o.Name, r.Rows, w.EndLSN, 30*time.Minute)
+		d, err := b.drain(ctx, relay, o.Name, r.Rows, w.EndLSN, 30*time.Minute, false)
 		if stopPerf != nil {
 			if perr := stopPerf(); perr != nil {
 				b.progress("  perf: %v", perr)
@@ -136,7 +136,10 @@ type drained struct {
 // drain polls the topic's end offsets and the slot until the topic holds rows records and the
 // slot's confirmed position reached end, then checks that the topic holds each row exactly once
 // (records == rows, no position twice) and that the relay counts rows rows acknowledged. (Polling the relay's /metrics instead cost it 6% of its CPU.)
-func (b *bench) drain(ctx context.Context, p *relayProc, slot string, rows int, end pglogrepl.LSN, timeout time.Duration) (drained, error) {
+//
+// messages: the events are WAL-only messages (pgoutbox_send with the outbox's own prefix), which
+// carry no outbox id.
+func (b *bench) drain(ctx context.Context, p *relayProc, slot string, rows int, end pglogrepl.LSN, timeout time.Duration, messages bool) (drained, error) {
 	var d drained
 	conn, err := pgx.Connect(ctx, b.opts.databaseURL)
 	if err != nil {
@@ -177,7 +180,7 @@ func (b *bench) drain(ctx context.Context, p *relayProc, slot string, rows int, 
 		return d, err
 	}
 	// The topic first: a duplicate in Kafka is a broken promise, a miscount only a wrong figure.
-	if err := b.checkTopic(ctx, slot, rows); err != nil {
+	if err := b.checkTopic(ctx, slot, rows, messages); err != nil {
 		return d, fmt.Errorf("%w (relay: %s)", err, relayCounts(m))
 	}
 	if n := m["pgoutbox_events_published_total"]; n != float64(rows) {
@@ -201,8 +204,9 @@ func relayCounts(m map[string]float64) string {
 
 // checkTopic reads the whole topic back and checks that it holds each of the rows rows
 // exactly once: not merely at least once.
-func (b *bench) checkTopic(ctx context.Context, topic string, rows int) error {
+func (b *bench) checkTopic(ctx context.Context, topic string, rows int, messages bool) error {
 	c := newTopicCheck(rows)
+	c.messages = messages
 	if err := harness.ScanTopic(ctx, b.brokers(), topic, c.add); err != nil {
 		return fmt.Errorf("read the topic back: %w", err)
 	}
@@ -211,9 +215,10 @@ func (b *bench) checkTopic(ctx context.Context, topic string, rows int) error {
 
 // topicCheck counts a benchmark topic's records: a position seen twice is a duplicate (the
 // exactly-once promise broken), a record that is no benchmark row (its key is not a ch-N
-// channel, or it has no outbox id: a WAL-only message) came from another process.
+// channel, or it has no outbox id: a WAL-only message, unless messages) came from another process.
 type topicCheck struct {
 	want             int
+	messages         bool // the outbox's events are WAL-only messages: no outbox id
 	records, noPos   int
 	dups, foreign    int
 	dupAt, foreignAt []string // the first few, for the error
@@ -227,7 +232,7 @@ func newTopicCheck(rows int) *topicCheck {
 func (c *topicCheck) add(r harness.Record) {
 	c.records++
 	at := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
-	if !strings.HasPrefix(r.Key, "ch-") || r.Headers[record.HeaderID] == "" {
+	if !strings.HasPrefix(r.Key, "ch-") || (r.Headers[record.HeaderID] == "") != c.messages {
 		c.foreign++
 		if len(c.foreignAt) < 3 {
 			c.foreignAt = append(c.foreignAt, fmt.Sprintf("%s key %q", at, r.Key))

@@ -60,3 +60,19 @@ func TestTopicCheck(t *testing.T) {
 		t.Fatalf("a missing row: err = %v", err)
 	}
 }
+
+// A WAL-only outbox's events (pgoutbox_send) carry no outbox id: they are its rows, and a record
+// with an id is then another process's table row.
+func TestTopicCheck_Messages(t *testing.T) {
+	c := newTopicCheck(2)
+	c.messages = true
+	c.add(benchRecord(0, 0, "ch-1", "", "0000000001000010-00000000"))
+	c.add(benchRecord(1, 0, "ch-2", "", "0000000001000020-00000000"))
+	if err := c.err(); err != nil {
+		t.Fatalf("WAL-only events: err = %v, want nil", err)
+	}
+	c.add(benchRecord(2, 0, "ch-3", "3", "0000000001000030-00000000"))
+	if err := c.err(); err == nil || !strings.Contains(err.Error(), `1 that are no benchmark row (2/0 key "ch-3")`) {
+		t.Fatalf("a table row in a WAL-only outbox's topic: err = %v", err)
+	}
+}

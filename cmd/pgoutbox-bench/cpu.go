@@ -107,6 +107,34 @@ func (m *cpuMeter) stop() CPU {
 	return c
 }
 
+// postgresCPU is the CPU time of each postgres process on the machine, by pid.
+func postgresCPU() map[int]time.Duration {
+	entries, _ := os.ReadDir("/proc")
+	out := map[int]time.Duration{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
+			if t, err := cpuTime(pid); err == nil {
+				out[pid] = t
+			}
+		}
+	}
+	return out
+}
+
+// cpuSince is what the processes of after used since before: a process started meanwhile
+// counts whole, one that exited meanwhile is missed (a lower bound).
+func cpuSince(before, after map[int]time.Duration) time.Duration {
+	var d time.Duration
+	for pid, t := range after {
+		d += t - before[pid]
+	}
+	return d
+}
+
 // machineCPU is the first line of /proc/stat: the time all cores spent busy and in all.
 type machineCPU struct{ busy, total int64 }
 

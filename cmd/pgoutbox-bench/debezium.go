@@ -89,19 +89,12 @@ func sideRun(rows int, ready, acked, confirmed time.Duration) SideRun {
 // backlog, writes the backlog, then lets Debezium and a fresh relay read it one after the other,
 // each into its own topic, and checks that both topics hold every row once.
 func (b *bench) sideBySideScenario(ctx context.Context) error {
-	script := filepath.Join(b.root, "deploy/local/debezium.sh")
-	// Resolving the jars (once, about a minute) is not part of the measurement.
-	b.progress("  resolving Kafka Connect and Debezium (deploy/local/debezium.sh install)")
-	if out, err := exec.CommandContext(ctx, script, "install").CombinedOutput(); err != nil { //nolint:gosec // our own script
-		return fmt.Errorf("deploy/local/debezium.sh install: %w\n%s\nfix: run deploy/local/debezium.sh install by hand; "+
-			"it needs Java 17+, Maven, and Maven's repository reachable (~/.m2/settings.xml)", err, out)
-	}
-	versions, err := exec.CommandContext(ctx, script, "versions").Output() //nolint:gosec // our own script
+	script, versions, err := b.installDebezium(ctx)
 	if err != nil {
-		return fmt.Errorf("deploy/local/debezium.sh versions: %w", err)
+		return err
 	}
 	return b.withOutbox(ctx, fmt.Sprintf("s%d", debeziumScenario), false, func(o *outbox) error {
-		r := SideBySideResult{Rows: b.opts.debeziumRows, Versions: strings.TrimSpace(string(versions)),
+		r := SideBySideResult{Rows: b.opts.debeziumRows, Versions: versions,
 			HeartbeatMs: b.opts.debeziumHeartbeatMs, OffsetFlushMs: connectOffsetFlushMs}
 		d := &debezium{b: b, o: o, script: script, name: o.Name + "_dbz"}
 		defer func() { _ = d.drop() }()
@@ -145,6 +138,22 @@ func (b *bench) sideBySideScenario(ctx context.Context) error {
 	})
 }
 
+// installDebezium resolves Kafka Connect and Debezium (once, about a minute: not part of any
+// measurement) and returns the script that runs them and their versions.
+func (b *bench) installDebezium(ctx context.Context) (script, versions string, err error) {
+	script = filepath.Join(b.root, "deploy/local/debezium.sh")
+	b.progress("  resolving Kafka Connect and Debezium (deploy/local/debezium.sh install)")
+	if out, err := exec.CommandContext(ctx, script, "install").CombinedOutput(); err != nil { //nolint:gosec // our own script
+		return "", "", fmt.Errorf("deploy/local/debezium.sh install: %w\n%s\nfix: run deploy/local/debezium.sh install by hand; "+
+			"it needs Java 17+, Maven, and Maven's repository reachable (~/.m2/settings.xml)", err, out)
+	}
+	out, err := exec.CommandContext(ctx, script, "versions").Output() //nolint:gosec // our own script
+	if err != nil {
+		return "", "", fmt.Errorf("deploy/local/debezium.sh versions: %w", err)
+	}
+	return script, strings.TrimSpace(string(out)), nil
+}
+
 // relayReads lets a fresh relay drain the backlog, as in scenario 1.
 func (b *bench) relayReads(ctx context.Context, o *outbox, rows int, end pglogrepl.LSN) (SideRun, error) {
 	meter := b.meterCPU(ctx, o.Name)
@@ -154,7 +163,7 @@ func (b *bench) relayReads(ctx context.Context, o *outbox, rows int, end pglogre
 		return SideRun{}, err
 	}
 	defer func() { _ = relay.stop() }()
-	dr, err := b.drain(ctx, relay, o.Name, rows, end, 30*time.Minute)
+	dr, err := b.drain(ctx, relay, o.Name, rows, end, 30*time.Minute, false)
 	cpu := meter.stop()
 	if err != nil {
 		return SideRun{}, err
@@ -180,6 +189,7 @@ type debezium struct {
 	script string
 	name   string
 	dir    string // Connect's configuration, offsets and log
+	extra  string // more connector properties, one a line
 }
 
 // heartbeatTopic is where Debezium sends its heartbeats: topic.heartbeat.prefix (default
@@ -296,6 +306,7 @@ predicates.outboxTable.type=org.apache.kafka.connect.transforms.predicates.Topic
 predicates.outboxTable.pattern=%[9]s
 `, d.name, cfg.Host, cfg.Port, cfg.User, propEscape(cfg.Password), cfg.Database, d.o.Name, d.b.opts.debeziumHeartbeatMs,
 		strings.ReplaceAll(d.name+".public."+d.o.Name, ".", `\\.`), propEscape(pgx.Identifier{"public", d.heartbeatTable()}.Sanitize()))
+	c += d.extra
 	if err := os.WriteFile(worker, []byte(w), 0o600); err != nil {
 		return "", "", err
 	}
@@ -307,65 +318,110 @@ func propEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, "\n", `\n`, "\r", `\r`).Replace(s)
 }
 
-// run starts Connect, waits until the topic holds rows records and the slot is confirmed past
-// end, and stops it.
-func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRun, map[string]string, error) {
+// connectProc is a running Kafka Connect standalone worker with the connector.
+type connectProc struct {
+	cmd     *exec.Cmd
+	started time.Time
+	done    chan struct{}
+	waitErr error  // once done is closed
+	status  string // the connector's REST status URL
+	logPath string
+	logFile *os.File
+	lines   *harness.SyncBuffer
+	stopped bool
+}
+
+// start writes the configuration and starts Connect; call stop when done.
+func (d *debezium) start() (*connectProc, error) {
 	port, err := harness.ListenPort()
 	if err != nil {
-		return SideRun{}, nil, err
+		return nil, err
 	}
 	workerProps, connectorProps, err := d.writeConfig(port)
 	if err != nil {
-		return SideRun{}, nil, err
+		return nil, err
 	}
-	logPath := filepath.Join(d.dir, "connect.log")
+	c := &connectProc{logPath: filepath.Join(d.dir, "connect.log"), lines: &harness.SyncBuffer{}, done: make(chan struct{}),
+		status: "http://127.0.0.1:" + fmt.Sprint(port) + "/connectors/" + d.name + "/status"}
 	if d.b.opts.relayLogs != "" {
 		if err := os.MkdirAll(d.b.opts.relayLogs, 0o750); err != nil {
-			return SideRun{}, nil, err
+			return nil, err
 		}
-		logPath = filepath.Join(d.b.opts.relayLogs, d.name+".log")
+		c.logPath = filepath.Join(d.b.opts.relayLogs, d.name+".log")
 	}
-	logFile, err := os.Create(logPath) //nolint:gosec // our own scratch file
+	if c.logFile, err = os.Create(c.logPath); err != nil { //nolint:gosec // our own scratch file
+		return nil, err
+	}
+	// The script execs java: the process id is the JVM's.
+	c.cmd = exec.CommandContext(context.Background(), d.script, "run", workerProps, connectorProps) //nolint:gosec // our own script
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	c.cmd.Stdout = io.MultiWriter(c.lines, c.logFile)
+	c.cmd.Stderr = c.cmd.Stdout
+	c.started = time.Now()
+	if err := c.cmd.Start(); err != nil {
+		_ = c.logFile.Close()
+		return nil, fmt.Errorf("start Kafka Connect: %w", err)
+	}
+	go func() { c.waitErr = c.cmd.Wait(); close(c.done) }()
+	return c, nil
+}
+
+// stop ends Connect with SIGTERM, SIGKILL after a minute; a second call does nothing.
+func (c *connectProc) stop() error {
+	if c.stopped {
+		return nil
+	}
+	c.stopped = true
+	defer func() { _ = c.logFile.Close() }()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+		return nil
+	case <-time.After(time.Minute):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		return fmt.Errorf("kafka Connect did not stop within a minute of SIGTERM; killed")
+	}
+}
+
+func (c *connectProc) fail(format string, args ...any) error {
+	return fmt.Errorf(format+"\nlast lines of Kafka Connect's log (%s):\n%s", append(args, c.logPath, c.lines.Tail(30))...)
+}
+
+// waitRunning waits until the connector's task is RUNNING (at most timeout).
+func (c *connectProc) waitRunning(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return c.fail("kafka Connect exited (%v) before its task ran", c.waitErr)
+		case <-time.After(100 * time.Millisecond):
+		}
+		switch state, trace := connectTaskState(ctx, c.status); state {
+		case "RUNNING":
+			return nil
+		case "FAILED":
+			return c.fail("debezium's task FAILED:\n%s", trace)
+		}
+		if time.Now().After(deadline) {
+			return c.fail("debezium's task not RUNNING after %s", timeout)
+		}
+	}
+}
+
+// run starts Connect, waits until the topic holds rows records and the slot is confirmed past
+// end, and stops it.
+func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRun, map[string]string, error) {
+	meter := d.b.meterCPU(ctx, d.name)
+	defer func() { _ = meter.stop() }()
+	c, err := d.start()
 	if err != nil {
 		return SideRun{}, nil, err
 	}
-	defer func() { _ = logFile.Close() }()
-	lines := &harness.SyncBuffer{}
-
-	meter := d.b.meterCPU(ctx, d.name)
-	defer func() { _ = meter.stop() }()
-	// The script execs java: the process id is the JVM's.
-	cmd := exec.CommandContext(context.Background(), d.script, "run", workerProps, connectorProps) //nolint:gosec // our own script
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Stdout = io.MultiWriter(lines, logFile)
-	cmd.Stderr = cmd.Stdout
-	started := time.Now()
-	if err := cmd.Start(); err != nil {
-		return SideRun{}, nil, fmt.Errorf("start Kafka Connect: %w", err)
-	}
-	done := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(done) }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-			return nil
-		case <-time.After(time.Minute):
-			_ = cmd.Process.Kill()
-			<-done
-			return fmt.Errorf("kafka Connect did not stop within a minute of SIGTERM; killed")
-		}
-	}
-	defer func() { _ = stop() }()
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf(format+"\nlast lines of Kafka Connect's log (%s):\n%s", append(args, logPath, lines.Tail(30))...)
-	}
+	defer func() { _ = c.stop() }()
+	cmd, started, done, fail, status, logPath := c.cmd, c.started, c.done, c.fail, c.status, c.logPath
 
 	conn, err := pgx.Connect(ctx, d.b.opts.databaseURL)
 	if err != nil {
@@ -373,7 +429,6 @@ func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRu
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	client := d.b.kafkaClient()
-	status := "http://127.0.0.1:" + fmt.Sprint(port) + "/connectors/" + d.name + "/status"
 	var ready, acked, confirmed time.Duration
 	var readyCPU time.Duration
 	var inTopic int64
@@ -386,7 +441,7 @@ func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRu
 		case <-ctx.Done():
 			return SideRun{}, nil, ctx.Err()
 		case <-done:
-			return SideRun{}, nil, fail("kafka Connect exited (%v) before the end of the backlog", waitErr)
+			return SideRun{}, nil, fail("kafka Connect exited (%v) before the end of the backlog", c.waitErr)
 		case <-tick.C:
 		}
 		if time.Now().After(deadline) {
@@ -440,7 +495,7 @@ func (d *debezium) run(ctx context.Context, rows int, end pglogrepl.LSN) (SideRu
 	if r.PeakRSS, err = harness.ProcStatus(cmd.Process.Pid, "VmHWM"); err != nil {
 		return r, nil, err
 	}
-	if err := stop(); err != nil {
+	if err := c.stop(); err != nil {
 		return r, nil, err
 	}
 	producer, err := producerConfig(logPath)

@@ -16,6 +16,9 @@
 //     transaction) and the WAL-only outbox (pgoutbox_send).
 //  9. side by side with Debezium: Kafka Connect standalone with Debezium's PostgreSQL connector
 //     and its outbox EventRouter, then pgoutbox, on one backlog of 1-row transactions.
+//  10. end to end, side by side: from the writer's commit to centrifuge-go subscribers through
+//     Centrifugo v6.9.1, for pgoutbox (table and WAL-only), Centrifugo's PostgreSQL stream broker
+//     and outbox consumer, Debezium, and a baseline without events.
 //
 // Each scenario has its own table, publication, slot(s) and topic, named bench_*, dropped at its
 // end even on error (a slot left behind pins WAL). `make bench` runs it; `make bench QUICK=1`
@@ -60,6 +63,12 @@ type options struct {
 
 	debeziumRows        int // backlog rows of scenario 9
 	debeziumHeartbeatMs int // Debezium's heartbeat.interval.ms in scenario 9 (0: off, Debezium's default)
+
+	e2eRates       string        // scenario 10's rates, events/s
+	e2eFor         time.Duration // scenario 10's measured phase per path and rate
+	e2eChannels    int           // scenario 10's channels
+	e2eSubscribers int           // scenario 10's subscribers, spread evenly over the channels
+	e2ePaths       string        // scenario 10's paths (e2ePaths' keys)
 }
 
 // bench holds what the scenarios share.
@@ -114,12 +123,17 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.rates, "rates", "1000,3000,5000", "write rates of the latency scenario, rows/s, comma-separated")
 	fs.DurationVar(&o.latencyFor, "latency-for", 0, "duration of each latency rate (default 60s; 15s with --quick)")
 	fs.IntVar(&o.bigRows, "big-rows", 1_000_000, "rows of the one large transaction of the memory scenario")
-	fs.StringVar(&o.only, "only", "1,2,3,4,5,6,7,9", "scenarios to run, comma-separated")
+	fs.StringVar(&o.only, "only", "1,2,3,4,5,6,7,9,10", "scenarios to run, comma-separated")
 	fs.IntVar(&o.writeClients, "write-clients", 64, "pgbench clients of the write-side scenario 8")
 	fs.IntVar(&o.writeRounds, "write-rounds", 2, "rounds over the modes of scenario 8, interleaved (the best tps per mode is printed)")
 	fs.DurationVar(&o.writeFor, "write-for", 0, "pgbench's run per mode of scenario 8 (default 30s; 10s with --quick)")
 	fs.IntVar(&o.debeziumRows, "debezium-rows", 0, "backlog rows of the side-by-side scenario 9 (default 100,000; 20,000 with --quick)")
 	fs.IntVar(&o.debeziumHeartbeatMs, "debezium-heartbeat-ms", debeziumHeartbeatMs, "Debezium's heartbeat.interval.ms in scenario 9 (0 turns heartbeats off, Debezium's default: its slot then stays behind)")
+	fs.StringVar(&o.e2eRates, "e2e-rates", "", "event rates of the end-to-end scenario 10, events/s, comma-separated (default 100,1000,3000; 1000 with --quick)")
+	fs.DurationVar(&o.e2eFor, "e2e-for", 0, "measured phase of scenario 10 per path and rate (default 30s; 10s with --quick)")
+	fs.IntVar(&o.e2eChannels, "e2e-channels", 100, "channels of scenario 10")
+	fs.IntVar(&o.e2eSubscribers, "e2e-subscribers", 200, "centrifuge-go subscribers of scenario 10, spread evenly over the channels")
+	fs.StringVar(&o.e2ePaths, "e2e-paths", "table,send,stream,cfoutbox,debezium,baseline", "paths of scenario 10, comma-separated")
 	fs.StringVar(&o.out, "out", "", "JSON results file (default $PGOUTBOX_STATE_DIR/bench/bench-<time>.json)")
 	fs.StringVar(&o.relayLogs, "relay-logs", "", "directory to keep each relay's log in, as <outbox>.log (default: not kept)")
 	fs.StringVar(&o.logLevel, "relay-log-level", "info", "the relays' --log-level (debug logs every Kafka round)")
@@ -141,6 +155,19 @@ func parseFlags(args []string) (options, error) {
 	if o.debeziumRows == 0 {
 		o.debeziumRows = map[bool]int{false: 100_000, true: 20_000}[o.quick]
 	}
+	if o.e2eRates == "" {
+		o.e2eRates = map[bool]string{false: "100,1000,3000", true: "1000"}[o.quick]
+	}
+	if o.e2eFor == 0 {
+		o.e2eFor = map[bool]time.Duration{false: 30 * time.Second, true: 10 * time.Second}[o.quick]
+	}
+	if _, err := o.e2eRateList(); err != nil {
+		return o, err
+	}
+	if o.e2eChannels < 1 || o.e2eSubscribers < o.e2eChannels || o.e2eFor < time.Second {
+		return o, fmt.Errorf("--e2e-channels %d, --e2e-subscribers %d, --e2e-for %s: want at least 1 channel, a subscriber per channel and 1s",
+			o.e2eChannels, o.e2eSubscribers, o.e2eFor)
+	}
 	if o.debeziumRows < 1 || o.debeziumHeartbeatMs < 0 {
 		return o, fmt.Errorf("--debezium-rows %d, --debezium-heartbeat-ms %d: want at least 1 row and a heartbeat ≥ 0", o.debeziumRows, o.debeziumHeartbeatMs)
 	}
@@ -161,12 +188,15 @@ func parseFlags(args []string) (options, error) {
 	return o, nil
 }
 
-func (o options) rateList() ([]int, error) {
+func (o options) rateList() ([]int, error) { return parseRates("--rates", o.rates) }
+
+// parseRates reads a flag's comma-separated list of positive rates.
+func parseRates(flag, list string) ([]int, error) {
 	var rates []int
-	for _, s := range strings.Split(o.rates, ",") {
+	for _, s := range strings.Split(list, ",") {
 		r, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || r <= 0 {
-			return nil, fmt.Errorf("--rates %q: want positive integers, comma-separated", o.rates)
+			return nil, fmt.Errorf("%s %q: want positive integers, comma-separated", flag, list)
 		}
 		rates = append(rates, r)
 	}
@@ -248,7 +278,8 @@ func (b *bench) runScenarios(ctx context.Context) {
 	steps = append(steps, step{5, "one large transaction", b.bigTxnScenario}, step{6, "micro-benchmarks", b.microScenario},
 		step{7, "exactly-once start-up: partition tail reads", b.tailReadScenario},
 		step{8, "write side: table outbox vs WAL-only", b.writeSideScenario},
-		step{debeziumScenario, "side by side with Debezium", b.sideBySideScenario})
+		step{debeziumScenario, "side by side with Debezium", b.sideBySideScenario},
+		step{e2eScenario, "end to end, side by side: commit → subscriber", b.endToEndScenario})
 	for _, s := range steps {
 		if !b.opts.runs(s.scenario) || ctx.Err() != nil {
 			continue

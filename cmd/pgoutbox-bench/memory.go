@@ -45,7 +45,7 @@ func (b *bench) bigTxnScenario(ctx context.Context) error {
 		}
 		committed := time.Now()
 		// drain measures from the relay's start: make it measure from the commit.
-		d, err := b.drain(ctx, relay, o.Name, rows, w.EndLSN, 30*time.Minute)
+		d, err := b.drain(ctx, relay, o.Name, rows, w.EndLSN, 30*time.Minute, false)
 		if err != nil {
 			return err
 		}

@@ -30,6 +30,7 @@ type Results struct {
 	WriteSide  []WriteSideResult `json:"write_side"`
 	TailReads  []TailReadResult  `json:"tail_reads"`
 	SideBySide *SideBySideResult `json:"side_by_side,omitempty"`
+	EndToEnd   []EndToEndResult  `json:"end_to_end"`
 	Targets    []Target          `json:"targets"`
 	PerfReport string            `json:"perf_report,omitempty"`
 	Errors     []string          `json:"errors"`
@@ -213,6 +214,7 @@ func printReport(out io.Writer, r *Results) {
 	}
 	printWriteSide(p, row, flush, r)
 	printSideBySide(p, row, flush, r)
+	printEndToEnd(p, row, flush, r)
 
 	if len(r.Targets) > 0 {
 		p("\nTargets")

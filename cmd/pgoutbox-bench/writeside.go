@@ -51,21 +51,34 @@ type writeMode struct {
 	event string
 	// delivered: the relay publishes the events (the baseline and the bare message have none).
 	delivered bool
+	// prepare creates what the event statement needs in the schema; searchPath runs pgbench with
+	// the schema first in its search_path (for functions that name their tables unqualified).
+	prepare    func(ctx context.Context, b *bench, schema string) error
+	searchPath bool
 }
 
 // The modes of scenario 8; writeModes[0] is the baseline the others are compared with, and
 // (c) is compared with (d) too: the same message without the function around it.
 var writeModes = []writeMode{
-	{"(0) no event: the business UPDATE alone", "w0", nil, "", false},
+	{"(0) no event: the business UPDATE alone", "w0", nil, "", false, nil, false},
 	{"(a) table, --retention=delete-after-publish", "wa", []string{"PGOUTBOX_RETENTION=delete-after-publish"},
-		"INSERT INTO %[1]s.outbox (channel, name, data) VALUES ('ch-' || :ch, 'bench.event', %[2]s);\n", true},
+		"INSERT INTO %[1]s.outbox (channel, name, data) VALUES ('ch-' || :ch, 'bench.event', %[2]s);\n", true, nil, false},
 	{"(b) table, the application deletes in its transaction", "wb", nil,
 		"INSERT INTO %[1]s.outbox (channel, name, data) VALUES ('ch-' || :ch, 'bench.event', %[2]s);\n" +
-			"DELETE FROM %[1]s.outbox WHERE sequence_id = lastval();\n", true},
+			"DELETE FROM %[1]s.outbox WHERE sequence_id = lastval();\n", true, nil, false},
 	{"(c) WAL-only, pgoutbox_send()", "wc", nil,
-		"SELECT %[1]s.pgoutbox_send('ch-' || :ch, 'bench.event', %[2]s);\n", true},
+		"SELECT %[1]s.pgoutbox_send('ch-' || :ch, 'bench.event', %[2]s);\n", true, nil, false},
 	{"(d) a bare pg_logical_emit_message of the payload", "wd", nil,
-		"SELECT pg_logical_emit_message(true, '%[1]s_bare', (%[2]s)::text);\n", false},
+		"SELECT pg_logical_emit_message(true, '%[1]s_bare', (%[2]s)::text);\n", false, nil, false},
+	{"(e) Centrifugo's stream broker, cf_stream_publish()", "we", nil,
+		"SELECT * FROM cf_stream_publish('ch-' || :ch, %[2]s, p_history_size => 1000, p_history_ttl => interval '24 hours');\n", false,
+		func(ctx context.Context, b *bench, schema string) error { return b.createStreamBroker(ctx, schema) }, true},
+	{"(f) Centrifugo's outbox table (its consumer stopped)", "wf", nil,
+		"INSERT INTO %[1]s.centrifugo_outbox (method, payload) VALUES ('publish', jsonb_build_object('channel', 'ch-' || :ch, 'data', %[2]s));\n", false,
+		func(ctx context.Context, b *bench, schema string) error {
+			_, _, ddl := cfOutboxDDL(schema)
+			return b.exec(ctx, ddl)
+		}, false},
 }
 
 // businessRows is the size of the table the business UPDATE writes to: with 64 writers, two of
@@ -131,6 +144,15 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 	if err := o.exec(ctx, "VACUUM ANALYZE "+business); err != nil {
 		return r, err
 	}
+	if m.prepare != nil {
+		if err := m.prepare(ctx, b, o.Name); err != nil {
+			return r, err
+		}
+	}
+	options := "-c synchronous_commit=on"
+	if m.searchPath {
+		options += " -c search_path=" + o.Name + ",public"
+	}
 	script := filepath.Join(b.tmp, o.Name+".sql")
 	if err := os.WriteFile(script, []byte(m.script(o.Name)), 0o600); err != nil {
 		return r, err
@@ -141,7 +163,7 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 	if err != nil {
 		return r, err
 	}
-	out, err := b.runPgbench(ctx, pgbench, script)
+	out, err := b.runPgbench(ctx, pgbench, script, options)
 	if err != nil {
 		return r, err
 	}
@@ -164,7 +186,7 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 		return r, err
 	}
 	defer func() { _ = relay.stop() }()
-	d, err := b.drain(ctx, relay, o.Name, r.Transactions, end, 10*time.Minute)
+	d, err := b.drain(ctx, relay, o.Name, r.Transactions, end, 10*time.Minute, m.label == "wc")
 	if err != nil {
 		return r, fmt.Errorf("relay: %w", err)
 	}
@@ -182,12 +204,12 @@ func (b *bench) writeSide(ctx context.Context, pgbench string, m writeMode) (Wri
 	return r, err
 }
 
-// runPgbench runs the script with the configured clients for the configured time and returns
-// pgbench's report.
-func (b *bench) runPgbench(ctx context.Context, pgbench, script string) (string, error) {
+// runPgbench runs the script with the configured clients for the configured time and the
+// sessions' options (PGOPTIONS), and returns pgbench's report.
+func (b *bench) runPgbench(ctx context.Context, pgbench, script, options string) (string, error) {
 	cmd := exec.CommandContext(ctx, pgbench, "-n", "-M", "prepared", "-c", strconv.Itoa(b.opts.writeClients), //nolint:gosec // our arguments
 		"-j", strconv.Itoa(min(b.opts.writeClients, 4)), "-T", strconv.Itoa(int(b.opts.writeFor.Seconds())), "-f", script, b.opts.databaseURL)
-	cmd.Env = append(os.Environ(), "PGOPTIONS=-c synchronous_commit=on")
+	cmd.Env = append(os.Environ(), "PGOPTIONS="+options)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("pgbench: %w\n%s", err, out)
@@ -319,9 +341,14 @@ func printWriteSide(p, row func(string, ...any), flush func(), r *Results) {
 		p("  pgoutbox_send() / the bare message: %.2f× the tps (%.0f%% slower), %+.2f ms latency; (a) / (c): %.2f× the tps",
 			c.TPS/d.TPS, 100*(1-c.TPS/d.TPS), c.LatencyMs-d.LatencyMs, byLabel["(a)"].TPS/c.TPS)
 	}
+	if c, e := byLabel["(c)"], byLabel["(e)"]; c.TPS > 0 && e.TPS > 0 {
+		p("  pgoutbox_send() / Centrifugo's stream broker: %.2f× the tps; (a) / (e): %.2f×; Centrifugo's outbox table (f) / (e): %.2f×",
+			c.TPS/e.TPS, byLabel["(a)"].TPS/e.TPS, byLabel["(f)"].TPS/e.TPS)
+	}
 	p("  added ms: pgbench's average latency minus (0)'s; pgbench reports no percentiles without a per-transaction log.")
 	p("  WAL: the whole cluster's (autovacuum and other sessions too); \"with relay\" runs until the relay confirmed every event, so it holds (a)'s deletes.")
 	p("  table: pg_total_relation_size once every event was confirmed: dead tuples until vacuum reclaims them; (c) and (d) write no table.")
 	p("  (d) is not an event the relay reads (another prefix, no channel): the cost of the message alone, for (c) to be compared with.")
+	p("  (e), (f): Centrifugo's PostgreSQL paths as scenario 10 configures them, Centrifugo stopped while pgbench runs (as the relay is); nothing drains them here.")
 	p("  on a cluster with fsync = off the commits cost no disk flush, so tps compares CPU per transaction; with fsync the flush narrows the gaps.")
 }
