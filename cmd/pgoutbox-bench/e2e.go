@@ -33,6 +33,9 @@ type EndToEndResult struct {
 	Subscribers  int     `json:"subscribers"`
 	// Commit is the writer's transaction, from sending it to its commit's answer.
 	Commit Quantiles `json:"commit"`
+	// Ack is commit → Kafka's acknowledgement, the relay's histogram over the measured phase
+	// (pgoutbox paths only): what of Delivery is spent before Centrifugo's consumer.
+	Ack Quantiles `json:"commit_to_kafka_ack,omitempty"`
 	// Delivery is commit → a subscriber's receipt: clock_timestamp() in the payload against the
 	// subscriber's clock (one machine, one clock), every delivery of the measured phase.
 	Delivery Quantiles `json:"commit_to_subscriber"`
@@ -161,6 +164,12 @@ func (b *bench) endToEnd(ctx context.Context, p e2ePath, business string, rate i
 	if side.relay != nil {
 		pids.relay = side.relay.Pid()
 	}
+	var acks0 map[string]float64
+	if side.relay != nil {
+		if acks0, err = side.relay.scrape(ctx); err != nil {
+			return r, err
+		}
+	}
 	before, busy0 := pids.sample(), readMachineCPU()
 	start := time.Now()
 	subs.measureFrom(start)
@@ -185,6 +194,13 @@ func (b *bench) endToEnd(ctx context.Context, p e2ePath, business string, rate i
 	}
 	if side.relay != nil {
 		r.RelayRSS, _ = side.relay.PeakRSS()
+		time.Sleep(200 * time.Millisecond) // the relay observes its histogram right after the ack
+		acks, err := side.relay.scrape(ctx)
+		if err != nil {
+			return r, err
+		}
+		r.Ack = histogramQuantiles(minus(histogram(acks, ackHistogram), histogram(acks0, ackHistogram)),
+			"relay histogram "+ackHistogram+": interpolated within buckets")
 	}
 	if side.connect != 0 {
 		r.ConnectRSS, _ = harness.ProcStatus(side.connect, "VmHWM")
@@ -506,7 +522,7 @@ func printEndToEnd(p, row func(string, ...any), flush func(), r *Results) {
 	}
 	p("\nEnd to end, side by side: a business UPDATE + 1 event per transaction, %d channels, %d centrifuge-go subscribers, Centrifugo v6.9.1 (a private instance per path), milliseconds",
 		channels, subs)
-	row("path\trate/s\tachieved\tcommit p50\tcommit p99\tdelivery p50\tp99\tp99.9\tmax\tdelivered\tlost\tdup\tlate\tCPU µs/event: relay\twalsender\tKafka\tCentrifugo\tConnect\tpostgres (all)\tmachine busy\tRSS MB: Centrifugo\trelay\tConnect\t")
+	row("path\trate/s\tachieved\tcommit p50\tcommit p99\tKafka ack p50\tp99\tdelivery p50\tp99\tp99.9\tmax\tdelivered\tlost\tdup\tlate\tCPU µs/event: relay\twalsender\tKafka\tCentrifugo\tConnect\tpostgres (all)\tmachine busy\tRSS MB: Centrifugo\trelay\tConnect\t")
 	for _, e := range r.EndToEnd {
 		per := func(s float64) string {
 			if s == 0 {
@@ -526,7 +542,11 @@ func printEndToEnd(p, row func(string, ...any), flush func(), r *Results) {
 			c := e.Counts
 			delivery = fmt.Sprintf("%.2f\t%.2f\t%.2f\t%.2f\t%d/%d\t%d\t%d\t%d", d.P50, d.P99, d.P999, d.Max, c.Delivered, c.Expected, c.Lost, c.Duplicates, c.OutOfOrder)
 		}
-		row("%s\t%d\t%.0f\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\t%s\t%s\t", e.Key, e.Rate, e.RateAchieved, e.Commit.P50, e.Commit.P99, delivery,
+		ack := "–\t–"
+		if e.Ack.Count > 0 {
+			ack = fmt.Sprintf("%.1f\t%.1f", e.Ack.P50, e.Ack.P99)
+		}
+		row("%s\t%d\t%.0f\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\t%s\t%s\t", e.Key, e.Rate, e.RateAchieved, e.Commit.P50, e.Commit.P99, ack, delivery,
 			per(e.CPU.Relay), per(e.CPU.Walsender), per(e.CPU.Kafka), per(e.CPU.Centrifugo), per(e.CPU.Connect), per(e.CPU.Postgres), 100*e.MachineBusy,
 			rss(e.CentrifugoRSS), rss(e.RelayRSS), rss(e.ConnectRSS))
 	}
@@ -539,6 +559,7 @@ func printEndToEnd(p, row func(string, ...any), flush func(), r *Results) {
 		}
 	}
 	p("  commit: the writer's round trip for the transaction (one pipeline, committed at its Sync); delivery: every subscriber's receipt of every event of the measured phase.")
+	p("  Kafka ack: commit → Kafka's acknowledgement, the relay's histogram (buckets 1, 2, 5, 10, 20, 50 ms…, interpolated): the part of delivery before Centrifugo's Kafka consumer.")
 	p("  delivered/lost/dup/late: over the whole run, every subscriber, every event (each channel's values 1, 2, 3… in commit order); late = after a later one.")
 	p("  CPU: user + system over the measured phase per committed event; the Kafka broker's and postgres (all) include every other session on the machine.")
 	flush()
