@@ -113,10 +113,14 @@ func (th Thresholds) Assess(s Slot, oldestUnacked time.Duration, publicationProb
 	if len(gaps) > 0 {
 		a.Level = max(a.Level, LevelCritical)
 		for _, g := range gaps {
+			if g.Lost() {
+				a.Reasons = append(a.Reasons, "lost slot not recovered: "+g.String()+" (events after that position may be missing from Kafka; the relay refuses to start)")
+				continue
+			}
 			a.Reasons = append(a.Reasons, "publication stretch not recovered: "+g.String()+" (its events are not in Kafka; the relay refuses to start)")
 		}
 		if a.Level < LevelLost {
-			a.Action = "run `pgoutbox recover` to see what it will publish, then `pgoutbox recover --apply`"
+			a.Action = "run `pgoutbox recover` to see what it will do, then `pgoutbox recover --apply`"
 		}
 	}
 	return a
@@ -134,14 +138,18 @@ func Advice(l Level, s Slot) string {
 		return check + "; only if the disk would fill before the relay can catch up, drop the slot as the last resort (" + DropSlotSQL(s.Name) +
 			"): events committed after its confirmed position are then not published; re-create it with `pgoutbox setup` and re-publish those outbox rows"
 	case l == LevelLost && !s.Exists:
-		return "if pgoutbox streamed from this slot before, events committed after its last confirmed position may be missing: run `pgoutbox setup` " +
-			"(it creates the slot at the current end of WAL) and re-publish the outbox rows committed since; before a first start, `pgoutbox setup` is all that is needed"
+		return "if pgoutbox streamed from this slot before, events committed after its last confirmed position may be missing: run `pgoutbox recover` " +
+			"to see what it will do, then `pgoutbox recover --apply` (it creates the slot again, republishes the outbox rows that are not in Kafka and " +
+			"tells clients to re-sync); before a first start, `pgoutbox setup` is all that is needed"
 	case l == LevelLost:
-		return "the slot cannot be streamed again: drop it (" + DropSlotSQL(s.Name) +
-			"), run `pgoutbox setup`, and re-publish the outbox rows committed after the slot's last confirmed position"
+		return recoverLostAdvice
 	}
 	return ""
 }
+
+// recoverLostAdvice is the way back from a lost slot, in every message that reports one.
+const recoverLostAdvice = "the slot cannot be streamed again: run `pgoutbox recover` to see what it will do, then `pgoutbox recover --apply` " +
+	"(it creates the slot again, republishes from the outbox table the rows that are not in Kafka, and tells clients to re-sync)"
 
 // bytesIEC formats a byte count for humans: 1.5 GiB.
 func bytesIEC(n int64) string {

@@ -81,9 +81,9 @@ func TestLevel_String(t *testing.T) {
 	}
 }
 
-// TestAdvice: dropping the slot is advised only where it is the way out — an invalidated slot —
-// and at the critical level only as the last resort, saying what it costs; never at warn, and
-// never for a slot that does not exist.
+// TestAdvice: dropping the slot is advised only at the critical level, as the last resort,
+// saying what it costs; never at warn; a lost or vanished slot is `pgoutbox recover`'s (which
+// drops and creates it itself).
 func TestAdvice(t *testing.T) {
 	t.Parallel()
 	live := Slot{Name: "s", Exists: true, WALStatus: "reserved"}
@@ -95,8 +95,8 @@ func TestAdvice(t *testing.T) {
 	}{
 		{LevelWarn, live, false, "keeps WAL"},
 		{LevelCritical, live, true, "last resort"},
-		{LevelLost, Slot{Name: "s"}, false, "pgoutbox setup"},
-		{LevelLost, Slot{Name: "s", Exists: true, WALStatus: "lost"}, true, "cannot be streamed again"},
+		{LevelLost, Slot{Name: "s"}, false, "pgoutbox recover --apply"},
+		{LevelLost, Slot{Name: "s", Exists: true, WALStatus: "lost"}, false, "pgoutbox recover --apply"},
 	}
 	for _, tt := range tests {
 		got := Advice(tt.level, tt.slot)
@@ -130,6 +130,8 @@ func TestThresholds_Assess(t *testing.T) {
 		{"publication gone", lagging, pubGone, nil, LevelLost, []string{`publication "p" does not exist (inserts committed meanwhile`, "unconfirmed WAL"}, "run `pgoutbox setup`"},
 		{"open stretch", lagging, nil, []Gap{gap}, LevelCritical, []string{"unconfirmed WAL", "publication stretch not recovered: WAL after 0/100"}, "run `pgoutbox recover`"},
 		{"both", ok, pubGone, []Gap{gap}, LevelLost, []string{"publication", "publication stretch not recovered"}, "run `pgoutbox setup`"},
+		{"lost slot recorded, slot created again", ok, nil, []Gap{{Slot: "s", Kind: GapSlotLost, From: 0x100, Reason: "invalidated"}}, LevelCritical,
+			[]string{"lost slot not recovered: slot s lost after 0/100"}, "run `pgoutbox recover`"},
 	} {
 		a := th.Assess(tc.slot, 0, tc.pub, tc.gaps)
 		if a.Level != tc.level || len(a.Reasons) != len(tc.reasons) || !strings.HasPrefix(a.Action, tc.action) {

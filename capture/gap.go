@@ -19,6 +19,16 @@ import (
 // a stretch and it is missing.
 const GapTableName = "pgoutbox_gap"
 
+// Kinds of a recorded loss (the kind column).
+const (
+	// GapPublication: a stretch of WAL in which the publication did not cover the outbox
+	// inserts; the WAL is still there, and `pgoutbox recover` reads it again.
+	GapPublication = "publication"
+	// GapSlotLost: the slot was invalidated or dropped; the WAL after From is gone, and
+	// `pgoutbox recover` creates the slot again and republishes what the outbox table holds.
+	GapSlotLost = "slot lost"
+)
+
 // Resolutions of a stretch (the resolution column).
 const (
 	GapRecovered = "recovered" // `pgoutbox recover --apply` published the stretch's events
@@ -29,6 +39,8 @@ const (
 // outbox inserts.
 type Gap struct {
 	Slot string
+	// Kind is GapPublication or GapSlotLost ("" is GapPublication).
+	Kind string
 	// From is the last position proven good: the stretch starts after it.
 	From pglogrepl.LSN
 	// To is the WAL position at which the relay saw the publication broken: the stretch lasts at
@@ -65,6 +77,7 @@ func CreateGapTableSQL(t Table) string {
   resolution  text,
   resolved_at timestamptz,
   published   bigint,
+  kind        text        NOT NULL DEFAULT 'publication',
   PRIMARY KEY (slot, from_lsn)
 )`
 }
@@ -92,15 +105,34 @@ func EnsureGapTable(ctx context.Context, q Querier, t Table) (created bool, err 
 }
 
 // RecordGap stores g as an open stretch (creating the table if it is missing). A stretch
-// already recorded from the same position keeps its row, with the later end.
+// already recorded from the same position keeps its row, with the later end. A lost slot
+// (Kind GapSlotLost) needs the kind column, which tables created before it lack: it is added
+// then (the table's owner may; another role gets an error naming the statement).
 func RecordGap(ctx context.Context, q Querier, t Table, g Gap) error {
 	if _, err := EnsureGapTable(ctx, q, t); err != nil {
 		return err
 	}
-	_, err := q.Exec(ctx, `INSERT INTO `+GapTable(t)+` (slot, from_lsn, to_lsn, reason, dropped)
-		VALUES ($1, $2::text::pg_lsn, $3::text::pg_lsn, $4, $5)
-		ON CONFLICT (slot, from_lsn) DO UPDATE SET to_lsn = greatest(`+GapTable(t)+`.to_lsn, excluded.to_lsn)`,
-		g.Slot, g.From.String(), g.To.String(), g.Reason, g.Dropped)
+	insert := `INSERT INTO ` + GapTable(t) + ` (slot, from_lsn, to_lsn, reason, dropped)
+		VALUES ($1, $2::text::pg_lsn, $3::text::pg_lsn, $4, $5)`
+	args := []any{g.Slot, g.From.String(), g.To.String(), g.Reason, g.Dropped}
+	if g.Kind == GapSlotLost {
+		alter := `ALTER TABLE ` + GapTable(t) + ` ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'publication'`
+		var has bool
+		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_attribute
+			WHERE attrelid = $1::regclass AND attname = 'kind' AND NOT attisdropped)`, GapTable(t)).Scan(&has); err != nil {
+			return fmt.Errorf("read %s: %w", GapTable(t), err)
+		}
+		if !has {
+			if _, err := q.Exec(ctx, alter); err != nil {
+				return fmt.Errorf("add the kind column to %s (run, as its owner: %s): %w", GapTable(t), alter, err)
+			}
+		}
+		insert = `INSERT INTO ` + GapTable(t) + ` (slot, from_lsn, to_lsn, reason, dropped, kind)
+		VALUES ($1, $2::text::pg_lsn, $3::text::pg_lsn, $4, $5, $6)`
+		args = append(args, g.Kind)
+	}
+	_, err := q.Exec(ctx, insert+`
+		ON CONFLICT (slot, from_lsn) DO UPDATE SET to_lsn = greatest(`+GapTable(t)+`.to_lsn, excluded.to_lsn)`, args...)
 	if err != nil {
 		return fmt.Errorf("record the publication stretch %s..%s in %s: %w", g.From, g.To, GapTable(t), err)
 	}
@@ -119,9 +151,11 @@ func AllGaps(ctx context.Context, q Querier, t Table, slot string) ([]Gap, error
 }
 
 func readGaps(ctx context.Context, q Querier, t Table, slot, where string) ([]Gap, error) {
+	// to_jsonb(g) reads the kind column where it exists: tables created before it have none.
 	rows, err := q.Query(ctx, `SELECT slot, from_lsn::text, to_lsn::text, detected_at, reason, dropped,
-		coalesce(covered_lsn::text, '0/0'), coalesce(resolution, ''), coalesce(resolved_at, 'epoch'), coalesce(published, 0)
-		FROM `+GapTable(t)+` WHERE slot = $1 AND `+where+` ORDER BY from_lsn`, slot)
+		coalesce(covered_lsn::text, '0/0'), coalesce(resolution, ''), coalesce(resolved_at, 'epoch'), coalesce(published, 0),
+		coalesce(to_jsonb(g)->>'kind', 'publication')
+		FROM `+GapTable(t)+` g WHERE slot = $1 AND `+where+` ORDER BY from_lsn`, slot)
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table: nothing recorded
@@ -134,7 +168,7 @@ func readGaps(ctx context.Context, q Querier, t Table, slot, where string) ([]Ga
 	for rows.Next() {
 		var g Gap
 		var from, to, covered string
-		if err := rows.Scan(&g.Slot, &from, &to, &g.DetectedAt, &g.Reason, &g.Dropped, &covered, &g.Resolution, &g.ResolvedAt, &g.Published); err != nil {
+		if err := rows.Scan(&g.Slot, &from, &to, &g.DetectedAt, &g.Reason, &g.Dropped, &covered, &g.Resolution, &g.ResolvedAt, &g.Published, &g.Kind); err != nil {
 			return nil, fmt.Errorf("read %s: %w", GapTable(t), err)
 		}
 		if g.From, err = pglogrepl.ParseLSN(from); err == nil {
@@ -173,8 +207,14 @@ func ResolveGap(ctx context.Context, q Querier, t Table, g Gap, resolution strin
 	return nil
 }
 
+// Lost reports whether g records a lost slot (not a publication stretch).
+func (g Gap) Lost() bool { return g.Kind == GapSlotLost }
+
 // String names the stretch for log lines and errors.
 func (g Gap) String() string {
+	if g.Lost() {
+		return fmt.Sprintf("slot %s lost after %s, seen at %s: %s", g.Slot, g.From, g.DetectedAt.UTC().Format(time.RFC3339), g.Reason)
+	}
 	end := g.To.String()
 	if g.Covered > g.To {
 		end = g.Covered.String() + " (the publication covered the inserts again by then)"
@@ -192,12 +232,29 @@ type UnrecoveredGapError struct {
 // ErrUnrecoveredGap is what [UnrecoveredGapError] wraps, with [ErrNoPublication].
 var ErrUnrecoveredGap = errors.New("the publication stopped covering the outbox inserts")
 
-// Is reports ErrUnrecoveredGap and ErrNoPublication.
+// Is reports ErrUnrecoveredGap and ErrNoPublication, or ErrSlotLost when a gap is a lost slot.
 func (e *UnrecoveredGapError) Is(target error) bool {
+	if e.lost() != nil {
+		return target == ErrSlotLost
+	}
 	return target == ErrUnrecoveredGap || target == ErrNoPublication
 }
 
+func (e *UnrecoveredGapError) lost() *Gap {
+	for i := range e.Gaps {
+		if e.Gaps[i].Lost() {
+			return &e.Gaps[i]
+		}
+	}
+	return nil
+}
+
 func (e *UnrecoveredGapError) Error() string {
+	if g := e.lost(); g != nil {
+		return fmt.Sprintf("%v: %s; that loss was not recovered, and streaming on would skip what Kafka lacks for good: "+
+			"run `pgoutbox recover` to see what it will do, then `pgoutbox recover --apply` (it creates the slot again, "+
+			"republishes the outbox rows that are not in Kafka and tells clients to re-sync)", ErrSlotLost, g)
+	}
 	g := e.Gaps[0]
 	more := ""
 	if len(e.Gaps) > 1 {

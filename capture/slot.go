@@ -390,17 +390,26 @@ func errSlotNoPosition(slot string) error {
 		ErrSlotPlugin, slot)
 }
 
-// errSlotInvalidated: the server invalidated the slot. It cannot be streamed again, so here,
-// and only here, dropping it is part of the recovery.
+// errSlotInvalidated: the server invalidated the slot. It cannot be streamed again: `pgoutbox
+// recover` creates it again and republishes what the outbox table still holds.
 func errSlotInvalidated(slot, detail string, confirmed pglogrepl.LSN) error {
 	from := afterPosition(confirmed)
 	if detail != "" {
 		detail = " (" + detail + ")"
 	}
-	return fmt.Errorf("%w: replication slot %q was invalidated%s: events committed after %s may be missing from Kafka; "+
-		"the slot cannot be streamed again: drop it (%s), run `pgoutbox setup`, and re-publish the outbox rows committed after %s",
-		ErrSlotLost, slot, detail, from, DropSlotSQL(slot), from)
+	return &LostSlotError{From: confirmed, err: fmt.Errorf("%w: replication slot %q was invalidated%s: events committed after %s may be missing from Kafka; %s",
+		ErrSlotLost, slot, detail, from, recoverLostAdvice)}
 }
+
+// LostSlotError is a lost slot's error (it matches [ErrSlotLost]), with the position after which
+// events may be missing, for the record of the loss (see [GapSlotLost]).
+type LostSlotError struct {
+	From pglogrepl.LSN // 0 when unknown
+	err  error
+}
+
+func (e *LostSlotError) Error() string { return e.err.Error() }
+func (e *LostSlotError) Unwrap() error { return e.err }
 
 // SlotLostError returns the error of a slot that a running relay lost, matching [ErrSlotLost]:
 // invalidated (s.Lost()), or gone — dropped while the relay streamed from it, which a restart
@@ -412,9 +421,10 @@ func SlotLostError(s Slot, lastConfirmed pglogrepl.LSN) error {
 		return errSlotInvalidated(s.Name, s.lostDetail(), max(s.ConfirmedFlushLSN, lastConfirmed))
 	}
 	from := afterPosition(lastConfirmed)
-	return fmt.Errorf("%w: replication slot %q was dropped while pgoutbox streamed from it: events committed after %s may be missing from Kafka; "+
-		"run `pgoutbox setup` to create it again (it starts at the current end of WAL), and re-publish the outbox rows committed after %s",
-		ErrSlotLost, s.Name, from, from)
+	return &LostSlotError{From: lastConfirmed, err: fmt.Errorf("%w: replication slot %q was dropped while pgoutbox streamed from it: events committed after %s may be missing from Kafka; "+
+		"run `pgoutbox recover` to see what it will do, then `pgoutbox recover --apply` (it creates the slot again, republishes from the outbox "+
+		"table the rows that are not in Kafka, and tells clients to re-sync)",
+		ErrSlotLost, s.Name, from)}
 }
 
 func afterPosition(lsn pglogrepl.LSN) string {

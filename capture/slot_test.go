@@ -150,7 +150,7 @@ func TestSlot_check(t *testing.T) {
 		{"another database", with(func(s *Slot) { s.Database = "other" }), ErrSlotPlugin, ErrSlotPlugin,
 			[]string{`database "other", not "app"`, "--slot"}},
 		{"invalidated", with(func(s *Slot) { s.WALStatus = "lost" }), ErrSlotLost, ErrSlotLost,
-			[]string{"invalidated (wal_status=lost)", "after 0/3000000 may be missing", "pg_drop_replication_slot('pgoutbox')", "pgoutbox setup", "re-publish"}},
+			[]string{"invalidated (wal_status=lost)", "after 0/3000000 may be missing", "pgoutbox recover --apply", "republishes"}},
 		{"invalidated, PostgreSQL 17", with(func(s *Slot) { s.InvalidationReason = "idle_timeout" }), ErrSlotLost, ErrSlotLost,
 			[]string{"invalidation_reason=idle_timeout"}},
 		{"in use: usable by a standby", with(func(s *Slot) { s.Active, s.ActivePID = true, 77 }), nil, ErrSlotInUse,
@@ -201,10 +201,10 @@ func TestSlotLostError(t *testing.T) {
 		says []string
 	}{
 		{"dropped under the relay", Slot{Name: "s"}, 0x5000000,
-			[]string{"was dropped while pgoutbox streamed", "after 0/5000000 may be missing", "pgoutbox setup", "re-publish the outbox rows committed after 0/5000000"}},
+			[]string{"was dropped while pgoutbox streamed", "after 0/5000000 may be missing", "pgoutbox recover --apply", "republishes"}},
 		{"dropped, position unknown", Slot{Name: "s"}, 0, []string{"after its last confirmed position may be missing"}},
 		{"invalidated: the slot's position", Slot{Name: "s", Exists: true, WALStatus: "lost", ConfirmedFlushLSN: 0x6000000}, 0x5000000,
-			[]string{"invalidated (wal_status=lost)", "after 0/6000000", "pg_drop_replication_slot('s')"}},
+			[]string{"invalidated (wal_status=lost)", "after 0/6000000", "pgoutbox recover --apply"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,7 +37,7 @@ func TestSlotDroppedUnderTheRelay(t *testing.T) {
 		t.Fatal("relay exited 0 after its slot was dropped")
 	}
 	log := lastLine(relay.Log.String())
-	for _, want := range []string{"replication slot lost", "was dropped while pgoutbox streamed from it", "may be missing", "re-publish"} {
+	for _, want := range []string{"replication slot lost", "was dropped while pgoutbox streamed from it", "may be missing", "pgoutbox recover --apply"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the relay's last line does not say %q:\n%s", want, log)
 		}
@@ -45,6 +45,41 @@ func TestSlotDroppedUnderTheRelay(t *testing.T) {
 	if strings.Contains(log, "create it with `pgoutbox setup`:") {
 		t.Errorf("the relay gave a first start's advice for a slot lost under it:\n%s", log)
 	}
+
+	// Rows committed while there is no slot; `pgoutbox setup` would create the slot at the end of
+	// WAL and skip them: the relay refuses even then, and the advice brings them back.
+	var ids []string
+	for n := 2; n <= 4; n++ {
+		ids = append(ids, insertReturningID(t, e, "ch", fmt.Sprintf(`{"n": %d}`, n), ""))
+	}
+	if out, err := e.Pgoutbox(t, "setup"); err != nil {
+		t.Fatalf("pgoutbox setup: %v\n%s", err, out)
+	}
+	if r := e.StartRelay(t, "PGOUTBOX_LOG_LEVEL=info"); r.WaitExit(time.Minute) == 0 || !strings.Contains(r.Log.String(), "pgoutbox recover --apply") {
+		t.Fatalf("a start after setup re-created the lost slot did not refuse naming `pgoutbox recover --apply`:\n%s", r.Log.Tail(3))
+	}
+	if code, out := e.StatusExit(t); code != 2 || !strings.Contains(out, "lost slot not recovered") {
+		t.Errorf("pgoutbox status exit %d, want 2 (critical) naming the lost slot:\n%s", code, out)
+	}
+	code, out := e.RunExit(t, "recover", "--apply")
+	if code != 0 || !strings.Contains(out, "published 3 events") {
+		t.Fatalf("pgoutbox recover --apply exit %d, want 3 events published:\n%s", code, out)
+	}
+	relay = e.StartRelay(t, "PGOUTBOX_LOG_LEVEL=info")
+	relay.WaitLog("streaming started", time.Minute)
+	last := insertReturningID(t, e, "ch", `{"n": 5}`, "")
+	recs := waitEvents(t, e, 5, time.Minute)
+	relay.Stop(30 * time.Second)
+	var got []string
+	for _, r := range recs {
+		if r.Headers["pgoutbox-control"] == "" {
+			got = append(got, r.Headers["pgoutbox-id"])
+		}
+	}
+	if want := append(append([]string{got[0]}, ids...), last); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("records %v, want %v (each row once, in order)", got, want)
+	}
+	t.Logf("recover --apply after the slot was dropped:\n%s", out)
 }
 
 // TestSetup_KafkaUnreachableCreatesNoSlot: `setup --partitions` with Kafka unreachable used to

@@ -74,7 +74,7 @@ func TestPostgresVersions(t *testing.T) {
 			t.Run("AckGating", func(t *testing.T) { t.Parallel(); testAckGating(t, target) })
 			t.Run("CrashMidStream", func(t *testing.T) { t.Parallel(); testCrashMidStream(t, target) })
 			t.Run("IdleProgress", func(t *testing.T) { t.Parallel(); testIdleProgress(t, target) })
-			t.Run("SlotLost", func(t *testing.T) { t.Parallel(); testSlotLost(t, target) })
+			t.Run("SlotLost", func(t *testing.T) { t.Parallel(); testSlotLost(t, target, lostCases[0]) })
 			t.Run("StartupChecks", func(t *testing.T) { t.Parallel(); testStartupChecks(t, target) })
 			t.Run("MessagesMixed", func(t *testing.T) { t.Parallel(); testMessagesCompleteness(t, target) })
 			t.Run("PublicationRecover", func(t *testing.T) { t.Parallel(); testPublicationRecover(t, target, recoverCases[0]) })

@@ -182,6 +182,9 @@ func (r *Pipeline) Run(ctx context.Context) error {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}
+	if errors.Is(err, capture.ErrSlotLost) {
+		r.recordLostSlot(ctx, err)
+	}
 	return err
 }
 

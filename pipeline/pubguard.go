@@ -219,6 +219,34 @@ func (r *Pipeline) recordGap(ctx context.Context, err error) {
 		Msg("publication stretch recorded: every start refuses to stream until `pgoutbox recover --apply` has published it")
 }
 
+// recordLostSlot persists a lost slot (see Deps.Gaps) before the relay stops, so that every
+// later start refuses to stream — also once the slot exists again, e.g. after `pgoutbox setup`,
+// which would start it at the end of WAL and skip what was lost — and `pgoutbox status` stays
+// critical, until `pgoutbox recover --apply` has republished what the outbox table holds. A
+// failure is logged: an invalidated slot refuses by itself, and recover finds it without the row.
+func (r *Pipeline) recordLostSlot(ctx context.Context, err error) {
+	if r.deps.Gaps == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	from := r.Progress().Confirmed
+	var le *capture.LostSlotError
+	if errors.As(err, &le) && le.From != 0 {
+		from = le.From // the position the error names
+	}
+	why, _, _ := strings.Cut(err.Error(), "; ") // what happened, without the advice
+	why = strings.TrimPrefix(why, capture.ErrSlotLost.Error()+": ")
+	g := capture.Gap{Slot: r.cfg.Slot, Kind: capture.GapSlotLost, From: from, To: from, Reason: why}
+	if rerr := r.deps.Gaps.RecordGap(cctx, g); rerr != nil {
+		r.log.Error().Err(rerr).Stringer("from_lsn", from).
+			Msg("cannot record the lost slot in the database; run `pgoutbox recover` before starting the relay again")
+		return
+	}
+	r.log.Info().Stringer("from_lsn", from).
+		Msg("lost slot recorded: every start refuses to stream until `pgoutbox recover --apply` has republished what the outbox table holds")
+}
+
 // lost raises the lost alarm: the same "slot alarm lost" line as the slot monitor's, naming the
 // command that fixes it, and the observer's alarm.
 func (r *Pipeline) lost(err error) {

@@ -114,6 +114,13 @@ const (
 	// With the value [ControlBarrier] (no other header, no key, no value), see there.
 	HeaderControl = "pgoutbox-control"
 
+	// HeaderRepublished marks a record that `pgoutbox recover` republished from the outbox table
+	// after the slot was lost, with the value "table": its HeaderPosition (and HeaderCommitLSN,
+	// HeaderCommitIndex) is a [RepublishedPosition], not the commit position, which the lost WAL
+	// held; HeaderXID is the row's true transaction id (its xmin). Written by recover after the
+	// row's other headers. Consumers need not act on it: positions keep their order.
+	HeaderRepublished = "pgoutbox-republished"
+
 	// HeaderOriginalMessage holds, on the dead-letter record of a WAL-only event (a message of
 	// pgoutbox_send) that could not be published, the message's content exactly as emitted:
 	// the event has no other copy, and the record's value and headers hold only what could be

@@ -96,6 +96,18 @@ func (p Position) Compare(q Position) int {
 	return cmp.Compare(p.Index, q.Index)
 }
 
+// RepublishedPosition is the position of the rank-th (0-based) record that `pgoutbox recover`
+// republishes from the outbox table after the slot was lost, the new slot starting at start
+// (its consistent point). The rows' commit LSNs are gone with the WAL, so the position is not a
+// commit position: its LSN is start-1 and its index the rank in the republishing order. It
+// sorts after every position of the lost slot's stream (each of its commits lies before start)
+// and before every position the new slot streams (each of its commits lies at or after start),
+// so consumers' rule — apply a channel's records in position order, drop any at or below the
+// last applied — keeps working across the recovery. Such records carry [HeaderRepublished].
+func RepublishedPosition(start LSN, rank uint32) Position {
+	return Position{LSN: start - 1, Index: rank}
+}
+
 // IsZero reports whether p is the zero Position, which comes before every record's.
 func (p Position) IsZero() bool { return p == Position{} }
 

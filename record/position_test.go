@@ -107,3 +107,17 @@ func TestLSN_String(t *testing.T) {
 		}
 	}
 }
+
+func TestRepublishedPosition(t *testing.T) {
+	t.Parallel()
+	start := LSN(0x1_6B374D848)
+	lost := Position{LSN: start - 24, Index: 1 << 31} // the last commit before the new slot's start
+	streamed := Position{LSN: start}                  // the first commit the new slot can stream
+	first, last := RepublishedPosition(start, 0), RepublishedPosition(start, 1<<32-1)
+	if lost.Compare(first) >= 0 || first.Compare(last) >= 0 || last.Compare(streamed) >= 0 {
+		t.Errorf("want %s < %s < %s < %s", lost, first, last, streamed)
+	}
+	if lost.String() >= first.String() || last.String() >= streamed.String() {
+		t.Errorf("texts do not sort like the positions: %s %s %s %s", lost, first, last, streamed)
+	}
+}

@@ -81,7 +81,8 @@ func (g *gapRecorder) RecordGap(ctx context.Context, gap capture.Gap) error {
 	return capture.RecordGap(ctx, conn, g.table, gap)
 }
 
-// checkGaps returns a *capture.UnrecoveredGapError while the slot has an open stretch. When the
+// checkGaps returns a *capture.UnrecoveredGapError while the slot has an open stretch or an
+// unrecovered lost slot (recorded by the relay that lost it, or by `pgoutbox recover`). When the
 // publication covers the outbox inserts again, it records where that was first seen: the
 // stretch's end is at or before it.
 func checkGaps(ctx context.Context, conn *capture.Conn, cfg *Config, table capture.Table) error {
@@ -95,7 +96,7 @@ func checkGaps(ctx context.Context, conn *capture.Conn, cfg *Config, table captu
 			return err
 		}
 		for i := range gaps {
-			if gaps[i].Covered == 0 {
+			if gaps[i].Covered == 0 && !gaps[i].Lost() {
 				if err := capture.SetGapCovered(ctx, conn, table, gaps[i], wal); err != nil {
 					return err
 				}

@@ -33,7 +33,7 @@ Usage:
   pgoutbox drop-slot --yes drop the replication slot (refuses while a relay streams from it)
   pgoutbox dlq list        what the dead-letter topic holds: original topic, position, error
   pgoutbox dlq redrive [--apply] re-publish dead-letter records to their original topics, in position order (dry run without --apply)
-  pgoutbox recover [--apply] publish the events of a publication stretch the relay stopped at (dry run without --apply)
+  pgoutbox recover [--apply] publish the events of a publication stretch the relay stopped at, or after a lost slot create it again and republish the outbox rows Kafka lacks (dry run without --apply)
   pgoutbox help [command]  show a command's flags (every flag also reads a PGOUTBOX_* variable)
 
 Exit status: 0 on success and on SIGINT/SIGTERM, 1 on a runtime error, 2 on bad configuration.

@@ -44,8 +44,15 @@ func runRecover(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io
 	if err != nil {
 		return err
 	}
+	current, err := capture.ReadSlot(ctx, conn, cfg.Slot)
+	if err != nil {
+		return err
+	}
+	if slotLost(current, gaps) {
+		return recoverLostSlot(ctx, conn, cfg, table, current, gaps, base, say)
+	}
 	if len(gaps) == 0 {
-		say("nothing to recover: slot %s has no open publication stretch", cfg.Slot)
+		say("nothing to recover: slot %s is not lost and has no open publication stretch", cfg.Slot)
 		return nil
 	}
 	for _, g := range gaps {
@@ -317,9 +324,15 @@ func publish(ctx context.Context, pub *sink.Publisher, events []capture.Event, c
 	}
 	g := gaps[0]
 	for _, ch := range channels {
-		msgs = append(msgs, resyncMessage(topicOf[ch], ch, g))
+		msgs = append(msgs, resyncMessage(topicOf[ch], ch, "publication stretch recovered", g.From.String(), g.To.String()))
 	}
-	pub.BeginSession(record.Source{}) // the exact test above chose what to send
+	return sendAll(ctx, pub, msgs, "the stretch")
+}
+
+// sendAll publishes msgs in order and returns once Kafka acknowledged them all. The caller's
+// exact test chose what to send: the sink's tail test is off (a zero source).
+func sendAll(ctx context.Context, pub *sink.Publisher, msgs []sink.Message, what string) error {
+	pub.BeginSession(record.Source{})
 	in := make(chan sink.Message, len(msgs))
 	for _, m := range msgs {
 		in <- m
@@ -327,10 +340,10 @@ func publish(ctx context.Context, pub *sink.Publisher, events []capture.Event, c
 	close(in)
 	acked := 0
 	if err := pub.Run(ctx, in, func(ms []sink.Message) { acked += len(ms) }); err != nil {
-		return fmt.Errorf("publish the stretch: %w", err)
+		return fmt.Errorf("publish %s: %w", what, err)
 	}
 	if acked != len(msgs) {
-		return fmt.Errorf("publish the stretch: Kafka acknowledged %d of %d records", acked, len(msgs))
+		return fmt.Errorf("publish %s: Kafka acknowledged %d of %d records", what, acked, len(msgs))
 	}
 	return nil
 }
@@ -338,10 +351,9 @@ func publish(ctx context.Context, pub *sink.Publisher, events []capture.Event, c
 // resyncMessage is the control event that tells a channel's clients to bootstrap again (the
 // models SDK calls sync): events of the stretch reach Kafka after later ones may have, so a
 // client may hold state that lacks them. It has no position: it is not an event of the stream.
-func resyncMessage(topic, channel string, g capture.Gap) sink.Message {
+func resyncMessage(topic, channel, reason, from, to string) sink.Message {
 	value, _ := json.Marshal(map[string]string{
-		"control": record.ControlResync, "reason": "publication stretch recovered",
-		"from_lsn": g.From.String(), "to_lsn": g.To.String(),
+		"control": record.ControlResync, "reason": reason, "from_lsn": from, "to_lsn": to,
 	})
 	return sink.Message{Topic: topic, Key: []byte(channel), Value: value, Time: time.Now(), ID: "resync:" + channel,
 		Headers: []record.Header{
