@@ -568,3 +568,60 @@ func (c *resyncClient) waitBootstrapped(t *testing.T, timeout time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestSlotLost_WALOnly: a WAL-only outbox (--events-from=messages) loses its slot (dropped under
+// the relay) while events are sent: nothing can be republished — the WAL was their only copy —
+// and recover says so, creates the slot again and tells the stream's channels to re-sync; the
+// relay then streams the events sent after it.
+func TestSlotLost_WALOnly(t *testing.T) {
+	t.Parallel()
+	m := newMsgOutbox(t, 1, "PGOUTBOX_EVENTS_FROM=messages", "PGOUTBOX_LOG_LEVEL=info")
+	send := func(n int) {
+		harness.ExecSQL(t, m.DatabaseURL, fmt.Sprintf(`SELECT %s.pgoutbox_send('ch', 'e', jsonb_build_object('n', %d))`, m.Name, n))
+	}
+	relay := m.start(t)
+	relay.WaitLog("streaming started", time.Minute)
+	send(1)
+	harness.WaitRecords(t, m.Brokers, m.Name, 1, time.Minute)
+	if err := relay.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	harness.ExecSQL(t, m.DatabaseURL, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, m.Name)
+	harness.WaitSlotInactive(t, m.DatabaseURL, m.Name, 30*time.Second)
+	harness.ExecSQL(t, m.DatabaseURL, `SELECT pg_drop_replication_slot($1)`, m.Name)
+	if err := relay.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if code := relay.WaitExit(time.Minute); code == 0 {
+		t.Fatal("relay exited 0 after its slot was dropped")
+	}
+	send(2) // no slot: these two are lost for good
+	send(3)
+
+	dry, err := m.run(t, "recover")
+	if err != nil || !strings.Contains(dry, "cannot be republished") || !strings.Contains(dry, "nothing to republish (WAL-only outbox)") {
+		t.Fatalf("pgoutbox recover (dry run): %v\n%s", err, dry)
+	}
+	applied, err := m.run(t, "recover", "--apply")
+	if err != nil || !strings.Contains(applied, "published no events") || !strings.Contains(applied, "re-sync control record on each of 1 channels") {
+		t.Fatalf("pgoutbox recover --apply: %v\n%s", err, applied)
+	}
+	relay = m.start(t)
+	relay.WaitLog("streaming started", time.Minute)
+	send(4)
+	recs := waitEvents(t, m.Outbox, 2, time.Minute)
+	relay.Stop(30 * time.Second)
+	var got []string
+	for _, r := range recs {
+		switch r.Headers["pgoutbox-control"] {
+		case "":
+			got = append(got, fmt.Sprint(dataN(t, r.Value)))
+		case "resync":
+			got = append(got, "resync:"+r.Headers["pgoutbox-channel"])
+		}
+	}
+	if want := "[1 resync:ch 4]"; fmt.Sprint(got) != want {
+		t.Errorf("records %v, want %s", got, want)
+	}
+	t.Logf("recover --apply of a WAL-only outbox:\n%s", applied)
+}

@@ -75,9 +75,12 @@ func recoverLostSlot(ctx context.Context, conn *capture.Conn, cfg *Config, table
 		}
 	}
 
-	say("plan: drop slot %s and create it again (it streams every transaction that commits from then on); republish from %s, once each, "+
-		"the rows committed before that which Kafka does not hold; send a re-sync control record to every channel that may have a gap; close the loss",
-		cfg.Slot, table.QualifiedName())
+	republish := fmt.Sprintf("republish from %s, once each, the rows committed before that which Kafka does not hold", table.QualifiedName())
+	if !cfg.From().Table() {
+		republish = "nothing to republish (WAL-only outbox)"
+	}
+	say("plan: drop slot %s and create it again (it streams every transaction that commits from then on); %s; "+
+		"send a re-sync control record to every channel that may have a gap; close the loss", cfg.Slot, republish)
 	sayLimits(cfg, say)
 	if cfg.AcceptLoss {
 		say("--accept-loss does not apply to a lost slot: what the table holds is republished; what it does not hold is lost either way")
@@ -98,7 +101,7 @@ func recoverLostSlot(ctx context.Context, conn *capture.Conn, cfg *Config, table
 		err = capture.ReadInSnapshot(ctx, conn, func(ctx context.Context, q capture.Querier, ts bool, next uint64) error {
 			p, err := planLost(ctx, q, pub, cfg, table, src, 0, ts, next)
 			if err == nil {
-				sayPlan(p, ts, say)
+				sayPlan(cfg, p, ts, say)
 			}
 			return err
 		})
@@ -135,7 +138,7 @@ func recoverLostSlot(ctx context.Context, conn *capture.Conn, cfg *Config, table
 		return err
 	}
 	say("slot %s created again at %s: the relay streams every transaction that commits from there on", cfg.Slot, ns.Start)
-	sayPlan(p, ns.CommitTimestamps, say)
+	sayPlan(cfg, p, ns.CommitTimestamps, say)
 	if err := publishLost(ctx, pub, p, from, ns.Start); err != nil {
 		return err
 	}
@@ -150,8 +153,12 @@ func recoverLostSlot(ctx context.Context, conn *capture.Conn, cfg *Config, table
 	}
 	log.Info().Int("published", len(p.events)).Int("already_in_kafka", len(p.inKafka)).Int("bad_rows", len(p.bad)).
 		Int("channels_resynced", len(p.channels)).Int("deleted", deleted).Stringer("slot_start", ns.Start).Msg("lost slot recovered")
-	say("published %d events (positions %s to %s) and a re-sync control record on each of %d channels; %s; the loss is closed: start the relay",
-		len(p.events), firstPos(p.events), lastPos(p.events), len(p.channels), deletedText(cfg, deleted))
+	published := "published no events"
+	if len(p.events) > 0 {
+		published = fmt.Sprintf("published %d events (positions %s to %s)", len(p.events), p.events[0].Position(), p.events[len(p.events)-1].Position())
+	}
+	say("%s and a re-sync control record on each of %d channels; %s; the loss is closed: start the relay",
+		published, len(p.channels), deletedText(cfg, deleted))
 	return nil
 }
 
@@ -176,7 +183,11 @@ func sayLimits(cfg *Config, say func(string, ...any)) {
 }
 
 // sayPlan prints the figures of a plan and the order used.
-func sayPlan(p *lostPlan, commitTimestamps bool, say func(string, ...any)) {
+func sayPlan(cfg *Config, p *lostPlan, commitTimestamps bool, say func(string, ...any)) {
+	if !cfg.From().Table() {
+		say("nothing to publish; re-sync records for %d channels", len(p.channels))
+		return
+	}
 	say("%d rows in the table; %d of them are in Kafka already; %d to publish; %d that cannot be published (left out, listed below); re-sync records for %d channels",
 		p.rows, len(p.inKafka), len(p.events), len(p.bad), len(p.channels))
 	if commitTimestamps {
@@ -395,18 +406,4 @@ func prefixed(prefix, v string) string {
 		return ""
 	}
 	return prefix + v
-}
-
-func firstPos(evs []capture.Event) string {
-	if len(evs) == 0 {
-		return "-"
-	}
-	return evs[0].Position().String()
-}
-
-func lastPos(evs []capture.Event) string {
-	if len(evs) == 0 {
-		return "-"
-	}
-	return evs[len(evs)-1].Position().String()
 }
