@@ -104,6 +104,25 @@ func EnsureGapTable(ctx context.Context, q Querier, t Table) (created bool, err 
 	return true, nil
 }
 
+// EnsureGapKind adds the kind column to a gap table created before it had one (`pgoutbox
+// setup`, as the table's owner, does it; so does the first record of a lost slot). A relay that
+// records only publication stretches does without it.
+func EnsureGapKind(ctx context.Context, q Querier, t Table) error {
+	var has bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_attribute
+		WHERE attrelid = $1::regclass AND attname = 'kind' AND NOT attisdropped)`, GapTable(t)).Scan(&has); err != nil {
+		return fmt.Errorf("read %s: %w", GapTable(t), err)
+	}
+	if has {
+		return nil
+	}
+	alter := `ALTER TABLE ` + GapTable(t) + ` ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'publication'`
+	if _, err := q.Exec(ctx, alter); err != nil {
+		return fmt.Errorf("add the kind column to %s: run `pgoutbox setup` as its owner (or, as its owner, %s): %w", GapTable(t), alter, err)
+	}
+	return nil
+}
+
 // RecordGap stores g as an open stretch (creating the table if it is missing). A stretch
 // already recorded from the same position keeps its row, with the later end. A lost slot
 // (Kind GapSlotLost) needs the kind column, which tables created before it lack: it is added
@@ -116,16 +135,8 @@ func RecordGap(ctx context.Context, q Querier, t Table, g Gap) error {
 		VALUES ($1, $2::text::pg_lsn, $3::text::pg_lsn, $4, $5)`
 	args := []any{g.Slot, g.From.String(), g.To.String(), g.Reason, g.Dropped}
 	if g.Kind == GapSlotLost {
-		alter := `ALTER TABLE ` + GapTable(t) + ` ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'publication'`
-		var has bool
-		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_attribute
-			WHERE attrelid = $1::regclass AND attname = 'kind' AND NOT attisdropped)`, GapTable(t)).Scan(&has); err != nil {
-			return fmt.Errorf("read %s: %w", GapTable(t), err)
-		}
-		if !has {
-			if _, err := q.Exec(ctx, alter); err != nil {
-				return fmt.Errorf("add the kind column to %s (run, as its owner: %s): %w", GapTable(t), alter, err)
-			}
+		if err := EnsureGapKind(ctx, q, t); err != nil {
+			return err
 		}
 		insert = `INSERT INTO ` + GapTable(t) + ` (slot, from_lsn, to_lsn, reason, dropped, kind)
 		VALUES ($1, $2::text::pg_lsn, $3::text::pg_lsn, $4, $5, $6)`

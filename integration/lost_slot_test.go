@@ -625,3 +625,30 @@ func TestSlotLost_WALOnly(t *testing.T) {
 	}
 	t.Logf("recover --apply of a WAL-only outbox:\n%s", applied)
 }
+
+// TestSetup_AddsGapKind: a gap table created before the kind column (which records a lost slot)
+// gets it from `pgoutbox setup`, run as its owner; the stretches it holds stay publication
+// stretches.
+func TestSetup_AddsGapKind(t *testing.T) {
+	t.Parallel()
+	e := harness.Outbox{Services: harness.NeedServices(t), Name: harness.UniqueName(t)}
+	harness.ExecSQL(t, e.DatabaseURL, "CREATE SCHEMA "+e.Name)
+	harness.DropSlotAtCleanup(t, e.DatabaseURL, e.Name)
+	t.Cleanup(func() {
+		harness.ExecInCleanup(t, e.DatabaseURL, "DROP PUBLICATION IF EXISTS "+e.Name)
+		harness.ExecInCleanup(t, e.DatabaseURL, "DROP PUBLICATION IF EXISTS "+e.Name+"_recovery")
+		harness.ExecInCleanup(t, e.DatabaseURL, "DROP SCHEMA "+e.Name+" CASCADE")
+	})
+	harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(`CREATE TABLE %s.pgoutbox_gap (slot text NOT NULL, from_lsn pg_lsn NOT NULL, to_lsn pg_lsn NOT NULL,
+		detected_at timestamptz NOT NULL DEFAULT now(), reason text NOT NULL, dropped boolean NOT NULL DEFAULT false, covered_lsn pg_lsn,
+		resolution text, resolved_at timestamptz, published bigint, PRIMARY KEY (slot, from_lsn))`, e.Name))
+	harness.ExecSQL(t, e.DatabaseURL, fmt.Sprintf(`INSERT INTO %s.pgoutbox_gap (slot, from_lsn, to_lsn, reason) VALUES ('old', '0/1', '0/2', 'old stretch')`, e.Name))
+	env := []string{"PGOUTBOX_TABLE=" + e.Name + ".outbox", "PGOUTBOX_MESSAGE_PREFIX=" + e.Name}
+	if code, out := runWith(t, e, env, "setup"); code != 0 {
+		t.Fatalf("pgoutbox setup exit %d:\n%s", code, out)
+	}
+	var kind string
+	if err := harness.QueryRow(context.Background(), e.DatabaseURL, fmt.Sprintf(`SELECT kind FROM %s.pgoutbox_gap WHERE slot = 'old'`, e.Name), nil, &kind); err != nil || kind != "publication" {
+		t.Errorf("kind of the old stretch after setup: %q (%v), want publication", kind, err)
+	}
+}

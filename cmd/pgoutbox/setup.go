@@ -108,7 +108,13 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 		{"recovery publication " + capture.RecoveryPublication(cfg.Publication), func() (bool, error) {
 			return capture.EnsurePublication(cctx, conn, capture.RecoveryPublication(cfg.Publication), table)
 		}},
-		{"publication-stretch table " + capture.GapTable(table), func() (bool, error) { return capture.EnsureGapTable(cctx, conn, table) }},
+		{"publication-stretch table " + capture.GapTable(table), func() (bool, error) {
+			created, err := capture.EnsureGapTable(cctx, conn, table)
+			if err == nil {
+				err = capture.EnsureGapKind(cctx, conn, table) // tables created before the kind column
+			}
+			return created, err
+		}},
 		{"replication slot " + cfg.Slot, ensureSlot},
 	}
 	if cfg.From().Messages() { // the WAL-only outbox (--events-from=both or messages)
