@@ -91,9 +91,14 @@ type Deps struct {
 	// Gaps, when set, records the stretch that the publication guard finds.
 	Gaps GapRecorder
 	// Deleter, when set, turns on --retention=delete-after-publish.
-	Deleter  Deleter
-	Observer Observer // default: NopObserver
-	Clock    Clock    // default: the real clock
+	Deleter Deleter
+	// AwaitSink, when set, runs before the first session and returns once the sink can publish
+	// (nil), or with an error that stops the relay (ctx.Err() on shutdown). Meanwhile the slot
+	// monitor and the publication guard run, and nothing is read or confirmed: a relay started
+	// while Kafka is down waits for it, as a running one does.
+	AwaitSink func(ctx context.Context) error
+	Observer  Observer // default: NopObserver
+	Clock     Clock    // default: the real clock
 	// Log is the base logger; the relay adds component=relay, the janitor component=janitor
 	// and the monitor component=monitor.
 	Log zerolog.Logger
@@ -191,6 +196,11 @@ func (r *Pipeline) Run(ctx context.Context) error {
 // sessions runs one session after another until ctx is done (ctx.Err()) or a session fails
 // in a way a retry cannot fix.
 func (r *Pipeline) sessions(ctx context.Context) error {
+	if r.deps.AwaitSink != nil {
+		if err := r.deps.AwaitSink(ctx); err != nil {
+			return err
+		}
+	}
 	b := newBackoff(r.cfg.ReconnectFirst, r.cfg.ReconnectMax, r.cfg.StandbyPoll)
 	for {
 		started := r.clock.Now()

@@ -314,3 +314,45 @@ func TestRelay_Run_TellsThePublisherEachSessionsSource(t *testing.T) {
 		}
 	}
 }
+
+// TestRelay_Run_AwaitSink: no session opens while AwaitSink waits (the monitor runs
+// meanwhile); it opens once AwaitSink returns; an error of AwaitSink is the relay's result.
+func TestRelay_Run_AwaitSink(t *testing.T) {
+	ss := &streams{list: []*fakeStream{{start: 100}}}
+	slots := healthySlot()
+	r, _, obs := testRelay(t, ss, &fakePublisher{}, slots, nil, false)
+	release := make(chan struct{})
+	r.deps.AwaitSink = func(ctx context.Context) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := runAsync(ctx, r)
+	eventually(t, "a slot check while waiting", func() bool { slots.mu.Lock(); defer slots.mu.Unlock(); return slots.reads > 0 })
+	ss.mu.Lock()
+	opened := ss.used
+	ss.mu.Unlock()
+	if opened != 0 {
+		t.Fatalf("%d sessions opened while AwaitSink waited", opened)
+	}
+	close(release)
+	eventually(t, "the session", func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.started == 1 })
+	cancel()
+	if err := wait(t); err != nil {
+		t.Fatalf("Run after cancel = %v, want nil", err)
+	}
+
+	refused := errors.New("kafka refused the client")
+	r, _, obs = testRelay(t, &streams{list: []*fakeStream{{start: 100}}}, &fakePublisher{}, healthySlot(), nil, false)
+	r.deps.AwaitSink = func(context.Context) error { return refused }
+	if err := runAsync(context.Background(), r)(t); !errors.Is(err, refused) {
+		t.Errorf("Run = %v, want AwaitSink's error", err)
+	}
+	if obs.started != 0 {
+		t.Errorf("%d sessions started after AwaitSink failed", obs.started)
+	}
+}

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -143,6 +144,23 @@ var retriableCodes = map[kafka.Error]bool{
 	kafka.BrokerNotAvailable:  true,
 	kafka.ReplicaNotAvailable: true,
 	kafka.Unknown:             true,
+}
+
+// Unavailable reports whether err, from an admin request such as [Publisher.Partitions], says
+// that Kafka is not there yet rather than that the configuration is wrong: no broker answered
+// (a network error or timeout; a TLS handshake failure is a configuration error), or the
+// cluster answered with a temporary error (no leader yet, a broker still loading). A relay
+// started then waits for Kafka instead of exiting, as a running one does. A missing topic is
+// not unavailability: it is a configuration error with its own fix.
+func Unavailable(err error) bool {
+	if err == nil || errors.Is(err, ErrTopicNotFound) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, ErrUnreachable) {
+		return !tlsFailure(err)
+	}
+	var kerr kafka.Error
+	return errors.As(err, &kerr) && kerr != kafka.UnknownTopicOrPartition && (kerr.Temporary() || retriableCodes[kerr])
 }
 
 // classify says whether a failed request may be re-sent.

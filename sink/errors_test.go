@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -153,6 +154,32 @@ func TestKafkaClient_requestError(t *testing.T) {
 		}
 		if tt.unreachable && !strings.Contains(err.Error(), "b1:9092,b2:9092") {
 			t.Errorf("requestError(%v) = %v, does not name the brokers", tt.err, err)
+		}
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	c := &kafkaClient{brokers: "b1:9092", setupTopics: map[string]bool{"t": true}}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"connection refused", c.requestError("read metadata", syscall.ECONNREFUSED), true},
+		{"no broker reached by kafka-go", c.requestError("read metadata", kafka.BrokerNotAvailable), true},
+		{"timeout", c.requestError("read metadata", context.DeadlineExceeded), true},
+		{"tls failure", c.requestError("read metadata", &tls.CertificateVerificationError{Err: errors.New("bad cert")}), false},
+		{"no leader yet", fmt.Errorf("read metadata of topic %q: %w", "t", kafka.LeaderNotAvailable), true},
+		{"topic not found", c.topicNotFound("t"), false},
+		{"unknown topic code", fmt.Errorf("x: %w", kafka.UnknownTopicOrPartition), false},
+		{"authorization", fmt.Errorf("x: %w", kafka.TopicAuthorizationFailed), false},
+		{"cancelled", c.requestError("read metadata", context.Canceled), false},
+	}
+	for _, tt := range tests {
+		if got := Unavailable(tt.err); got != tt.want {
+			t.Errorf("%s: Unavailable(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
 }

@@ -13,7 +13,8 @@ import (
 
 // preflight checks everything that a restart would not fix, so that a misconfiguration stops
 // the process at once with a message naming the fix, instead of retrying forever.
-func preflight(ctx context.Context, cfg *Config, table capture.Table, pub *sink.Publisher, log zerolog.Logger) error {
+// Kafka is checked afterwards, by awaitKafka, which waits for it.
+func preflight(ctx context.Context, cfg *Config, table capture.Table, log zerolog.Logger) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := capture.Connect(cctx, cfg.DatabaseURL)
@@ -49,9 +50,53 @@ func preflight(ctx context.Context, cfg *Config, table capture.Table, pub *sink.
 	); err != nil {
 		return err
 	}
-	if _, err := capture.CheckSlot(cctx, conn, cfg.Slot); err != nil {
-		return err
+	_, err = capture.CheckSlot(cctx, conn, cfg.Slot)
+	return err
+}
+
+// kafkaWaitFirst is the first pause of awaitKafka; the pauses double up to --reconnect-max.
+const kafkaWaitFirst = 500 * time.Millisecond
+
+// awaitKafka checks the topic and the dead-letter topic before the first session. While Kafka
+// does not answer (see [sink.Unavailable]) it waits, as a running relay does: it retries with
+// a doubling pause up to --reconnect-max, logs each attempt with what it waits for and what to
+// check, and /readyz answers 503 with the same reason. Nothing is read from PostgreSQL or
+// confirmed meanwhile. A missing topic or a refusal stays an error: waiting would not fix it.
+func awaitKafka(ctx context.Context, cfg *Config, pub *sink.Publisher, h *health, log zerolog.Logger) error {
+	wait := kafkaWaitFirst
+	since := time.Now()
+	for attempt := 1; ; attempt++ {
+		err := checkTopics(ctx, cfg, pub)
+		if err == nil {
+			if attempt > 1 {
+				log.Info().Int("attempts", attempt).Stringer("waited", time.Since(since).Round(time.Millisecond)).
+					Msg("kafka answers; streaming starts")
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !sink.Unavailable(err) {
+			return err
+		}
+		h.set(false, "waiting for Kafka: "+err.Error())
+		log.Warn().Err(err).Int("attempt", attempt).Stringer("retry_in", wait).
+			Msg("waiting for Kafka before streaming: nothing is read from PostgreSQL or confirmed until it answers; " +
+				"check --kafka-brokers and that Kafka is running")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, max(cfg.ReconnectMax, kafkaWaitFirst))
 	}
+}
+
+// checkTopics reads the partition counts of the topic and the dead-letter topic.
+func checkTopics(ctx context.Context, cfg *Config, pub *sink.Publisher) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	if _, err := pub.Partitions(cctx, cfg.Topic); err != nil {
 		return err
 	}
@@ -62,3 +107,4 @@ func preflight(ctx context.Context, cfg *Config, table capture.Table, pub *sink.
 	}
 	return nil
 }
+

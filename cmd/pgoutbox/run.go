@@ -11,7 +11,8 @@ import (
 
 // runRelay is `pgoutbox run`: it builds the pipeline's parts from the configuration, checks
 // everything a restart would not fix, serves /metrics and health, and runs the relay until
-// shutdown (nil) or a failure (an error: exit 1).
+// shutdown (nil) or a failure (an error: exit 1). Kafka down at start is not a failure: the
+// relay waits for it (awaitKafka), with /readyz 503, as a running relay does.
 func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	table, err := cfg.Table()
 	if err != nil {
@@ -34,8 +35,11 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		Publication: &publicationReader{catalog: catalog{url: cfg.DatabaseURL}, publication: cfg.Publication, table: table},
 		Gaps:        &gapRecorder{catalog: catalog{url: cfg.DatabaseURL}, table: table},
 		Deleter:     cfg.deleter(table),
-		Observer:    m,
-		Log:         log,
+		AwaitSink: func(ctx context.Context) error {
+			return awaitKafka(ctx, cfg, pub, m.health, log.With().Str("component", "relay").Logger())
+		},
+		Observer: m,
+		Log:      log,
 	})
 	if err != nil {
 		return err
@@ -47,7 +51,7 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		return err
 	}
 	defer stopHTTP()
-	if err := preflight(ctx, cfg, table, pub, log.With().Str("component", "relay").Logger()); err != nil {
+	if err := preflight(ctx, cfg, table, log.With().Str("component", "relay").Logger()); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -63,12 +63,19 @@ func ParseMetrics(text string) map[string]float64 {
 // Readyz returns /readyz's status code and body.
 func Readyz(t *testing.T, addr string) (int, string) {
 	t.Helper()
+	return Health(t, addr, "/readyz")
+}
+
+// Health returns the status code and body of the relay's health endpoint path (/readyz,
+// /healthz).
+func Health(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("readyz %s: %v", addr, err)
+		t.Fatalf("GET %s%s: %v", addr, path, err)
 	}
 	defer func() { _ = res.Body.Close() }()
 	body, _ := io.ReadAll(res.Body)
