@@ -104,6 +104,17 @@ func (s Slot) checkStreamable() error {
 	return nil
 }
 
+// checkCopyable is checkStreamable for a copy of the slot: the slot may be active.
+func (s Slot) checkCopyable() error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if s.ConfirmedFlushLSN == 0 {
+		return errSlotNoPosition(s.Name)
+	}
+	return nil
+}
+
 // ReadSlot reads our slot's row and the server's WAL figures over a normal connection. A
 // missing slot is not an error: Exists is false.
 func ReadSlot(ctx context.Context, q Querier, slot string) (Slot, error) {

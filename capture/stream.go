@@ -156,7 +156,11 @@ func (s *Stream) Open(ctx context.Context) (pglogrepl.LSN, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrConnection, err)
 	}
-	if err := slot.checkStreamable(); err != nil {
+	check := slot.checkStreamable
+	if s.cfg.CopySlot {
+		check = slot.checkCopyable // a copy may be taken while the relay streams the slot
+	}
+	if err := check(); err != nil {
 		return 0, err
 	}
 	s.streamSlot = s.cfg.Slot

@@ -50,6 +50,18 @@ type GapRecorder interface {
 	RecordGap(ctx context.Context, g capture.Gap) error
 }
 
+// Verifier reads a stretch of WAL again through a publication that nothing alters (the
+// recovery publication), for the publication guard to tell a harmless ALTER PUBLICATION from
+// one that stopped covering the outbox inserts for a moment.
+type Verifier interface {
+	// ReadStretch returns the outbox events committed from the slot's confirmed position up to
+	// end, a WAL position past every transaction running when it was called, in commit order.
+	ReadStretch(ctx context.Context) (end capture.LSN, events []capture.Event, err error)
+	// Missing returns the events whose positions Kafka does not hold (bad rows: their
+	// dead-letter topic's).
+	Missing(ctx context.Context, events []capture.Event) ([]capture.Event, error)
+}
+
 // Deleter deletes published outbox rows ([capture.OutboxDeleter]); with one, the relay
 // confirms a row only after its DELETE committed (--retention=delete-after-publish).
 type Deleter interface {

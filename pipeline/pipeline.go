@@ -90,6 +90,10 @@ type Deps struct {
 	Publication PublicationReader
 	// Gaps, when set, records the stretch that the publication guard finds.
 	Gaps GapRecorder
+	// Verifier, when set, lets the publication guard verify from the WAL a change of the
+	// publication's own row that leaves it covering the outbox inserts; without it, such a
+	// change is a stretch.
+	Verifier Verifier
 	// Deleter, when set, turns on --retention=delete-after-publish.
 	Deleter Deleter
 	// AwaitSink, when set, runs before the first session and returns once the sink can publish
@@ -115,6 +119,8 @@ type Pipeline struct {
 	current atomic.Pointer[session] // the streaming session, for Progress and the monitor
 	ceiling atomic.Uint64           // the publication guard's proven position: confirm no further
 	guard   guardState
+
+	verifyAtStart bool // see VerifyPublicationAtStart
 }
 
 // Validate reports every problem of c at once: a window that admits nothing (a zero Window

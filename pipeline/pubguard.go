@@ -28,7 +28,11 @@ var ErrPublicationGap = errors.New("the publication stopped covering the outbox 
 // check's P, by which time any such change is visible: that is the ceiling of confirmation.
 // It is pure: the relay feeds it readings.
 type pubGuard struct {
-	version string      // the publication's Version at the first check
+	version string // the publication's Version at the first check
+	row     string // its RowVersion: at the first check, or as last verified
+	// unsure: the publication may have changed before the first check, while no relay watched
+	// (see Pipeline.VerifyPublicationAtStart): the first check is a rowChange from the start.
+	unsure  bool
 	prev    capture.LSN // P of the last good check; 0 before the first
 	prevAt  time.Time
 	ceiling capture.LSN // the position proven good; 0 = none yet (nothing past the start)
@@ -48,13 +52,55 @@ func (g *pubGuard) observe(wal capture.LSN, st capture.PublicationState, at time
 		return g.ceiling, &gapError{reason: reason, from: g.ceiling, fromAt: g.proven, to: wal, toAt: at, dropped: !st.Exists,
 			publication: publication, table: t}
 	}
+	if g.version == "" && g.unsure {
+		g.version, g.row, g.unsure = st.Version, st.RowVersion, false
+		return g.ceiling, &rowChange{gap: gapError{
+			reason: fmt.Sprintf("publication %q changed after the oldest WAL the slot may decode (its catalog rows are newer than the slot's catalog_xmin), "+
+				"perhaps while no relay streamed, and covers the outbox inserts now", publication),
+			from: g.ceiling, fromAt: g.proven, to: wal, toAt: at, publication: publication, table: t,
+		}, row: st.RowVersion, atStart: true}
+	}
+	if g.version != "" && st.RowVersion != g.row {
+		// Only the publication's own row changed, and it covers the inserts now: harmless, or
+		// undone between two checks. The relay verifies it from the WAL (verifyChange).
+		return g.ceiling, &rowChange{gap: gapError{
+			reason: fmt.Sprintf("publication %q was altered (ALTER PUBLICATION … SET or OWNER TO) and covers the outbox inserts now", publication),
+			from:   g.ceiling, fromAt: g.proven, to: wal, toAt: at, publication: publication, table: t,
+		}, row: st.RowVersion}
+	}
 	if g.version == "" {
-		g.version = st.Version
+		g.version, g.row = st.Version, st.RowVersion
 	} else {
 		g.ceiling, g.proven = g.prev, g.prevAt
 	}
 	g.prev, g.prevAt = wal, at
 	return g.ceiling, nil
+}
+
+// accept makes the publication's row as c saw it the baseline, once verifyChange proved that
+// no insert of the stretch was filtered: the check that saw it counts as a good one.
+func (g *pubGuard) accept(c *rowChange) {
+	g.row = c.row
+	g.prev, g.prevAt = c.gap.to, c.gap.toAt
+}
+
+// rowChange is what observe returns when only the publication's own catalog row changed and
+// the publication covers the outbox inserts now. Whether it stopped covering them in between
+// is unknown until the stretch is read again (see Deps.Verifier); until then nothing past the
+// ceiling is confirmed.
+type rowChange struct {
+	gap     gapError // the stretch, should it turn out to be one
+	row     string   // the RowVersion seen
+	atStart bool     // the change may predate the relay (VerifyPublicationAtStart)
+}
+
+func (c *rowChange) Error() string { return "unverified publication change: " + c.gap.reason }
+
+// lost returns the gap error of the stretch, with why it is one.
+func (c *rowChange) lost(why string) *gapError {
+	g := c.gap
+	g.reason += "; " + why
+	return &g
 }
 
 // gapError names the stretch of WAL in which the publication may not have covered the outbox.
@@ -102,7 +148,9 @@ func (r *Pipeline) guardPublication(ctx context.Context) error {
 		return ctx.Err()
 	}
 	defer r.closePublication()
-	r.guard.g = &pubGuard{proven: r.clock.Now()}
+	r.guard.mu.Lock()
+	r.guard.g = &pubGuard{proven: r.clock.Now(), unsure: r.verifyAtStart}
+	r.guard.mu.Unlock()
 	for {
 		if err := r.checkPublication(ctx); err != nil {
 			return err
@@ -188,6 +236,19 @@ func (r *Pipeline) checkPublication(ctx context.Context) error {
 		return nil
 	}
 	ceiling, err := g.observe(wal, st, r.clock.Now(), r.cfg.Publication, r.cfg.Table)
+	var change *rowChange
+	if errors.As(err, &change) {
+		if err = r.verifyChange(ctx, change); err == nil {
+			g.accept(change)
+			return nil
+		}
+		if ctx.Err() != nil {
+			// Stopped before the verification ended: nothing past the ceiling was confirmed,
+			// and the change stays newer than the slot's catalog_xmin, so the next start
+			// verifies it again (VerifyPublicationAtStart).
+			return ctx.Err()
+		}
+	}
 	if err != nil {
 		r.guard.failed = true
 		r.recordGap(ctx, err)
@@ -258,3 +319,74 @@ func (r *Pipeline) lost(err error) {
 		Msg("slot alarm " + capture.LevelLost.String())
 	r.obs.Lost(err)
 }
+
+// verifyChange decides from the WAL whether a change of the publication's own row (see
+// rowChange) stopped it covering the outbox inserts for a while. The verifier reads the stretch
+// again, from the slot's confirmed position (at or before the ceiling) to past every
+// transaction running now, through the recovery publication — which nothing alters — and, once
+// the relay has published everything before that end, tells which of its events Kafka does not
+// hold. None: the change was harmless (publish_via_partition_root on an unpartitioned outbox,
+// update added to publish) and the relay streams on. Any, or no way to verify: it is a
+// publication stretch, like a dropped table. Confirmation stays at the ceiling meanwhile.
+func (r *Pipeline) verifyChange(ctx context.Context, c *rowChange) error {
+	// unverifiable is the result when the WAL cannot be read again: mid-stream, the change is a
+	// stretch (as any change was before verification existed); at start, where nothing was
+	// watched before this version either, a warning — only proof of a missing event stops it.
+	unverifiable := func(why string) error {
+		if ctx.Err() != nil {
+			return ctx.Err() // a shutdown, not a failure to verify
+		}
+		if !c.atStart {
+			return c.lost(why)
+		}
+		r.log.Warn().Str("reason", c.gap.reason).Str("why", why).
+			Msg("cannot verify that the publication covered the outbox inserts throughout the WAL this start decodes; streaming on unverified " +
+				"(`pgoutbox setup` creates the recovery publication the verification reads through)")
+		return nil
+	}
+	v := r.deps.Verifier
+	if v == nil {
+		return unverifiable("it cannot be verified here, so it may have stopped covering them in between")
+	}
+	r.log.Info().Stringer("from_lsn", c.gap.from).Stringer("to_lsn", c.gap.to).Str("reason", c.gap.reason).
+		Msg("verifying from the WAL that the publication covered the outbox inserts throughout (confirmation waits)")
+	end, events, err := v.ReadStretch(ctx)
+	if err != nil {
+		return unverifiable(fmt.Sprintf("it could not be verified that it covered them throughout (%v)", err))
+	}
+	if err := r.waitPublished(ctx, end); err != nil {
+		return err
+	}
+	missing, err := v.Missing(ctx, events)
+	if err != nil {
+		return unverifiable(fmt.Sprintf("it could not be verified that it covered them throughout (%v)", err))
+	}
+	if len(missing) > 0 {
+		return c.lost(fmt.Sprintf("it did not cover them throughout: %d of the %d events committed up to %s were not sent (the first: id %s at %s)",
+			len(missing), len(events), end, missing[0].ID, missing[0].Position()))
+	}
+	r.log.Info().Int("events_verified", len(events)).Stringer("through_lsn", end).
+		Msg("publication change verified: it covered the outbox inserts throughout (every event of the stretch is in Kafka); streaming on")
+	return nil
+}
+
+// waitPublished returns once the relay's ledger — not held at the ceiling — has passed end:
+// every outbox row committed before end that PostgreSQL sent is in Kafka.
+func (r *Pipeline) waitPublished(ctx context.Context, end capture.LSN) error {
+	for {
+		if s := r.current.Load(); s != nil && capture.LSN(s.out.tracker.Confirmed()) >= end {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// VerifyPublicationAtStart makes the publication guard verify from the WAL, before it proves
+// anything past the slot's position at start, that the publication covered the outbox inserts
+// throughout the WAL the relay decodes first (see verifyChange): call it before Run when the
+// publication may have changed while no relay watched ([capture.PublicationChangedSinceSlot]).
+func (r *Pipeline) VerifyPublicationAtStart() { r.verifyAtStart = true }

@@ -118,3 +118,38 @@ func TestRelay_Run_StopsOnAPublicationGap(t *testing.T) {
 		t.Fatal("the observer was not told (no lost alarm)")
 	}
 }
+
+// TestPubGuard_Observe_RowChange: a new version of the publication's own row alone, with the
+// inserts covered, is a rowChange to verify (not a gap); accepted, the check that saw it counts
+// as a good one; a change of the membership rows stays a gap.
+func TestPubGuard_Observe_RowChange(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1_700_000_000, 0)
+	row := func(version, rowVersion string) capture.PublicationState {
+		st := good(version)
+		st.RowVersion = rowVersion
+		return st
+	}
+	g := &pubGuard{}
+	for i, st := range []capture.PublicationState{row("v1", "r1"), row("v1", "r1")} {
+		if _, err := g.observe(capture.LSN(100*(i+1)), st, t0.Add(time.Duration(i)*time.Second), "pub", guardTable); err != nil {
+			t.Fatalf("check %d: %v", i, err)
+		}
+	}
+	ceiling, err := g.observe(300, row("v1", "r2"), t0.Add(2*time.Second), "pub", guardTable)
+	var change *rowChange
+	if !errors.As(err, &change) || errors.Is(err, ErrPublicationGap) || ceiling != 100 {
+		t.Fatalf("row change: ceiling %v, err %v; want ceiling 100 and a rowChange that is no gap", ceiling, err)
+	}
+	if lost := change.lost("it did not cover them throughout"); !errors.Is(lost, ErrPublicationGap) ||
+		!strings.Contains(lost.Error(), "after 0/64") || !strings.Contains(lost.Error(), "did not cover them throughout") {
+		t.Errorf("lost() = %v", lost)
+	}
+	g.accept(change)
+	if ceiling, err = g.observe(400, row("v1", "r2"), t0.Add(3*time.Second), "pub", guardTable); err != nil || ceiling != 300 {
+		t.Fatalf("after accept: ceiling %v, err %v; want 300 (the verified check's position)", ceiling, err)
+	}
+	if _, err = g.observe(500, row("v2", "r2"), t0.Add(4*time.Second), "pub", guardTable); !errors.Is(err, ErrPublicationGap) {
+		t.Fatalf("membership change: %v, want a gap", err)
+	}
+}

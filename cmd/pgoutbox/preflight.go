@@ -13,19 +13,21 @@ import (
 
 // preflight checks everything that a restart would not fix, so that a misconfiguration stops
 // the process at once with a message naming the fix, instead of retrying forever.
-// Kafka is checked afterwards, by awaitKafka, which waits for it.
-func preflight(ctx context.Context, cfg *Config, table capture.Table, log zerolog.Logger) error {
+// Kafka is checked afterwards, by awaitKafka, which waits for it. It reports whether the
+// publication changed after the oldest WAL the slot may decode (unsure): the relay then
+// verifies from the WAL that it covered the outbox inserts throughout.
+func preflight(ctx context.Context, cfg *Config, table capture.Table, log zerolog.Logger) (unsure bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := capture.Connect(cctx, cfg.DatabaseURL)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.Close()
 
 	info, err := capture.CheckServer(cctx, conn)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if info.MaxSlotWALKeepSize < 0 {
 		log.Warn().Msg("max_slot_wal_keep_size is -1 (unbounded): if this relay stalls, its slot retains WAL until the disk is full; " +
@@ -37,7 +39,7 @@ func preflight(ctx context.Context, cfg *Config, table capture.Table, log zerolo
 	// A stretch the publication guard recorded and nobody recovered refuses every start: the
 	// slot would decode it again with the publication as it was then, and skip its inserts.
 	if err := checkGaps(cctx, conn, cfg, table); err != nil {
-		return err
+		return false, err
 	}
 	var sendErr error
 	if cfg.From().Messages() {
@@ -48,10 +50,18 @@ func preflight(ctx context.Context, cfg *Config, table capture.Table, log zerolo
 		capture.CheckPublication(cctx, conn, cfg.Publication, table),
 		sendErr,
 	); err != nil {
-		return err
+		return false, err
 	}
-	_, err = capture.CheckSlot(cctx, conn, cfg.Slot)
-	return err
+	if _, err := capture.CheckSlot(cctx, conn, cfg.Slot); err != nil {
+		return false, err
+	}
+	unsure, err = capture.PublicationChangedSinceSlot(cctx, conn, cfg.Slot, cfg.Publication, table)
+	if unsure {
+		log.Info().Str("publication", cfg.Publication).
+			Msg("the publication changed after the oldest WAL the slot may decode (its catalog rows are newer than the slot's catalog_xmin), " +
+				"perhaps while no relay streamed: the relay verifies from the WAL that it covered the outbox inserts throughout before confirming past the slot's position")
+	}
+	return unsure, err
 }
 
 // kafkaWaitFirst is the first pause of awaitKafka; the pauses double up to --reconnect-max.
@@ -107,4 +117,3 @@ func checkTopics(ctx context.Context, cfg *Config, pub *sink.Publisher) error {
 	}
 	return nil
 }
-

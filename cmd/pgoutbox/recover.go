@@ -85,7 +85,7 @@ func runRecover(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io
 	}
 	say("reading WAL from the slot's confirmed position %s to %s through publication %s (a temporary copy of the slot; the slot itself stays where it is)",
 		slot.ConfirmedFlushLSN, end, recovery)
-	events, err := readStretch(ctx, cfg, table, recovery, end, base)
+	events, err := readStretch(ctx, cfg, table, recovery, end, false, base)
 	if err != nil {
 		return err
 	}
@@ -186,7 +186,8 @@ func stretchEnd(ctx context.Context, conn *capture.Conn, log zerolog.Logger) (ca
 
 // readStretch decodes the slot's copy through publication until the first transaction that
 // commits at or after end, and returns the events of those before, in commit order.
-func readStretch(ctx context.Context, cfg *Config, table capture.Table, publication string, end capture.LSN, log zerolog.Logger) ([]capture.Event, error) {
+// Lean keeps of each event only what notInKafka needs (its payload and headers dropped).
+func readStretch(ctx context.Context, cfg *Config, table capture.Table, publication string, end capture.LSN, lean bool, log zerolog.Logger) ([]capture.Event, error) {
 	sc := cfg.streamConfig(table)
 	sc.CopySlot = true
 	sc.DecodePublication = publication
@@ -198,7 +199,7 @@ func readStretch(ctx context.Context, cfg *Config, table capture.Table, publicat
 	if err != nil {
 		return nil, err
 	}
-	c := &collector{end: end, stop: cancel, confirmed: start, room: make(chan struct{})}
+	c := &collector{end: end, stop: cancel, confirmed: start, room: make(chan struct{}), lean: lean}
 	err = st.Run(cctx, c)
 	if c.reached {
 		return c.events, nil
@@ -212,6 +213,7 @@ func readStretch(ctx context.Context, cfg *Config, table capture.Table, publicat
 // collector is the capture.Output of readStretch: it keeps every event of the transactions that
 // commit before end, and stops the stream at the first one that does not.
 type collector struct {
+	lean      bool
 	end       capture.LSN
 	stop      func()
 	reached   bool
@@ -232,6 +234,9 @@ func (c *collector) Begin(b capture.Begin) uint64 {
 
 func (c *collector) Offer(_ uint64, ev capture.Event) (bool, error) {
 	if !c.reached {
+		if c.lean {
+			ev.Payload, ev.Headers = nil, nil
+		}
 		c.pending = append(c.pending, ev)
 	}
 	return true, nil

@@ -34,6 +34,7 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		Slots:       &slotReader{catalog: catalog{url: cfg.DatabaseURL}, slot: cfg.Slot},
 		Publication: &publicationReader{catalog: catalog{url: cfg.DatabaseURL}, publication: cfg.Publication, table: table},
 		Gaps:        &gapRecorder{catalog: catalog{url: cfg.DatabaseURL}, table: table},
+		Verifier:    &stretchVerifier{cfg: cfg, table: table, base: log, log: log.With().Str("component", "verify").Logger()},
 		Deleter:     cfg.deleter(table),
 		AwaitSink: func(ctx context.Context) error {
 			return awaitKafka(ctx, cfg, pub, m.health, log.With().Str("component", "relay").Logger())
@@ -51,11 +52,15 @@ func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		return err
 	}
 	defer stopHTTP()
-	if err := preflight(ctx, cfg, table, log.With().Str("component", "relay").Logger()); err != nil {
+	unsure, err := preflight(ctx, cfg, table, log.With().Str("component", "relay").Logger())
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
+	}
+	if unsure {
+		pl.VerifyPublicationAtStart()
 	}
 	return pl.Run(ctx)
 }

@@ -36,6 +36,10 @@ type slotReport struct {
 	InactiveSince      string `json:"inactive_since,omitempty"`
 	Failover           bool   `json:"failover"`
 	Synced             bool   `json:"synced"`
+	// PublicationChanged: a catalog row of the publication is newer than the slot's
+	// catalog_xmin (capture.PublicationChangedSinceSlot). Not a level: the next start (or the
+	// running relay's guard) verifies from the WAL whether it filtered any insert.
+	PublicationChanged bool `json:"publication_changed_since_slot"`
 }
 
 // runStatus is `pgoutbox status`: the slot's figures and alarm level, for people and for cron
@@ -55,6 +59,7 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 	// The publication and the recorded stretches count too (capture.Thresholds.Assess).
 	var pubProblem error
 	var gaps []capture.Gap
+	var changed bool
 	if table, err := cfg.Table(); err == nil {
 		pst, err := capture.ReadPublicationState(cctx, conn, cfg.Publication, table)
 		if err != nil {
@@ -62,6 +67,9 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 		}
 		pubProblem = pst.Problem(cfg.Publication, table)
 		if gaps, err = capture.OpenGaps(cctx, conn, table, cfg.Slot); err != nil {
+			return statusExitUnknown, err
+		}
+		if changed, err = capture.PublicationChangedSinceSlot(cctx, conn, cfg.Slot, cfg.Publication, table); err != nil {
 			return statusExitUnknown, err
 		}
 	}
@@ -73,6 +81,7 @@ func runStatus(ctx context.Context, cfg *Config, stdout io.Writer) (int, error) 
 		UnconfirmedBytes: st.UnconfirmedBytes, RetainedBytes: st.RetainedBytes, SafeWALBytes: st.SafeWALBytes,
 		InvalidationReason: st.InvalidationReason, Failover: st.Failover, Synced: st.Synced,
 		MaxSlotWALKeepSize: st.MaxSlotWALKeepSize, ConfirmedFlushLSN: lsnText(st.Exists, st.ConfirmedFlushLSN.String()), CurrentLSN: st.CurrentLSN.String(),
+		PublicationChanged: changed,
 	}
 	if !st.InactiveSince.IsZero() {
 		rep.InactiveSince = st.InactiveSince.UTC().Format(time.RFC3339)
@@ -109,6 +118,10 @@ func printStatus(w io.Writer, r slotReport) error {
 		}
 	}
 	row("current_wal_lsn", r.CurrentLSN)
+	if r.PublicationChanged {
+		row("publication", "changed after the oldest WAL the slot may decode (newer than its catalog_xmin): "+
+			"the relay verifies from the WAL that no outbox insert was filtered before it confirms past the slot's position")
+	}
 	for _, reason := range r.Reasons {
 		row("reason", reason)
 	}
