@@ -343,17 +343,11 @@ func relationID(body []byte) uint32 {
 }
 
 // schemaBadRow is the bad row of an insert decoded under an outbox Relation that lacks a
-// configured column: its position, whatever id and channel it has, and as payload the whole row
-// as a JSON object of column texts, so that it can be re-published by hand.
+// configured column. Its event is the one the row makes with the missing columns taken as NULL
+// — position, id, channel, name, payload, headers as the relay would publish them — so that
+// once the cause is understood `pgoutbox dlq redrive` can publish it as it is; the whole row as
+// PostgreSQL sent it is kept in the [record.HeaderOriginalRow] header.
 func (d *Decoder) schemaBadRow(rel *relation, values []value, index int) error {
-	col := func(i int) string {
-		if i < 0 || i >= len(values) {
-			return ""
-		}
-		return string(values[i])
-	}
-	e := Event{XID: d.txn.XID, FullXID: d.txn.FullXID, CommitLSN: d.txn.FinalLSN, Index: index,
-		CommitTime: d.txn.CommitTime, ID: col(rel.id), Channel: col(rel.channel), Name: col(rel.eventName)}
 	raw := make(map[string]*string, len(values))
 	for i, name := range rel.columns {
 		if values[i] != nil {
@@ -363,10 +357,40 @@ func (d *Decoder) schemaBadRow(rel *relation, values []value, index int) error {
 			raw[name] = nil
 		}
 	}
-	e.Payload, _ = json.Marshal(raw) // a map of strings always marshals
-	e.Headers = standardHeaders(&e, d.source, 0)
-	return &BadRowError{ID: e.ID, CommitLSN: e.CommitLSN, Index: index, Event: e,
-		Reason: rel.err.Error() + " — this row was written while the column was missing; its columns are the payload of this record"}
+	original, _ := json.Marshal(raw) // a map of strings always marshals
+	reason := rel.err.Error() + " — this row was written while the column was missing: this record is its event with that column taken as NULL" +
+		" (the row as written is in the " + record.HeaderOriginalRow + " header); once the column is back, `pgoutbox dlq redrive --apply` publishes it"
+
+	// The row as row() reads it, every missing column pointing at one NULL past the real ones.
+	padded := *rel
+	null := len(values)
+	values = append(values, nil)
+	for _, i := range []*int{&padded.id, &padded.channel, &padded.eventName, &padded.payload} {
+		if *i < 0 {
+			*i = null
+		}
+	}
+	padded.extras = make([]int, len(rel.extras))
+	for k, i := range rel.extras {
+		if i < 0 {
+			i = null
+		}
+		padded.extras[k] = i
+	}
+	var e Event
+	m, err := d.row(&padded, values, index)
+	var bad *BadRowError
+	switch {
+	case errors.As(err, &bad):
+		e = bad.Event
+		reason += "; also: " + bad.Reason
+	case err != nil:
+		return err
+	default:
+		e = m.(Row).Event
+	}
+	e.Headers = append(e.Headers, record.Header{Key: record.HeaderOriginalRow, Value: original})
+	return &BadRowError{ID: e.ID, CommitLSN: e.CommitLSN, Index: index, Event: e, Reason: reason}
 }
 
 // value is one column of a tuple: its text form, or nil for NULL. It refers to the message bytes.

@@ -376,7 +376,9 @@ func TestDecoder_Decode(t *testing.T) {
 				wantErr: capture.ErrSchema,
 				check: func(t *testing.T, err error) {
 					const want = `capture: outbox table "public"."outbox" has no column "data" (configured as the payload column): add it or set --payload-column; ` +
-						`rows written while it was missing cannot be decoded even once it is back: to set them aside on the dead-letter topic and go on, run with --on-bad-row=dead-letter`
+						`rows written while it was missing cannot be decoded as configured even once it is back: run with --on-bad-row=dead-letter, ` +
+						"which sets each aside on the dead-letter topic as its event with that column taken as NULL and goes on; " +
+						"then `pgoutbox dlq redrive` shows them and `pgoutbox dlq redrive --apply` publishes them, in commit order, each once"
 					if err.Error() != want {
 						t.Errorf("error:\n got %s\nwant %s", err, want)
 					}
@@ -930,7 +932,20 @@ func TestDecoder_SchemaErrorsAsBadRows(t *testing.T) {
 	if !ok || bad.ID != "42" || bad.Event.Channel != "room:2" || !strings.Contains(bad.Reason, `no column "name"`) {
 		t.Fatalf("Decode = %v, want a bad row 42 naming the missing column", err)
 	}
-	if got := string(bad.Event.Payload); !strings.Contains(got, `"sequence_id":"42"`) || !strings.Contains(got, `"headers":null`) {
-		t.Errorf("payload %s, want the row's columns", got)
+	// The record is the row's event with the name taken as NULL; the row as written is a header.
+	if got := string(bad.Event.Payload); got != `{"a": 1}` || bad.Event.Name != "" || bad.Event.ID != "42" {
+		t.Errorf("event payload %s, name %q, id %q; want the data column, no name, id 42", got, bad.Event.Name, bad.Event.ID)
+	}
+	var original string
+	for _, h := range bad.Event.Headers {
+		if h.Key == record.HeaderOriginalRow {
+			original = string(h.Value)
+		}
+	}
+	if !strings.Contains(original, `"sequence_id":"42"`) || !strings.Contains(original, `"headers":null`) {
+		t.Errorf("%s header %q, want the row's columns", record.HeaderOriginalRow, original)
+	}
+	if !strings.Contains(bad.Reason, "pgoutbox dlq redrive --apply") {
+		t.Errorf("reason %q does not name the command that publishes it", bad.Reason)
 	}
 }

@@ -70,8 +70,9 @@ type SchemaError struct {
 // Error names the table, the column, its role, and how to fix it.
 func (e *SchemaError) Error() string {
 	return fmt.Sprintf("capture: outbox table %s has no column %q (configured as the %s column): add it or set %s; "+
-		"rows written while it was missing cannot be decoded even once it is back: to set them aside on the dead-letter topic "+
-		"and go on, run with --on-bad-row=dead-letter",
+		"rows written while it was missing cannot be decoded as configured even once it is back: run with --on-bad-row=dead-letter, "+
+		"which sets each aside on the dead-letter topic as its event with that column taken as NULL and goes on; "+
+		"then `pgoutbox dlq redrive` shows them and `pgoutbox dlq redrive --apply` publishes them, in commit order, each once",
 		e.Table, e.Column, e.Role, e.flag)
 }
 

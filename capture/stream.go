@@ -263,9 +263,11 @@ func (s *Stream) handle(ctx context.Context, txn uint64, walData []byte) (uint64
 	m, err := s.dec.Decode(walData)
 	var bad *BadRowError
 	if errors.As(err, &bad) && s.cfg.DeadLetterBadRows {
-		s.log.Error().Str("id", bad.ID).Stringer("commit_lsn", bad.CommitLSN).Int("index", bad.Index).
-			Stringer("message_lsn", bad.MessageLSN).Str("reason", bad.Reason).
-			Msg("bad outbox row sent to the dead-letter topic")
+		ev := s.log.Error().Str("id", bad.ID).Stringer("commit_lsn", bad.CommitLSN).Int("index", bad.Index)
+		if bad.MessageLSN != 0 { // a logical decoding message, not an insert
+			ev = ev.Stringer("message_lsn", bad.MessageLSN)
+		}
+		ev.Str("reason", bad.Reason).Msg("bad outbox row sent to the dead-letter topic")
 		if bad.Outside {
 			return txn, s.deadLetterOutside(ctx, bad)
 		}

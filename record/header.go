@@ -110,7 +110,9 @@ const (
 	// not act on. With the value [ControlResync], the channel's clients must bootstrap again
 	// (the models SDK calls sync): events may have reached Kafka out of commit order.
 	// Written by `pgoutbox recover`, with [HeaderChannel], after the events of a recovered
-	// publication stretch, once per channel that got some. Clients rely on it to re-sync.
+	// publication stretch, once per channel that got some, and by `pgoutbox dlq redrive` after
+	// re-published records that their topic held later positions than. Clients rely on it to
+	// re-sync.
 	// With the value [ControlBarrier] (no other header, no key, no value), see there.
 	HeaderControl = "pgoutbox-control"
 
@@ -126,6 +128,14 @@ const (
 	// the event has no other copy, and the record's value and headers hold only what could be
 	// read of it. Written by capture. Tools that re-publish dead letters rely on it.
 	HeaderOriginalMessage = "pgoutbox-original-message"
+
+	// HeaderOriginalRow holds, on the dead-letter record of an outbox row written while a
+	// configured column was missing from the table (dropped, perhaps added back since), the
+	// whole row as PostgreSQL sent it: a JSON object of column name to text (null for NULL).
+	// The record itself is the event the row makes with the missing columns taken as NULL, so
+	// that `pgoutbox dlq redrive` can publish it as it is. Written by capture. For people and
+	// tools that want to see what was written.
+	HeaderOriginalRow = "pgoutbox-original-row"
 )
 
 // ControlResync is the value of [HeaderControl] that asks the channel's clients to re-sync.

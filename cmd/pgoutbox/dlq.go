@@ -117,15 +117,41 @@ func runDLQRedrive(ctx context.Context, cfg *Config, base zerolog.Logger, stdout
 		}
 		send = append(send, d)
 	}
+	// A record whose topic holds a later position already reaches its channel's clients out of
+	// commit order (a client applying in position order would drop it): after the records, such
+	// a channel gets a re-sync control record, as after `pgoutbox recover`.
+	var resync []sink.Message
+	resynced := map[string]bool{}
+	last := map[string]string{} // the latest position each original topic holds
+	for topic, positions := range present {
+		for p := range positions {
+			last[topic] = max(last[topic], p)
+		}
+	}
+	for _, d := range send {
+		key := d.original + "\x00" + d.channel
+		if resynced[key] || last[d.original] <= d.position {
+			continue
+		}
+		resynced[key] = true
+		resync = append(resync, resyncRecord(d.original, d.channel, map[string]string{
+			"reason": "dead-letter records re-published", "position": d.position}))
+	}
 	say("%d records in %s; %d can be re-published; %d of them are in their original topics already; %d to re-publish",
 		len(dead), topic, len(chosen), len(chosen)-len(send), len(send))
+	if len(resync) > 0 {
+		say("%d channels hold later events already: each gets a re-sync control record after its records", len(resync))
+	}
 	if !cfg.Apply {
 		say("dry run: nothing published; run `pgoutbox dlq redrive --apply` to re-publish them")
 		return nil
 	}
-	in := make(chan sink.Message, len(send))
+	in := make(chan sink.Message, len(send)+len(resync))
 	for _, d := range send {
 		in <- sink.Message{Topic: d.original, Key: d.Key, Value: d.Value, Headers: originalHeaders(d.Headers), Time: d.Time, ID: d.id}
+	}
+	for _, m := range resync {
+		in <- m
 	}
 	close(in)
 	pub.BeginSession(record.Source{}) // the exact test above chose what to send
@@ -133,8 +159,8 @@ func runDLQRedrive(ctx context.Context, cfg *Config, base zerolog.Logger, stdout
 	if err := pub.Run(ctx, in, func(ms []sink.Message) { acked += len(ms) }); err != nil {
 		return fmt.Errorf("re-publish dead letters: %w", err)
 	}
-	if acked != len(send) {
-		return fmt.Errorf("re-publish dead letters: Kafka acknowledged %d of %d records", acked, len(send))
+	if acked != len(send)+len(resync) {
+		return fmt.Errorf("re-publish dead letters: Kafka acknowledged %d of %d records", acked, len(send)+len(resync))
 	}
 	log.Info().Int("redriven", len(send)).Str("dead_letter_topic", topic).Msg("dead-letter records re-published")
 	say("re-published %d records; running `pgoutbox dlq redrive --apply` again publishes nothing twice", len(send))
@@ -169,7 +195,7 @@ func originalHeaders(hs []record.Header) []record.Header {
 	out := make([]record.Header, 0, len(hs))
 	for _, h := range hs {
 		switch h.Key {
-		case record.HeaderError, record.HeaderOriginalTopic, record.HeaderDeadLetterStage, record.HeaderPartitions:
+		case record.HeaderError, record.HeaderOriginalTopic, record.HeaderDeadLetterStage, record.HeaderPartitions, record.HeaderOriginalRow:
 			continue
 		}
 		if strings.HasPrefix(h.Key, record.HeaderPrefix+"dead-letter") {

@@ -357,9 +357,17 @@ func sendAll(ctx context.Context, pub *sink.Publisher, msgs []sink.Message, what
 // models SDK calls sync): events of the stretch reach Kafka after later ones may have, so a
 // client may hold state that lacks them. It has no position: it is not an event of the stream.
 func resyncMessage(topic, channel, reason, from, to string) sink.Message {
-	value, _ := json.Marshal(map[string]string{
-		"control": record.ControlResync, "reason": reason, "from_lsn": from, "to_lsn": to,
-	})
+	return resyncRecord(topic, channel, map[string]string{"reason": reason, "from_lsn": from, "to_lsn": to})
+}
+
+// resyncRecord is a re-sync control record for channel in topic; fields go into its JSON value
+// next to "control".
+func resyncRecord(topic, channel string, fields map[string]string) sink.Message {
+	v := map[string]string{"control": record.ControlResync}
+	for k, f := range fields {
+		v[k] = f
+	}
+	value, _ := json.Marshal(v)
 	return sink.Message{Topic: topic, Key: []byte(channel), Value: value, Time: time.Now(), ID: "resync:" + channel,
 		Headers: []record.Header{
 			{Key: record.HeaderControl, Value: []byte(record.ControlResync)},
