@@ -34,8 +34,9 @@ import (
 // Kafka lacks republished from the table; re-sync records), a second `--apply` that finds
 // nothing, the relay again, rows written after. Every row ever inserted must be in Kafka exactly
 // once, each channel in commit order, each channel told to re-sync after its republished rows.
-// Once with track_commit_timestamp = on and --retention=delete-after-publish, once with
-// neither.
+// Once with track_commit_timestamp = on and --retention=delete-after-publish (and Centrifugo
+// subscribers), once with neither, and once with the relay streaming while its (private) Kafka
+// broker is down, instead of stalled.
 func TestSlotLost(t *testing.T) {
 	for _, tc := range lostCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,12 +51,14 @@ type lostCase struct {
 	commitTimestamps bool
 	retention        string
 	clients          bool // subscribers through Centrifugo that re-sync on the control record
+	kafkaDown        bool // a private broker, stopped while the slot is lost, instead of stalling the relay
 }
 
 var lostCases = []lostCase{
 	// Names without commas: the private cluster's socket directory is named after the test.
-	{"commit timestamps and delete after publish with clients", true, "delete-after-publish", true},
-	{"no commit timestamps and retention none", false, "none", false},
+	{"commit timestamps and delete after publish with clients", true, "delete-after-publish", true, false},
+	{"no commit timestamps and retention none", false, "none", false, false},
+	{"kafka down until the slot is lost", true, "none", false, true},
 }
 
 func testSlotLost(t *testing.T, target pgTarget, tc lostCase) {
@@ -64,7 +67,13 @@ func testSlotLost(t *testing.T, target pgTarget, tc lostCase) {
 	if tc.commitTimestamps {
 		pg.SetConf(t, "track_commit_timestamp", "on")
 	}
-	e := harness.NewOutboxOn(t, harness.Services{DatabaseURL: pg.URL, Brokers: harness.NeedKafka(t)}, 2)
+	var kafka *harness.PrivateKafka
+	brokers := harness.NeedKafka(t)
+	if tc.kafkaDown {
+		kafka = harness.StartPrivateKafka(t)
+		brokers = kafka.Brokers
+	}
+	e := harness.NewOutboxOn(t, harness.Services{DatabaseURL: pg.URL, Brokers: brokers}, 2)
 	harness.ExecSQL(t, pg.URL, `CREATE TABLE filler (id bigserial PRIMARY KEY, v text)`)
 	const writers = 4
 	chans := make([]string, writers)
@@ -74,7 +83,8 @@ func testSlotLost(t *testing.T, target pgTarget, tc lostCase) {
 		chans[w] = fmt.Sprintf("outbox:%s_w%d", e.Name, w) // Centrifugo's namespace
 		harness.ExecSQL(t, pg.URL, fmt.Sprintf(`INSERT INTO %s VALUES ($1, 0)`, ins.counters), chans[w])
 	}
-	env := []string{"PGOUTBOX_MONITOR_INTERVAL=300ms", "PGOUTBOX_RECONNECT_MAX=1s", "PGOUTBOX_LOG_LEVEL=info", "PGOUTBOX_RETENTION=" + tc.retention}
+	env := []string{"PGOUTBOX_MONITOR_INTERVAL=300ms", "PGOUTBOX_RECONNECT_MAX=1s", "PGOUTBOX_LOG_LEVEL=info", "PGOUTBOX_RETENTION=" + tc.retention,
+		"PGOUTBOX_SHUTDOWN_TIMEOUT=5s", "PGOUTBOX_KAFKA_BACKOFF_MAX=500ms"}
 
 	relay := e.StartRelay(t, env...)
 	relay.WaitLog("streaming started", 30*time.Second)
@@ -96,7 +106,9 @@ func testSlotLost(t *testing.T, target pgTarget, tc lostCase) {
 		t.Fatalf("pgoutbox status exit %d on a healthy slot:\n%s", code, out)
 	}
 
-	if err := relay.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if tc.kafkaDown {
+		kafka.Stop() // the relay streams on, and nothing it reads can be acknowledged
+	} else if err := relay.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	confirmed := harness.SlotConfirmed(t, pg.URL, e.Name)
@@ -143,11 +155,16 @@ func testSlotLost(t *testing.T, target pgTarget, tc lostCase) {
 		t.Errorf("pgoutbox status exit %d on a lost slot, want 3 naming `pgoutbox recover`:\n%s", code, out)
 	}
 
-	if err := relay.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
+	if !tc.kafkaDown {
+		if err := relay.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if code := relay.WaitExit(time.Minute); code == 0 {
 		t.Fatal("relay exited 0 on a lost slot")
+	}
+	if tc.kafkaDown {
+		kafka.Start()
 	}
 	log := lastLine(relay.Log.String())
 	for _, want := range []string{"invalidated", "may be missing", "pgoutbox recover --apply"} {
