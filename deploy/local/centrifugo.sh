@@ -72,6 +72,8 @@ start() {
     log "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
     return 0
   fi
+  # A server already on the port would answer the health check below for the one we start.
+  if port_open "$PORT"; then port_taken "$PORT" "Centrifugo's port" "set PGOUTBOX_CENTRIFUGO_PORT"; fi
   # The config file as is; Centrifugo's environment variables (they win over the file) set the
   # local port, Kafka, topics and engine (a list variable is space-separated). With Redis the
   # engine keeps history and presence there, and a node's broker publishes through it to every

@@ -124,10 +124,7 @@ redis_start() {
   # The package's own server (port 6379) is not ours; a machine with systemd starts it.
   mkdir -p "$REDIS_DIR"
   if pidfile_alive "$REDIS_DIR/redis.pid"; then return 0; fi
-  if port_open "$REDIS_PORT"; then
-    log "port $REDIS_PORT on 127.0.0.1 is taken by another process; set PGOUTBOX_CLUSTER_PORT_BASE"
-    exit 1
-  fi
+  if port_open "$REDIS_PORT"; then port_taken "$REDIS_PORT" "Redis's port" "set PGOUTBOX_CLUSTER_PORT_BASE"; fi
   # No persistence (no RDB snapshot, no AOF): Centrifugo's history is a cache of what Kafka
   # holds, and a restart that forgets it is one of the faults the tests prove clients survive.
   setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
@@ -247,7 +244,58 @@ pidfile_of() {
   esac
 }
 
+# node_port NODE prints the port NODE listens on (a broker's client port; kafka.sh checks its
+# controller port).
+node_port() {
+  case "$1" in
+    kafka-[123]) kafka_port "${1#kafka-}" ;;
+    redis) echo "$REDIS_PORT" ;;
+    centrifugo-[12]) centrifugo_port "${1#centrifugo-}" ;;
+    haproxy | haproxy-2) echo "$HAPROXY_PORT" ;;
+  esac
+}
+
+# ours NODE PID succeeds when PID is a NODE of this cluster (its state directory, its binary, its
+# configuration), whichever checkout started it.
+ours() {
+  local cmd
+  cmd="$(tr '\0' ' ' <"/proc/$2/cmdline" 2>/dev/null)"
+  case "$1" in
+    kafka-[123]) [[ "$cmd" == *"-Dpgoutbox.kafka.home=$CL/$1 "* ]] ;;
+    redis) [[ "$cmd" == redis-server* && "$(readlink "/proc/$2/cwd")" == "$REDIS_DIR" ]] ;;
+    centrifugo-[12]) [[ "$(readlink "/proc/$2/exe")" == "$PGOUTBOX_STATE_DIR"/centrifugo/*/centrifugo ]] ;;
+    haproxy | haproxy-2) [[ "$cmd" == *"$HAPROXY_DIR/haproxy.cfg"* ]] ;;
+    *) return 1 ;;
+  esac
+}
+
+# reclaim NODE readies NODE for a start. A NODE its pid file names, alive, stays (continued if it
+# was left stopped by SIGSTOP). Otherwise whatever holds its port must go: a NODE of this cluster
+# that no pid file names (an orphan of a run killed midway, or of another checkout sharing the
+# state directory) is stopped; anything else fails the start, naming the process and the fix.
+reclaim() {
+  local node="$1" f port p live stale=()
+  f="$(pidfile_of "$node")"
+  if pidfile_alive "$f"; then
+    continue_stopped "$node" "$(cat "$f")"
+    return 0
+  fi
+  port="$(node_port "$node")"
+  live=" "
+  for p in "${NODES[@]}"; do
+    pidfile_alive "$(pidfile_of "$p")" && live+="$(cat "$(pidfile_of "$p")") "
+  done
+  for p in $(port_pids "$port"); do
+    [[ "$live" == *" $p "* ]] && continue # a running node (haproxy and haproxy-2 share the port)
+    ours "$node" "$p" || port_taken "$port" "$node's port" "set PGOUTBOX_CLUSTER_PORT_BASE to move the cluster's ports"
+    log "$node: a stale $(describe_pid "$p") of this cluster holds 127.0.0.1:$port and no pid file names it; stopping it"
+    stale+=("$p")
+  done
+  [[ ${#stale[@]} -eq 0 ]] || stop_pids 30 "${stale[@]}"
+}
+
 start_node() {
+  reclaim "$1"
   case "$1" in
     kafka-[123]) write_kafka_extra; kafka "${1#kafka-}" start ;;
     redis) redis_start ;;
@@ -275,24 +323,32 @@ up() {
   write_kafka_extra
   local n
   # A KRaft quorum of three elects a leader only when two controllers run: launch all, then wait.
-  for n in "${KAFKA_NODES[@]}"; do kafka "$n" launch; done
+  for n in "${KAFKA_NODES[@]}"; do reclaim "kafka-$n"; kafka "$n" launch; done
   for n in "${KAFKA_NODES[@]}"; do kafka "$n" wait; done
-  redis_start
-  for n in "${CENTRIFUGO_NODES[@]}"; do centrifugo "$n" start; done
-  haproxy_start haproxy
-  haproxy_start haproxy-2
+  for n in redis "${CENTRIFUGO_NODES[@]/#/centrifugo-}" haproxy haproxy-2; do start_node "$n"; done
   print_env
 }
 
 down() {
-  local i
-  for ((i = ${#NODES[@]} - 1; i >= 0; i--)); do stop_node "${NODES[$i]}"; done
+  local node n pids=()
+  for node in haproxy-2 haproxy centrifugo-2 centrifugo-1 redis; do stop_node "$node"; done
+  # The brokers at once: a broker's clean shutdown needs the KRaft quorum (two of the three
+  # controllers), so the last of three stopped one after the other has none, retries its
+  # election until stop_pids' 30 s are up and is SIGKILLed (then recovers its logs on the next
+  # start).
+  for n in "${KAFKA_NODES[@]}"; do
+    kafka "$n" stop &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
 }
 
 status() {
   local node rc=0
   for node in "${NODES[@]}"; do
-    if pidfile_alive "$(pidfile_of "$node")"; then
+    if pidfile_alive "$(pidfile_of "$node")" && pid_stopped "$(cat "$(pidfile_of "$node")")"; then
+      echo "$node: stopped by SIGSTOP (pid $(cat "$(pidfile_of "$node")")); \`$0 up\` continues it"
+    elif pidfile_alive "$(pidfile_of "$node")"; then
       echo "$node: running (pid $(cat "$(pidfile_of "$node")"))"
     else
       echo "$node: not running"

@@ -278,8 +278,11 @@ launch_once() {
   exec 9>"$KDIR/.lock"
   flock 9
   # Running, or still starting (another start launched it): the caller waits for it rather
-  # than launching another.
-  pid_alive && return 0
+  # than launching another. A broker left stopped (SIGSTOP) is continued first.
+  if pid_alive; then
+    continue_stopped "the broker of $KDIR" "$(cat "$PIDFILE")"
+    return 0
+  fi
   rm -f "$PIDFILE"
   if [[ -n "$(leftovers)" ]]; then
     # A broker of this directory whose pid file was lost: restart it rather than calling the
@@ -287,10 +290,8 @@ launch_once() {
     log "a broker from $KDIR runs without a pid file; restarting it"
     stop
   fi
-  if port_open "$PORT" || port_open "$CPORT"; then
-    log "port $PORT or $CPORT on 127.0.0.1 is taken by another process; set PGOUTBOX_KAFKA_PORT / PGOUTBOX_KAFKA_CONTROLLER_PORT"
-    exit 1
-  fi
+  if port_open "$PORT"; then port_taken "$PORT" "the broker's port" "set PGOUTBOX_KAFKA_PORT"; fi
+  if port_open "$CPORT"; then port_taken "$CPORT" "the controller's port" "set PGOUTBOX_KAFKA_CONTROLLER_PORT"; fi
   write_config
   format_storage
   # Keep the previous run's log for a post-mortem; the new run starts a fresh file.
@@ -300,6 +301,7 @@ launch_once() {
 
 start() {
   if pid_alive && port_open "$PORT"; then
+    continue_stopped "the broker of $KDIR" "$(cat "$PIDFILE")"
     log "already running: $BOOTSTRAP"
     return 0
   fi
@@ -309,7 +311,24 @@ start() {
 }
 
 wait_started() {
-  pid_alive || { log "not running (start it with \`$0 start\` or \`$0 launch\`)"; exit 1; }
+  local pid=""
+  [[ -f "$PIDFILE" ]] && pid="$(cat "$PIDFILE")"
+  if [[ ! "$pid" =~ ^[0-9]+$ ]]; then
+    log "not running (start it with \`$0 start\` or \`$0 launch\`)"
+    exit 1
+  fi
+  if ! kill -0 "$pid" 2>/dev/null; then
+    # Launched, and gone already: say why.
+    log "the broker launched from $KDIR (pid $pid) exited during startup"
+    print_logs
+    rm -f "$PIDFILE"
+    exit 1
+  fi
+  if ! pid_alive && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == java ]]; then
+    log "pid $pid of $PIDFILE is not a broker of $KDIR: $(describe_pid "$pid"); run \`$0 stop\`, then \`$0 start\`"
+    exit 1
+  fi
+  continue_stopped "the broker of $KDIR" "$pid"
   wait_ready
   log "ready: $BOOTSTRAP"
 }

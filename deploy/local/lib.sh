@@ -109,6 +109,50 @@ port_open() {
   timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
 }
 
+# port_pids PORT prints the ids of the processes listening on 127.0.0.1:PORT (or on every
+# address), one a line: several when they share it (SO_REUSEPORT); nothing when ss cannot tell.
+port_pids() {
+  command -v ss >/dev/null || return 0
+  ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un
+}
+
+# describe_pid PID prints "pid PID (its command line)" for a message.
+describe_pid() {
+  local cmd
+  cmd="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | sed 's/ *$//' | cut -c1-200)"
+  echo "pid $1 ($cmd)"
+}
+
+# port_taken PORT WHAT FIX fails the script with a message naming what holds 127.0.0.1:PORT: WHAT
+# is the port's use ("Redis's port"), FIX the other way out than stopping that process (a
+# setting that moves the port).
+port_taken() {
+  local port="$1" what="$2" fix="$3" pids p who=()
+  pids="$(port_pids "$port")"
+  for p in $pids; do who+=("$(describe_pid "$p")"); done
+  if [[ ${#who[@]} -gt 0 ]]; then
+    log "$what 127.0.0.1:$port is taken by $(IFS=,; echo "${who[*]}"); stop it (kill $(echo $pids)) or $fix"
+  else
+    log "$what 127.0.0.1:$port is taken by another process (see: ss -ltnp 'sport = :$port'); stop it or $fix"
+  fi
+  exit 1
+}
+
+# pid_stopped PID succeeds when PID is stopped (SIGSTOP, e.g. by a fault test killed before it
+# could send SIGCONT): it holds its ports and answers nothing, and acts on no signal but SIGKILL
+# and SIGCONT.
+pid_stopped() {
+  [[ "$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)" == T ]]
+}
+
+# continue_stopped WHAT PID sends SIGCONT to PID if it is stopped, saying so.
+continue_stopped() {
+  if pid_stopped "$2"; then
+    log "$1 (pid $2) was stopped (SIGSTOP, left so by a fault test that was killed?); continuing it"
+    kill -CONT "$2" 2>/dev/null || true
+  fi
+}
+
 # pidfile_alive FILE succeeds when FILE names a live process.
 pidfile_alive() {
   local pid
@@ -124,6 +168,8 @@ stop_pids() {
   shift
   [[ $# -gt 0 ]] || return 0
   kill -TERM "$@" 2>/dev/null || true
+  # A stopped process (SIGSTOP) acts on the SIGTERM only once it is continued.
+  kill -CONT "$@" 2>/dev/null || true
   for ((i = 0; i < limit * 4; i++)); do
     alive=""
     for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
