@@ -2,8 +2,10 @@
 // this process) on C channels, through the topology's WebSocket address (haproxy on the cluster
 // topology, the node itself on the single-node one), while writers commit at a fixed rate. Per
 // scenario it reports commit→client latency (the commit's clock_timestamp() against the
-// subscriber's receive time, one clock), deliveries/s, gaps and duplicates, Centrifugo's RSS and
-// CPU per node, the relay's, Kafka's and PostgreSQL's CPU, and the machine's busy share; with
+// subscriber's receive time, one clock), deliveries/s, gaps and duplicates, re-syncs (a client
+// whose stream Centrifugo cannot resume reads its channel's value from the database again, as a
+// model of the SDK does, and counts no gap for what that read holds), Centrifugo's RSS and CPU
+// per node, the relay's, Kafka's and PostgreSQL's CPU, and the machine's busy share; with
 // --kill it SIGKILLs a Centrifugo node at mid-run (cluster only) and reports the time until every
 // client it had was connected again and recovered.
 //

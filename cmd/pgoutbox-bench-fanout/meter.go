@@ -182,8 +182,8 @@ func statusKB(pid int, field string) int64 {
 func printTable(o options, rows []result) {
 	fmt.Printf("\nFan-out: %d subscribers on %d channels, %d commits/s for %v (commit→client = the commit's clock_timestamp() to the subscriber's receive time)\n\n",
 		o.subscribers, o.channels, o.commitRate, o.duration)
-	fmt.Println("| scenario | deliveries/s | p50 | p99 | p99.9 | gaps | dups | Centrifugo peak RSS / CPU per node | relay CPU | Kafka CPU | PostgreSQL CPU | machine busy | after the kill |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Println("| scenario | deliveries/s | p50 | p99 | p99.9 | gaps | dups | re-syncs | Centrifugo peak RSS / CPU per node | relay CPU | Kafka CPU | PostgreSQL CPU | machine busy | after the kill |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		var nodes []string
 		for _, n := range r.nodes {
@@ -193,8 +193,8 @@ func printTable(o options, rows []result) {
 		if r.affected > 0 {
 			kill = fmt.Sprintf("%d clients back, %d recovered, all within %v", r.affected, r.recoveries, ms(r.recovered))
 		}
-		fmt.Printf("| %s | %.0f | %v | %v | %v | %d | %d | %s | %.0f%% | %.0f%% | %.0f%% | %.0f%% | %s |\n",
-			r.name, float64(r.deliveries)/r.seconds, ms(r.p50), ms(r.p99), ms(r.p999), r.gaps, r.dups,
+		fmt.Printf("| %s | %.0f | %v | %v | %v | %d | %d | %d | %s | %.0f%% | %.0f%% | %.0f%% | %.0f%% | %s |\n",
+			r.name, float64(r.deliveries)/r.seconds, ms(r.p50), ms(r.p99), ms(r.p999), r.gaps, r.dups, r.resyncs,
 			strings.Join(nodes, "; "), r.relayCPU*100, r.kafkaCPU*100, r.pgCPU*100, r.busy*100, kill)
 	}
 }

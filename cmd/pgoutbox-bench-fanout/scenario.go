@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgoutbox/pgoutbox/client/modelserver"
+	"github.com/pgoutbox/pgoutbox/record"
 )
 
 // result is one scenario's row.
@@ -29,6 +30,7 @@ type result struct {
 	seconds              float64
 	p50, p99, p999       time.Duration
 	gaps, dups           int64
+	resyncs, inResync    int64 // re-reads of a channel's value, and events skipped as already in one
 	nodes                []nodeUse
 	relayCPU, kafkaCPU   float64 // share of one core
 	pgCPU, busy          float64
@@ -41,8 +43,8 @@ func (r result) String() string {
 	for _, n := range r.nodes {
 		nodes = append(nodes, fmt.Sprintf("%s rss=%dMiB cpu=%.0f%%", n.name, n.peakRSS>>20, n.cpu*100))
 	}
-	s := fmt.Sprintf("%s: %d subscribers on %d channels, %d commits, %.0f deliveries/s, p50=%v p99=%v p99.9=%v gaps=%d dups=%d; %s; relay cpu=%.0f%% kafka=%.0f%% postgres=%.0f%% machine busy=%.0f%%",
-		r.name, r.subscribers, r.chans, r.commits, float64(r.deliveries)/r.seconds, ms(r.p50), ms(r.p99), ms(r.p999), r.gaps, r.dups,
+	s := fmt.Sprintf("%s: %d subscribers on %d channels, %d commits, %.0f deliveries/s, p50=%v p99=%v p99.9=%v gaps=%d dups=%d resyncs=%d (events skipped as in a re-sync's state: %d); %s; relay cpu=%.0f%% kafka=%.0f%% postgres=%.0f%% machine busy=%.0f%%",
+		r.name, r.subscribers, r.chans, r.commits, float64(r.deliveries)/r.seconds, ms(r.p50), ms(r.p99), ms(r.p999), r.gaps, r.dups, r.resyncs, r.inResync,
 		strings.Join(nodes, ", "), r.relayCPU*100, r.kafkaCPU*100, r.pgCPU*100, r.busy*100)
 	if r.affected > 0 {
 		s += fmt.Sprintf("; node SIGKILLed: %d clients reconnected, %d subscriptions recovered, all within %v", r.affected, r.recoveries, ms(r.recovered))
@@ -52,11 +54,17 @@ func (r result) String() string {
 
 func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 
-// client is one subscriber: one WebSocket connection following one channel.
+// client is one subscriber: one WebSocket connection following one channel. Like a model of the
+// SDK, it re-syncs (reads its channel's value from the database again) when the stream cannot be
+// resumed — a resubscribe that Centrifugo could not recover (a client dropped as slow and back
+// after its history moved on, Redis restarted empty), or a re-sync control record — and never
+// counts what the re-read state already holds as a gap; past it, a skipped value is a gap and a
+// value again a duplicate.
 type client struct {
 	c       *centrifuge.Client
 	channel int
-	last    int64 // the last value received
+	last    int64 // the last value received, or read by a re-sync
+	synced  int64 // the value the last re-sync read: an event at or below it is in that state
 	mu      sync.Mutex
 	// --kill: when the connection dropped, and when its subscription came back recovered.
 	dropped, back time.Time
@@ -75,6 +83,9 @@ type scenario struct {
 	received atomic.Int64
 	gaps     atomic.Int64
 	dups     atomic.Int64
+	resyncs  atomic.Int64
+	inResync atomic.Int64 // events skipped because a re-sync's state held them
+	syncErrs atomic.Int64
 	latMu    sync.Mutex
 	lat      []time.Duration
 	relay    *exec.Cmd
@@ -171,7 +182,7 @@ func (s *scenario) connect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		sub.OnPublication(func(ev centrifuge.PublicationEvent) { s.onPublication(cl, ev) })
+		sub.OnPublication(func(ev centrifuge.PublicationEvent) { s.onPublication(ctx, cl, ev) })
 		first := true
 		sub.OnSubscribed(func(ev centrifuge.SubscribedEvent) {
 			if first {
@@ -182,6 +193,11 @@ func (s *scenario) connect(ctx context.Context) error {
 				cl.mu.Lock()
 				cl.back, cl.recovered = time.Now(), ev.Recovered
 				cl.mu.Unlock()
+				// Resumed at the stream's top without what it missed: re-sync. The client's
+				// callbacks run one at a time, so no publication is handled meanwhile.
+				if !ev.Recovered {
+					s.resync(ctx, cl)
+				}
 			}
 		})
 		cl.c.OnDisconnected(func(centrifuge.DisconnectedEvent) {})
@@ -218,8 +234,16 @@ func (s *scenario) connect(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (s *scenario) onPublication(cl *client, ev centrifuge.PublicationEvent) {
+// controlTag is the publication tag of pgoutbox's control header (Centrifugo forwards the
+// record's pgoutbox-* headers as tags without the prefix).
+var controlTag = strings.TrimPrefix(record.HeaderControl, record.HeaderPrefix)
+
+func (s *scenario) onPublication(ctx context.Context, cl *client, ev centrifuge.PublicationEvent) {
 	now := time.Now()
+	if ev.Tags[controlTag] == record.ControlResync {
+		s.resync(ctx, cl)
+		return
+	}
 	var data struct {
 		V int64 `json:"v"`
 		T int64 `json:"t"` // the commit's clock_timestamp(), µs since the epoch
@@ -229,6 +253,8 @@ func (s *scenario) onPublication(cl *client, ev centrifuge.PublicationEvent) {
 	}
 	cl.mu.Lock()
 	switch {
+	case data.V <= cl.synced:
+		s.inResync.Add(1) // committed before the re-sync's read, delivered after: not new
 	case data.V <= cl.last:
 		s.dups.Add(1)
 	case data.V > cl.last+1:
@@ -326,6 +352,10 @@ func (s *scenario) run(ctx context.Context, kill bool) (result, error) {
 		cl.mu.Unlock()
 	}
 	r.deliveries, r.gaps, r.dups = s.received.Load(), s.gaps.Load(), s.dups.Load()
+	r.resyncs, r.inResync = s.resyncs.Load(), s.inResync.Load()
+	if n := s.syncErrs.Load(); n > 0 {
+		fmt.Fprintf(os.Stderr, "%s: %d re-syncs could not read the database (their clients' missing values count as gaps)\n", s.name, n)
+	}
 	s.latMu.Lock()
 	sort.Slice(s.lat, func(i, j int) bool { return s.lat[i] < s.lat[j] })
 	if k := len(s.lat); k > 0 {
@@ -334,6 +364,25 @@ func (s *scenario) run(ctx context.Context, kill bool) (result, error) {
 	s.latMu.Unlock()
 	meter.fill(&r, m0, m1)
 	return r, nil
+}
+
+// resync reads the client's channel's current value from the database, as the app's state
+// endpoint would, and continues from it. Each channel has one writer committing its values in
+// order, so the highest value committed is the channel's state. A failed read is retried by the
+// next re-sync or shows as gaps at the end; it is counted, never hidden.
+func (s *scenario) resync(ctx context.Context, cl *client) {
+	var v int64
+	err := s.db.QueryRow(ctx, fmt.Sprintf(`SELECT coalesce(max((data->>'v')::bigint), 0) FROM %s WHERE channel = $1`, s.table),
+		s.channelName(cl.channel)).Scan(&v)
+	if err != nil {
+		s.syncErrs.Add(1)
+		return
+	}
+	s.resyncs.Add(1)
+	cl.mu.Lock()
+	cl.synced = max(cl.synced, v)
+	cl.last = max(cl.last, v)
+	cl.mu.Unlock()
 }
 
 func (s *scenario) caughtUp(counters []int64) bool {
