@@ -3,16 +3,13 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -29,63 +26,12 @@ import (
 // dropped at the end), and under CI=true a missing node or chromium fails it like any other
 // missing service.
 
-// needNode installs the demo's pinned npm packages (deploy/demo/npm.sh: npm ci, the page's
-// Centrifugo client copied for go:embed) and returns the node binary.
-func needNode(t *testing.T, chromium bool) string {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		harness.Unavailable(t, "node is not installed (Debian: apt-get install nodejs npm)")
-	}
-	args := []string{}
-	if chromium {
-		args = append(args, "chromium")
-	}
-	cmd := exec.Command(filepath.Join(repoRoot, "deploy", "demo", "npm.sh"), args...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		harness.Unavailable(t, "deploy/demo/npm.sh: %v\n%s", err, out)
-	}
-	if chromium {
-		if _, err := os.Stat("/usr/bin/chromium"); err != nil {
-			harness.Unavailable(t, "no /usr/bin/chromium (Debian's chromium package): %v", err)
-		}
-	}
-	return node
-}
-
-// runNode runs node with args in the repository, logging its output line by line.
-func runNode(t *testing.T, node string, env []string, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, args...)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			t.Log(sc.Text())
-		}
-	}()
-	err := cmd.Run()
-	_ = pw.Close()
-	wg.Wait()
-	if err != nil {
-		t.Fatalf("node %s: %v", strings.Join(args, " "), err)
-	}
-}
-
 // TestDemo_PageRules: the page's bootstrap/apply rules (the checkpoint package's cases) and its
 // optimistic-update model.
 func TestDemo_PageRules(t *testing.T) {
 	t.Parallel()
-	node := needNode(t, false)
-	runNode(t, node, nil, "--test", "--test-reporter=tap", "deploy/demo/test/")
+	node := harness.NeedNode(t, false)
+	harness.RunNode(t, node, nil, "--test", "--test-reporter=tap", "deploy/demo/test/")
 }
 
 // TestDemo_Browser: two Chromium pages on the demo: a change on one appears on the other, a
@@ -95,7 +41,7 @@ func TestDemo_PageRules(t *testing.T) {
 // changes, no console errors. PGOUTBOX_DEMO_SCREENSHOT=path also writes the README's picture, deploy/demo/two-pages.png.
 func TestDemo_Browser(t *testing.T) {
 	t.Parallel()
-	node := needNode(t, true)
+	node := harness.NeedNode(t, true)
 	e := harness.NewOutbox(t, 3)
 	prefix := e.Name + "_"
 	t.Cleanup(func() {
@@ -172,7 +118,7 @@ func TestDemo_Browser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runNode(t, node, []string{
+	harness.RunNode(t, node, []string{
 		"DEMO_URL=" + appURL,
 		"DEMO_CONTROL=http://" + ln.Addr().String(),
 		"DEMO_ARTIFACTS=" + artifacts,

@@ -196,7 +196,7 @@ func sep(url string) string {
 // shown verbatim in docs/build-a-live-model.md) against @pgoutbox/models' types, strict.
 func TestExample_LiveListPage(t *testing.T) {
 	t.Parallel()
-	needNode(t, false)
+	harness.NeedNode(t, false)
 	models, err := filepath.Abs(needModelsPackage(t))
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ import (
 // reason, and exits by itself after close() (nothing left running).
 func TestModels_NodeClient(t *testing.T) {
 	t.Parallel()
-	node := needNode(t, false) // builds client/models too (deploy/demo/npm.sh)
+	node := harness.NeedNode(t, false) // builds client/models too (deploy/demo/npm.sh)
 	e := harness.NewOutbox(t, 1)
 	harness.ExecSQL(t, e.DatabaseURL, "ALTER TABLE "+e.Name+" ADD COLUMN mutation_id text, ADD COLUMN rejected boolean")
 	e.StartRelay(t, "PGOUTBOX_MUTATION_ID_COLUMN=mutation_id", "PGOUTBOX_REJECTED_COLUMN=rejected")
@@ -56,6 +56,6 @@ func TestModels_NodeClient(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	runNode(t, node, []string{"APP=" + srv.URL, "CENTRIFUGO=" + cf.WSURL(), "CHANNEL=" + channel},
+	harness.RunNode(t, node, []string{"APP=" + srv.URL, "CENTRIFUGO=" + cf.WSURL(), "CHANNEL=" + channel},
 		"--experimental-websocket", "client/models/e2e/node-client.mjs")
 }

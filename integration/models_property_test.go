@@ -47,8 +47,7 @@ const (
 )
 
 func TestModels_Property(t *testing.T) {
-	node := needNode(t, true)
-	models := needModelsPackage(t)
+	node := harness.NeedNode(t, true)
 	seeds, _ := strconv.Atoi(harness.Getenv("PGOUTBOX_MODELS_PROPERTY_SEEDS", "2"))
 	first, _ := strconv.Atoi(harness.Getenv("PGOUTBOX_MODELS_PROPERTY_SEED", "1"))
 	e, relayEnv := harness.NewSchemaOutbox(t, 2)
@@ -66,7 +65,7 @@ func TestModels_Property(t *testing.T) {
 	app.migrate(t)
 
 	mux := http.NewServeMux()
-	app.routes(t, mux, cf, models)
+	app.routes(t, mux, cf)
 	var writers *propWriters
 	mux.HandleFunc("POST /control/{what}", func(w http.ResponseWriter, r *http.Request) {
 		switch what := r.PathValue("what"); what {
@@ -103,7 +102,7 @@ func TestModels_Property(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Close() })
 
 	artifacts, _ := filepath.Abs(filepath.Join(repoRoot, "deploy", "demo", "test-results"))
-	runNode(t, node, []string{
+	harness.RunNode(t, node, []string{
 		"PROP_URL=http://" + ln.Addr().String(),
 		"PROP_SEEDS=" + strconv.Itoa(seeds),
 		"PROP_FIRST_SEED=" + strconv.Itoa(first),
@@ -115,11 +114,11 @@ func TestModels_Property(t *testing.T) {
 }
 
 // needModelsPackage builds @pgoutbox/models (client/models) and returns its folder; the page
-// imports its dist/ and centrifuge's ESM build. deploy/demo/npm.sh (needNode) installs and builds
+// imports its dist/ and centrifuge's ESM build. deploy/demo/npm.sh (harness.NeedNode) installs and builds
 // it, one caller at a time, so that no test rebuilds dist/ while another reads it.
 func needModelsPackage(t *testing.T) string {
 	t.Helper()
-	needNode(t, false)
+	harness.NeedNode(t, false)
 	return filepath.Join(repoRoot, "client", "models")
 }
 
@@ -208,7 +207,7 @@ func (a *propApp) change(ctx context.Context, tx pgx.Tx, channel, name string, d
 	return modelserver.Change{Event: ev}, nil
 }
 
-func (a *propApp) routes(t *testing.T, mux *http.ServeMux, cf *harness.Centrifugo, models string) {
+func (a *propApp) routes(t *testing.T, mux *http.ServeMux, cf *harness.Centrifugo) {
 	h := &modelserver.Handlers{
 		Centrifugo: cf.API(), Tokens: cf.Tokens(), DB: a.pool, Mutations: a.ms,
 		User: func(r *http.Request) (string, error) { return r.Header.Get("X-Page"), nil },
@@ -249,11 +248,7 @@ func (a *propApp) routes(t *testing.T, mux *http.ServeMux, cf *harness.Centrifug
 	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
 		modelserver.WriteJSON(w, 200, map[string]string{"centrifugo": cf.WSURL()})
 	})
-	mux.Handle("GET /models/", http.StripPrefix("/models/", http.FileServer(http.Dir(filepath.Join(models, "dist")))))
-	mux.Handle("GET /vendor/centrifuge.js", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFile(w, r, filepath.Join(models, "node_modules", "centrifuge", "build", "index.mjs"))
-	}))
-	mux.Handle("GET /", http.FileServer(http.Dir(filepath.Join(repoRoot, "integration", "testdata", "models-property"))))
+	harness.ServeModelsPage(mux)
 }
 
 // propWriters are background writers: each transaction writes one event (an increment, or a

@@ -11,10 +11,11 @@ import (
 )
 
 // The shape of every case: 12 channels, one writer each committing every 100 ms (120 events/s
-// in all), 8 subscribers each following every channel through haproxy, a fault a few seconds in
-// with the relay SIGKILLed and restarted while it lasts, then the writers stop and every
-// subscriber must reach the database's counters with no anomaly, and Kafka must hold every
-// event once. Each case logs a FIGURES line.
+// in all), 8 centrifuge-go subscribers each following every channel through haproxy and 2
+// Chromium pages following 8 channels each with the models SDK (pages_test.go), a fault a few
+// seconds in with the relay SIGKILLed and restarted while it lasts, then the writers stop and
+// every subscriber and page must reach the database's counters with no anomaly, and Kafka must
+// hold every event once. Each case logs a FIGURES line.
 const (
 	caseChannels    = 12
 	caseSubscribers = 8
@@ -22,7 +23,7 @@ const (
 	convergeTimeout = 2 * time.Minute
 )
 
-func startCase(t *testing.T) (*stack, *writers, fleet) {
+func startCase(t *testing.T) (*stack, *writers, fleet, *pages) {
 	t.Helper()
 	s := newStack(t, 6)
 	s.start()
@@ -31,9 +32,12 @@ func startCase(t *testing.T) (*stack, *writers, fleet) {
 		channels[i] = fmt.Sprintf("outbox:%s:%d", s.name, i)
 	}
 	w := startWriters(s, channels, caseEvery)
+	// The pages first, one after the other: haproxy's least-connections balance puts one on each
+	// Centrifugo node.
+	p := startPages(t, s, channels)
 	f := startFleet(t, s, w, caseSubscribers)
 	time.Sleep(5 * time.Second) // steady state before the fault
-	return s, w, f
+	return s, w, f, p
 }
 
 // busiestPartitionLeader is the broker leading the partition with the most records.
@@ -79,7 +83,7 @@ func waitGone(pid int) {
 // the relay is killed too while the broker is down (its restart's exactly-once tail read runs
 // against the new leaders); the broker is restarted 15 s later.
 func TestCluster_BrokerLeaderKill(t *testing.T) {
-	s, w, f := startCase(t)
+	s, w, f, p := startCase(t)
 	node, partition := busiestPartitionLeader(t, s)
 	pid := nodePID(t, node)
 	t.Cleanup(func() { clusterCmd(t, "start", node) })
@@ -94,14 +98,14 @@ func TestCluster_BrokerLeaderKill(t *testing.T) {
 	clusterCmd(t, "start", node)
 	t.Logf("%s restarted in %v", node, time.Since(started).Round(time.Millisecond))
 	time.Sleep(5 * time.Second)
-	finish(t, s, w, f, faultAt, convergeTimeout)
+	finish(t, s, w, f, p, faultAt, convergeTimeout)
 }
 
 // TestCluster_BrokerStop: one broker stops answering for 30 s (SIGSTOP: its connections stay
 // open, requests to it hang — the ambiguous produce, answered by a new leader); the relay is
 // killed during the outage.
 func TestCluster_BrokerStop(t *testing.T) {
-	s, w, f := startCase(t)
+	s, w, f, p := startCase(t)
 	node, partition := busiestPartitionLeader(t, s)
 	pid := nodePID(t, node)
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
@@ -113,7 +117,7 @@ func TestCluster_BrokerStop(t *testing.T) {
 	time.Sleep(25 * time.Second)
 	signal(t, pid, syscall.SIGCONT)
 	time.Sleep(5 * time.Second)
-	finish(t, s, w, f, faultAt, convergeTimeout)
+	finish(t, s, w, f, p, faultAt, convergeTimeout)
 }
 
 // TestCluster_CentrifugoKill: SIGKILL of one Centrifugo node. Its clients reconnect through
@@ -123,7 +127,7 @@ func TestCluster_BrokerStop(t *testing.T) {
 // instance id) and the node is restarted 3 s later, as a supervisor would: it takes its
 // partitions back at once. max_after_fault in FIGURES is the stall; the relay is killed during it.
 func TestCluster_CentrifugoKill(t *testing.T) {
-	s, w, f := startCase(t)
+	s, w, f, p := startCase(t)
 	t.Logf("SIGKILL centrifugo-1 (pid %d)", s.nodes[0].cmd.Process.Pid)
 	faultAt := time.Now()
 	s.nodes[0].kill()
@@ -134,9 +138,13 @@ func TestCluster_CentrifugoKill(t *testing.T) {
 	s.nodes[0].waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/health", s.nodePorts[0]), time.Minute)
 	t.Logf("centrifugo-1 restarted %v after the kill", time.Since(faultAt).Round(time.Millisecond))
 	time.Sleep(15 * time.Second)
-	fig := finish(t, s, w, f, faultAt, convergeTimeout)
+	fig := finish(t, s, w, f, p, faultAt, convergeTimeout)
 	if fig.recoveries == 0 {
 		t.Errorf("no subscription recovered from Redis history after the node's SIGKILL")
+	}
+	// One page per node (startCase): the killed node's page reconnects to the other.
+	if fig.pages.Recoveries == 0 {
+		t.Errorf("no browser page's model recovered from Redis history after the node's SIGKILL (%d re-syncs)", fig.pages.Resyncs)
 	}
 	t.Logf("partition takeover stall (the longest commit-to-client time of an event committed after the kill): %v", fig.maxAfterFault.Round(time.Millisecond))
 }
@@ -146,7 +154,7 @@ func TestCluster_CentrifugoKill(t *testing.T) {
 // unrecoverable; each must notice, bootstrap again (GetState) and converge. The relay is killed
 // while Redis is down.
 func TestCluster_RedisRestart(t *testing.T) {
-	s, w, f := startCase(t)
+	s, w, f, p := startCase(t)
 	pid := nodePID(t, "redis")
 	t.Cleanup(func() { clusterCmd(t, "start", "redis") })
 	t.Logf("SIGKILL redis (pid %d)", pid)
@@ -158,8 +166,11 @@ func TestCluster_RedisRestart(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	clusterCmd(t, "start", "redis")
 	time.Sleep(10 * time.Second)
-	fig := finish(t, s, w, f, faultAt, convergeTimeout)
+	fig := finish(t, s, w, f, p, faultAt, convergeTimeout)
 	if fig.resyncs < caseSubscribers {
 		t.Errorf("%d re-syncs after Redis lost every history; want at least one per subscriber (%d)", fig.resyncs, caseSubscribers)
+	}
+	if fig.pages.Resyncs < fig.pages.Pages {
+		t.Errorf("%d browser page re-syncs after Redis lost every history; want at least one per page (%d)", fig.pages.Resyncs, fig.pages.Pages)
 	}
 }

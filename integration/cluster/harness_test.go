@@ -25,7 +25,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/pgoutbox/pgoutbox/client/modelserver"
-	"github.com/pgoutbox/pgoutbox/record"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 )
 
 var (
@@ -602,17 +602,6 @@ func (s *stack) endOffsets(ctx context.Context) (map[int]int64, error) {
 	return out, nil
 }
 
-// isBarrier reports whether a record is the sink's barrier (record.ControlBarrier; the
-// harness package, which has the same check, is not for this package).
-func isBarrier(hs []kafka.Header) bool {
-	for _, h := range hs {
-		if h.Key == record.HeaderControl {
-			return string(h.Value) == record.ControlBarrier
-		}
-	}
-	return false
-}
-
 // readTopic reads every record of the test's topic and counts each (channel, value) pair,
 // skipping the sink's barrier records.
 func (s *stack) readTopic(ctx context.Context) (map[string]map[int64]int, int, error) {
@@ -633,7 +622,7 @@ func (s *stack) readTopic(ctx context.Context) (map[string]map[int64]int, int, e
 				_ = r.Close()
 				return nil, 0, fmt.Errorf("read partition %d: %w", p, err)
 			}
-			if isBarrier(m.Headers) {
+			if harness.IsBarrier(m.Headers) {
 				if m.Offset+1 >= end {
 					break
 				}

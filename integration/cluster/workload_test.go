@@ -131,6 +131,9 @@ type chanState struct {
 	value   int64
 	snap    checkpoint.Snapshot
 	cursors checkpoint.Cursors
+	// booted: bootstrapped since the last subscribe. centrifuge-go subscribes "recovering" from
+	// the position GetState returned, which is no recovery.
+	booted bool
 }
 
 // subscriber is one WebSocket client (centrifuge-go) following every channel through haproxy.
@@ -142,7 +145,7 @@ type subscriber struct {
 	mu         sync.Mutex
 	state      map[string]*chanState
 	bootstraps int // GetState calls, the first subscribe of each channel included
-	recoveries int // resubscribes that recovered from history (recovered: true)
+	recoveries int // resubscribes that recovered from history (recovered: true) without a GetState
 	applied    int
 	dups       int // events at or before the last applied position (dropped, not applied)
 	visible    int // events already in a bootstrapped state (dropped)
@@ -193,7 +196,7 @@ func (c *subscriber) getState(channel string) func(centrifuge.SubscriptionGetSta
 			return centrifuge.StreamPosition{}, err
 		}
 		c.mu.Lock()
-		c.state[channel] = &chanState{value: value, snap: snap}
+		c.state[channel] = &chanState{value: value, snap: snap, booted: true}
 		c.bootstraps++
 		c.mu.Unlock()
 		return centrifuge.StreamPosition{Offset: offset, Epoch: epoch}, nil
@@ -252,11 +255,13 @@ func (c *subscriber) start(t *testing.T) {
 		}
 		sub.OnPublication(c.onPublication(ch))
 		sub.OnSubscribed(func(ev centrifuge.SubscribedEvent) {
-			if ev.WasRecovering && ev.Recovered {
-				c.mu.Lock()
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			st := c.state[ch]
+			if ev.WasRecovering && ev.Recovered && !st.booted {
 				c.recoveries++
-				c.mu.Unlock()
 			}
+			st.booted = false
 		})
 		if err := sub.Subscribe(); err != nil {
 			t.Fatal(err)
@@ -320,19 +325,22 @@ type figures struct {
 	relayStarts, relayUnplannedExits   int
 	p50, p99, maxAll, maxAfterFault    time.Duration
 	converged                          time.Duration
+	pages                              pageFigures // the browser pages'
 }
 
 func (f figures) String() string {
-	return fmt.Sprintf("relay_starts=%d relay_unplanned_exits=%d events=%d subscribers=%d channels=%d recoveries=%d resyncs=%d dups_dropped=%d anomalies=%d kafka_records=%d kafka_dups=%d kafka_missing=%d latency_p50=%v p99=%v max=%v max_after_fault=%v converged_in=%v",
-		f.relayStarts, f.relayUnplannedExits, f.events, f.subscribers, f.channels, f.recoveries, f.resyncs, f.dupsDropped, f.anomalies, f.kafkaRecords, f.kafkaDups, f.kafkaMissing,
+	return fmt.Sprintf("relay_starts=%d relay_unplanned_exits=%d events=%d subscribers=%d channels=%d recoveries=%d resyncs=%d dups_dropped=%d anomalies=%d %s kafka_records=%d kafka_dups=%d kafka_missing=%d latency_p50=%v p99=%v max=%v max_after_fault=%v converged_in=%v",
+		f.relayStarts, f.relayUnplannedExits, f.events, f.subscribers, f.channels, f.recoveries, f.resyncs, f.dupsDropped, f.anomalies, f.pages, f.kafkaRecords, f.kafkaDups, f.kafkaMissing,
 		f.p50.Round(time.Millisecond), f.p99.Round(time.Millisecond), f.maxAll.Round(time.Millisecond), f.maxAfterFault.Round(time.Millisecond), f.converged.Round(time.Millisecond))
 }
 
 // finish waits until every subscriber holds the database's final counters, then checks the
-// subscribers (no anomaly) and Kafka (each event exactly once), and returns the figures.
-func finish(t *testing.T, s *stack, w *writers, f fleet, faultAt time.Time, timeout time.Duration) figures {
+// subscribers and the browser pages (no anomaly) and Kafka (each event exactly once), and
+// returns the figures.
+func finish(t *testing.T, s *stack, w *writers, f fleet, p *pages, faultAt time.Time, timeout time.Duration) figures {
 	t.Helper()
 	final := w.stop(t)
+	p.release(final)
 	stopped := time.Now()
 	deadline := stopped.Add(timeout)
 	for {
@@ -405,6 +413,13 @@ func finish(t *testing.T, s *stack, w *writers, f fleet, faultAt time.Time, time
 	}
 	if fig.anomalies > 0 {
 		t.Errorf("%d anomalies at the subscribers", fig.anomalies)
+	}
+	fig.pages = p.wait()
+	for _, a := range fig.pages.Anomalies {
+		t.Logf("browser page anomaly: %s", a)
+	}
+	if len(fig.pages.Anomalies) > 0 {
+		t.Errorf("%d anomalies at the browser pages (logged above)", len(fig.pages.Anomalies))
 	}
 	var exits []string
 	fig.relayStarts, fig.relayUnplannedExits, exits = s.relayStarts()

@@ -169,8 +169,12 @@ const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
 export class Model<S, D = unknown> {
   /** The channel. */
   readonly channel: string;
-  /** Counters since the model was made: events applied, skipped as visible in the snapshot or as duplicates, and syncs. */
-  readonly stats = { applied: 0, visible: 0, duplicate: 0, syncs: 0 };
+  /**
+   * Counters since the model was made: events applied, skipped as visible in the snapshot or as
+   * duplicates, syncs (the bootstrap and every re-sync), and recoveries (resubscribes the server
+   * resumed from the last position with nothing missed, without a sync).
+   */
+  readonly stats = { applied: 0, visible: 0, duplicate: 0, syncs: 0, recoveries: 0 };
   #o: ModelOptions<S, D>;
   #host: ModelHost;
   #status: Status = 'initialized';
@@ -189,6 +193,9 @@ export class Model<S, D = unknown> {
   #paused = false;
   #failures = 0;
   #syncError: Error | undefined;
+  // A bootstrap since the last subscribe: the next subscribe starts from its position (the
+  // transport subscribes "recovering" from it), which is no recovery.
+  #booted = false;
   #commits: Promise<unknown> = Promise.resolve();
   #vData = 0;
   #vConfirmed = 0;
@@ -393,10 +400,12 @@ export class Model<S, D = unknown> {
     return this.#host.transport.link(this.channel, {
       getState: () => this.#bootstrap(gen),
       publication: (pub) => live() && this.#onPublication(pub),
-      subscribed: (recovered) => {
+      subscribed: (recovered, resumed) => {
         if (!live()) return;
         // Never continue across a gap: a stream resumed without its missed publications re-syncs.
         if (!recovered) return this.resync();
+        if (resumed && !this.#booted) this.stats.recoveries++;
+        this.#booted = false;
         this.#failures = 0;
         this.#syncError = undefined;
         this.#setStatus('ready');
@@ -434,6 +443,7 @@ export class Model<S, D = unknown> {
     this.#has = true;
     this.#snapshot = snap;
     this.#cursors = new Cursors();
+    this.#booted = true;
     // A pending mutation whose transaction the snapshot holds is in the state just read: its
     // event will be skipped as visible, so it settles now.
     for (const p of [...this.#pending]) {

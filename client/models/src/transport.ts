@@ -31,8 +31,12 @@ export interface ChannelHandlers {
   getState(): Promise<StreamPosition>;
   /** A publication after the position, in stream order. */
   publication(p: Publication): void;
-  /** Subscribed. recovered: false when the server resumed the stream with a gap. */
-  subscribed(recovered: boolean): void;
+  /**
+   * Subscribed. recovered: false when the server resumed the stream with a gap. resumed: true
+   * when the server resumed it from the link's last position with nothing missed (a recovery
+   * from its history, e.g. after a reconnect to another node), rather than from getState's.
+   */
+  subscribed(recovered: boolean, resumed?: boolean): void;
   /** Lost, subscribing again (reconnecting, recovering, re-syncing). */
   subscribing(): void;
   /** A failed attempt; the link tries again with backoff. */
@@ -103,7 +107,7 @@ export function centrifugeTransport(o: CentrifugeTransportOptions): Transport {
       });
       let on = false;
       sub.on('publication', (ctx) => h.publication({ channel: ctx.channel, data: ctx.data, tags: ctx.tags ?? {} }));
-      sub.on('subscribed', (ctx) => h.subscribed(!ctx.wasRecovering || ctx.recovered));
+      sub.on('subscribed', (ctx) => h.subscribed(!ctx.wasRecovering || ctx.recovered, ctx.wasRecovering && ctx.recovered));
       sub.on('subscribing', () => h.subscribing());
       sub.on('error', (ctx) => h.error(new Error(ctx.error.message)));
       sub.on('unsubscribed', (ctx) => {

@@ -31,7 +31,7 @@ export class FakeLink {
   async bootstrap() {
     const pos = await this.h.getState();
     this.position = pos;
-    this.h.subscribed(true);
+    this.h.subscribed(true, true); // as centrifuge-js: subscribed "recovering" from getState's position
     return pos;
   }
   /** failBootstrap runs getState and reports its rejection as the transport would. */
@@ -43,7 +43,7 @@ export class FakeLink {
   }
   /** recover: subscribed again from the kept position, without getState. */
   recover(recovered = true) {
-    this.h.subscribed(recovered);
+    this.h.subscribed(recovered, recovered);
   }
   publish(data, tags) {
     if (!this.on) throw new Error(`publish on ${this.channel}: link not started`);

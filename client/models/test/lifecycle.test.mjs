@@ -78,6 +78,7 @@ test('pause keeps pending mutations and the stream position; resume catches up f
   link.publish({ by: 1 }, tags(120, { 'mutation-id': 'm1' }));
   assert.equal((await confirmed).xid, '120');
   assert.equal(model.stats.syncs, 1);
+  assert.equal(model.stats.recoveries, 1, 'the resubscribe resumed from history: a recovery, not a sync');
 });
 
 test('the last listener gone stops following (after the current task); one coming back in the same task keeps it', async (t) => {

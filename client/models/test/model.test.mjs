@@ -37,7 +37,7 @@ test('bootstrap: the state read, then only the events its snapshot does not hold
   link.publish({ by: 100 }, { ...tags(111), position: t103.position }); // at an older position: a replay
   await settle();
   assert.deepEqual(model.current.confirmedData, { n: 16 });
-  assert.deepEqual(model.stats, { applied: 2, visible: 2, duplicate: 2, syncs: 1 });
+  assert.deepEqual(model.stats, { applied: 2, visible: 2, duplicate: 2, syncs: 1, recoveries: 0 });
   assert.deepEqual(seen.at(-1), { n: 16 });
 });
 
@@ -274,6 +274,7 @@ test(`a control event (${CONTROL_TAG}: ${CONTROL_RESYNC}) and a resumed stream w
   await transport.current(model.channel).bootstrap();
   assert.deepEqual(model.current.data, { n: 31 });
   assert.equal(model.current.pending.length, 1);
+  assert.equal(model.stats.recoveries, 0, 'a resume with a gap is a re-sync, not a recovery');
 });
 
 test('pgoutbox recover\'s control record (no position, JSON value) re-syncs and is never merged or counted', async (t) => {
@@ -282,7 +283,7 @@ test('pgoutbox recover\'s control record (no position, JSON value) re-syncs and 
   link.publish({ control: 'resync', reason: 'publication stretch recovered', from_lsn: '0/1', to_lsn: '0/2' },
     { [CONTROL_TAG]: CONTROL_RESYNC, channel: model.channel });
   assert.deepEqual(merged, []);
-  assert.deepEqual(model.stats, { applied: 0, visible: 0, duplicate: 0, syncs: 1 });
+  assert.deepEqual(model.stats, { applied: 0, visible: 0, duplicate: 0, syncs: 1, recoveries: 0 });
   await transport.current(model.channel).bootstrap();
   assert.equal(model.stats.syncs, 2);
   assert.equal(model.status, 'ready');

@@ -12,7 +12,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
 const URL = process.env.DEMO_URL ?? 'http://127.0.0.1:8080';
 const CONTROL = process.env.DEMO_CONTROL;
@@ -35,12 +35,7 @@ async function openPage(user) {
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true, // playwright-core passes --headless and a new empty --user-data-dir of its own
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  browser = await launchChromium();
   await login();
   A = await openPage('alice');
   B = await openPage('bob');

@@ -19,7 +19,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { canon, launchChromium, openModelsPage, waitForConfirmed } from './chromium.mjs';
 
 const URL = process.env.PROP_URL;
 const SEEDS = Number(process.env.PROP_SEEDS ?? 2);
@@ -36,10 +36,7 @@ const totals = { seeds: 0, pages: 0, events: 0, resyncs: 0, mutations: 0, reject
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium', headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -78,18 +75,9 @@ async function dbState() {
   return Object.fromEntries(await Promise.all(channels.map(async (c) => [c, (await getJSON(`/api/state?channel=${encodeURIComponent(c)}`)).data])));
 }
 
-// canon sorts object keys, so that two states compare as JSON.
-const canon = (v) => JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function openPage(id, errors) {
-  const ctx = await browser.newContext();
-  const page = await ctx.newPage();
-  page.on('pageerror', (e) => errors.push(`page ${id}: ${e.message}`));
-  await page.goto(`${URL}/?page=${id}&counters=${COUNTERS}&lists=${LISTS}`);
-  await page.waitForFunction(() => window.harness?.view().statuses.every((s) => s === 'ready'), null, { timeout: 60_000 });
-  return { id, ctx, page };
-}
+const openPage = (id, errors) => openModelsPage(browser, id, `${URL}/?page=${id}&counters=${COUNTERS}&lists=${LISTS}`, errors);
 
 // PROP_LATENCY_RATE=r: instead of the seeds, one page makes r optimistic writes a second for
 // PROP_LATENCY_SECONDS (default 10) on the counters, and reports the click→confirmed latency.
@@ -192,15 +180,11 @@ for (let seed = FIRST; seed < FIRST + (RATE > 0 ? 0 : SEEDS); seed++) {
       }
     }
     // Converge: every page must reach the database's state.
-    const want = canon(await dbState());
+    const want = await dbState();
     for (const p of pages) {
-      try {
-        await p.page.waitForFunction((w) => {
-          const canon = (x) => JSON.stringify(x, (_, y) => (y && typeof y === 'object' && !Array.isArray(y) ? Object.fromEntries(Object.entries(y).sort()) : y));
-          return canon(window.harness.confirmed()) === w;
-        }, want, { timeout: 120_000 });
-      } catch {
-        anomalies.push(`page ${p.id} did not reach the database's state: ${canon(await p.page.evaluate(() => window.harness.confirmed()))} want ${want}`);
+      const { ok, got } = await waitForConfirmed(p.page, want, 120_000);
+      if (!ok) {
+        anomalies.push(`page ${p.id} did not reach the database's state: ${got} want ${canon(want)}`);
         await p.page.screenshot({ path: join(ARTIFACTS, `models-property-seed${seed}-${p.id}.png`) }).catch(() => {});
       }
     }

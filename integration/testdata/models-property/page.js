@@ -1,10 +1,13 @@
-// One page of the property test: a ModelsClient with a model per channel, and window.harness,
-// which the driver calls to write, to hide the page, and to read what the page holds.
+// One page of the live-models browser tests: a ModelsClient with a model per channel, and
+// window.harness, which the driver calls to write, to hide the page, and to read what the page
+// holds. The property test (deploy/demo/e2e/models-property.test.mjs) names its channels by
+// count (?counters=3&lists=1); the cluster fault tests (deploy/demo/e2e/cluster-pages.mjs) list
+// them (?channels=a,b).
 import { ModelsClient } from '/models/index.js';
 
 const q = new URLSearchParams(location.search);
 const page = q.get('page');
-const channels = [
+const channels = q.get('channels') ? q.get('channels').split(',') : [
   ...Array.from({ length: Number(q.get('counters')) }, (_, i) => `outbox:ctr-${i}`),
   ...Array.from({ length: Number(q.get('lists')) }, (_, i) => `outbox:list-${i}`),
 ];
@@ -18,9 +21,19 @@ async function api(path, body) {
   return out;
 }
 
+const applied = new Set(); // channel + position of every event applied
+const record = { applied: 0, twice: [], gaps: [], errors: [], settled: {}, latencies: [] };
+
 // merge adds: applying an event twice, or missing one, leaves a sum the database does not have.
+// 'counter' is the cluster tests' event, {v: the channel's counter after its commit}: it adds 1,
+// and a v that does not follow the state's value is recorded when it happens (a gap, or an
+// event applied twice), not only in the final sum.
 function merge(state, ev) {
   if (ev.name === 'incr') return { value: state.value + ev.data.by };
+  if (ev.name === 'counter') {
+    if (ev.data.v !== state.value + 1) record.gaps.push(`${ev.channel}: event ${ev.data.v} applied on ${state.value} at ${ev.position}`);
+    return { value: state.value + 1 };
+  }
   if (ev.name === 'put') {
     const old = state.items[ev.data.id];
     return { items: { ...state.items, [ev.data.id]: { title: ev.data.title, edits: (old?.edits ?? 0) + 1 } } };
@@ -39,8 +52,6 @@ const client = new ModelsClient({
   environment: { document: doc, window },
 });
 
-const applied = new Set(); // channel + position of every event applied
-const record = { applied: 0, twice: [], errors: [], settled: {}, latencies: [] };
 const models = new Map();
 for (const channel of channels) {
   const model = client.models.get({
@@ -87,6 +98,8 @@ window.harness = {
       pending: [...models.values()].reduce((n, m) => n + m.current.pending.length, 0),
       statuses: [...models.values()].map((m) => m.status),
       syncs: [...models.values()].reduce((n, m) => n + m.stats.syncs, 0),
+      recoveries: [...models.values()].reduce((n, m) => n + m.stats.recoveries, 0),
+      models: models.size,
       visible: [...models.values()].reduce((n, m) => n + m.stats.visible, 0),
       duplicate: [...models.values()].reduce((n, m) => n + m.stats.duplicate, 0),
       ...record,
