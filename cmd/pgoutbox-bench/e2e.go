@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -551,6 +553,15 @@ func printEndToEnd(p, row func(string, ...any), flush func(), r *Results) {
 			rss(e.CentrifugoRSS), rss(e.RelayRSS), rss(e.ConnectRSS))
 	}
 	flush()
+	var sustained []string
+	for _, e := range r.EndToEnd {
+		if n, ok := r.Sustained[e.Key]; ok && !slices.Contains(sustained, e.Key+" "+strconv.Itoa(n)) {
+			sustained = append(sustained, e.Key+" "+strconv.Itoa(n))
+		}
+	}
+	if len(sustained) > 0 {
+		p("  highest measured rate sustained (kept the rate, every event once and in order, delivery p99 < %d ms; 0 = none): %s", e2eSustainedP99Ms, strings.Join(sustained, ", "))
+	}
 	seen := map[string]bool{}
 	for _, e := range r.EndToEnd {
 		if !seen[e.Key] {

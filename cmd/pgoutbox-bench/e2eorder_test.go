@@ -100,3 +100,55 @@ func TestCPUSince(t *testing.T) {
 		t.Errorf("cpuSince = %s, want 3s (2 s of process 1, 1 s of the new process 3, the exited one missed)", got)
 	}
 }
+
+func e2eRow(key string, rate int, achieved, p99 float64, lost int64) EndToEndResult {
+	return EndToEndResult{Key: key, Rate: rate, RateAchieved: achieved, Subscribers: 2,
+		Delivery: Quantiles{Count: 10, P99: p99}, Counts: deliveryCounts{Delivered: 10 - lost, Expected: 10, Lost: lost}}
+}
+
+func TestSustainedRates(t *testing.T) {
+	t.Parallel()
+	got := sustainedRates([]EndToEndResult{
+		e2eRow("send", 100, 100, 20, 0), e2eRow("send", 1000, 1000, 120, 0), e2eRow("send", 3000, 2990, 900, 0), // p99 too high at 3,000
+		e2eRow("stream", 100, 100, 30, 0), e2eRow("stream", 3000, 1242, 80, 0), // did not keep 3,000
+		e2eRow("lossy", 100, 100, 10, 1), // lost one: sustains nothing
+		{Key: "baseline", Rate: 100, RateAchieved: 100},
+	})
+	want := map[string]int{"send": 1000, "stream": 100, "lossy": 0}
+	if len(got) != len(want) {
+		t.Fatalf("sustainedRates = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("sustainedRates[%s] = %d, want %d", k, got[k], v)
+		}
+	}
+}
+
+func TestE2ETargets(t *testing.T) {
+	t.Parallel()
+	ts := e2eTargets([]EndToEndResult{
+		e2eRow("send", 1000, 1000, 100, 0), e2eRow("table", 1000, 1000, 700, 0),
+		e2eRow("stream", 1000, 1000, 95, 0), e2eRow("debezium", 1000, 1000, 1200, 0),
+		e2eRow("cfoutbox", 100, 100, 10, 2),
+	})
+	met := map[string]bool{}
+	for _, tg := range ts {
+		met[tg.Goal] = tg.Met
+	}
+	want := map[string]bool{
+		"scenario 10 at 1,000/s: pgoutbox table p99 ≤ the stream broker's":   false,
+		"scenario 10 at 1,000/s: pgoutbox table p99 ≤ ⅓ of Debezium's":       false,
+		"scenario 10 at 1,000/s: pgoutbox send p99 ≤ the stream broker's":    false,
+		"scenario 10 at 1,000/s: pgoutbox send p99 ≤ ⅓ of Debezium's":        true,
+		"scenario 10: cfoutbox at 100/s delivers every event once, in order": false,
+	}
+	if len(met) != len(want) {
+		t.Fatalf("targets %v, want %v", met, want)
+	}
+	for g, m := range want {
+		if got, ok := met[g]; !ok || got != m {
+			t.Errorf("target %q: met = %v (present %v), want %v", g, got, ok, m)
+		}
+	}
+}
