@@ -91,11 +91,13 @@ func (b *bench) endToEndScenario(ctx context.Context) error {
 		_ = b.exec(ctx, "DROP TABLE IF EXISTS "+table)
 	}()
 	var errs []error
-	for _, p := range e2ePaths {
-		if !b.opts.e2eRuns(p.key) {
-			continue
-		}
-		for _, rate := range rates {
+	// Rates outside, paths inside: on a shared machine the load drifts, and the paths compared at
+	// one rate then run minutes apart at most.
+	for _, rate := range rates {
+		for _, p := range e2ePaths {
+			if !b.opts.e2eRuns(p.key) {
+				continue
+			}
 			if ctx.Err() != nil {
 				return errors.Join(append(errs, ctx.Err())...)
 			}
@@ -524,8 +526,10 @@ func printEndToEnd(p, row func(string, ...any), flush func(), r *Results) {
 	}
 	p("\nEnd to end, side by side: a business UPDATE + 1 event per transaction, %d channels, %d centrifuge-go subscribers, Centrifugo v6.9.1 (a private instance per path), milliseconds",
 		channels, subs)
+	rows := slices.Clone(r.EndToEnd)
+	slices.SortStableFunc(rows, func(a, b EndToEndResult) int { return e2ePathIndex(a.Key) - e2ePathIndex(b.Key) })
 	row("path\trate/s\tachieved\tcommit p50\tcommit p99\tKafka ack p50\tp99\tdelivery p50\tp99\tp99.9\tmax\tdelivered\tlost\tdup\tlate\tCPU µs/event: relay\twalsender\tKafka\tCentrifugo\tConnect\tpostgres (all)\tmachine busy\tRSS MB: Centrifugo\trelay\tConnect\t")
-	for _, e := range r.EndToEnd {
+	for _, e := range rows {
 		per := func(s float64) string {
 			if s == 0 {
 				return "–"
@@ -574,6 +578,11 @@ func printEndToEnd(p, row func(string, ...any), flush func(), r *Results) {
 	p("  delivered/lost/dup/late: over the whole run, every subscriber, every event (each channel's values 1, 2, 3… in commit order); late = after a later one.")
 	p("  CPU: user + system over the measured phase per committed event; the Kafka broker's and postgres (all) include every other session on the machine.")
 	flush()
+}
+
+// e2ePathIndex is the path's place in e2ePaths (the report's order).
+func e2ePathIndex(key string) int {
+	return slices.IndexFunc(e2ePaths, func(p e2ePath) bool { return p.key == key })
 }
 
 // e2eRateList parses --e2e-rates.

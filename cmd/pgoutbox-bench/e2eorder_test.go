@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -150,5 +151,26 @@ func TestE2ETargets(t *testing.T) {
 		if got, ok := met[g]; !ok || got != m {
 			t.Errorf("target %q: met = %v (present %v), want %v", g, got, ok, m)
 		}
+	}
+}
+
+// The table groups rows by path in e2ePaths' order, whatever order the rates ran in.
+func TestPrintEndToEnd_Order(t *testing.T) {
+	t.Parallel()
+	r := &Results{EndToEnd: []EndToEndResult{
+		e2eRow("send", 100, 100, 10, 0), e2eRow("table", 100, 100, 10, 0),
+		e2eRow("send", 1000, 1000, 10, 0), e2eRow("table", 1000, 1000, 10, 0),
+	}}
+	var out strings.Builder
+	printReport(&out, r)
+	var order []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && (f[0] == "table" || f[0] == "send") && (f[1] == "100" || f[1] == "1000") {
+			order = append(order, f[0]+" "+f[1])
+		}
+	}
+	if want := []string{"table 100", "table 1000", "send 100", "send 1000"}; strings.Join(order, ",") != strings.Join(want, ",") {
+		t.Fatalf("rows in order %v, want %v\n%s", order, want, out.String())
 	}
 }
