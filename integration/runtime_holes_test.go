@@ -82,6 +82,76 @@ func TestSlotDroppedUnderTheRelay(t *testing.T) {
 	t.Logf("recover --apply after the slot was dropped:\n%s", out)
 }
 
+// TestSlotDroppedWhileNoRelayRan: the slot dropped while the relay was stopped leaves no trace
+// in PostgreSQL, and `pgoutbox setup` used to create it again at the end of WAL: the rows
+// committed in between were skipped for good, silently. Setup now finds the slot's records in
+// the topic, records the loss, and the relay refuses until `pgoutbox recover --apply` has run.
+func TestSlotDroppedWhileNoRelayRan(t *testing.T) {
+	t.Parallel()
+	e := harness.NewOutbox(t, 1)
+	relay := e.StartRelay(t, "PGOUTBOX_LOG_LEVEL=info")
+	relay.WaitLog("streaming started", time.Minute)
+	first := insertReturningID(t, e, "ch", `{"n": 1}`, "")
+	harness.WaitRecords(t, e.Brokers, e.Name, 1, time.Minute)
+	relay.Stop(30 * time.Second)
+	harness.ExecSQL(t, e.DatabaseURL, `SELECT pg_drop_replication_slot($1)`, e.Name)
+
+	var ids []string
+	for n := 2; n <= 4; n++ {
+		ids = append(ids, insertReturningID(t, e, "ch", fmt.Sprintf(`{"n": %d}`, n), ""))
+	}
+	setup, err := e.Pgoutbox(t, "setup")
+	if err != nil {
+		t.Fatalf("pgoutbox setup: %v\n%s", err, setup)
+	}
+	for _, want := range []string{"did not exist when `pgoutbox setup` ran", "holds records a slot of that name wrote", "recorded as a lost slot",
+		"pgoutbox recover --apply"} {
+		if !strings.Contains(setup, want) {
+			t.Errorf("setup's output does not say %q:\n%s", want, setup)
+		}
+	}
+	if !slotExists(t, e) {
+		t.Fatalf("setup did not create the slot:\n%s", setup)
+	}
+	for range 2 { // every start, not only the first
+		r := e.StartRelay(t, "PGOUTBOX_LOG_LEVEL=info")
+		if code := r.WaitExit(time.Minute); code == 0 || !strings.Contains(r.Log.String(), "pgoutbox recover --apply") {
+			t.Fatalf("a start after setup re-created the dropped slot exited %d, want a refusal naming `pgoutbox recover --apply`:\n%s", code, r.Log.Tail(3))
+		}
+	}
+	if code, out := e.StatusExit(t); code != 2 || !strings.Contains(out, "lost slot not recovered") {
+		t.Errorf("pgoutbox status exit %d, want 2 (critical) naming the lost slot:\n%s", code, out)
+	}
+	code, out := e.RunExit(t, "recover", "--apply")
+	if code != 0 || !strings.Contains(out, "published 3 events") {
+		t.Fatalf("pgoutbox recover --apply exit %d, want 3 events published:\n%s", code, out)
+	}
+	if again, err := e.Pgoutbox(t, "setup"); err != nil || strings.Contains(again, "recorded as a lost slot") {
+		t.Errorf("setup after recovery (err %v) records a loss again:\n%s", err, again)
+	}
+	relay = e.StartRelay(t, "PGOUTBOX_LOG_LEVEL=info")
+	relay.WaitLog("streaming started", time.Minute)
+	last := insertReturningID(t, e, "ch", `{"n": 5}`, "")
+	recs := waitEvents(t, e, 5, time.Minute)
+	relay.Stop(30 * time.Second)
+	var got []string
+	resyncs := 0
+	for _, r := range recs {
+		if r.Headers["pgoutbox-control"] == "" {
+			got = append(got, r.Headers["pgoutbox-id"])
+		} else {
+			resyncs++
+		}
+	}
+	if want := append(append([]string{first}, ids...), last); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("records %v, want %v (each row once, in order)", got, want)
+	}
+	if resyncs != 1 {
+		t.Errorf("%d re-sync control records, want 1 (on channel ch)", resyncs)
+	}
+	t.Logf("setup after the slot was dropped with no relay running:\n%s\nrecover --apply:\n%s", lastLine(setup), out)
+}
+
 // TestSetup_KafkaUnreachableCreatesNoSlot: `setup --partitions` with Kafka unreachable used to
 // create the slot and then fail, leaving a new slot that pins WAL. It now checks Kafka first.
 func TestSetup_KafkaUnreachableCreatesNoSlot(t *testing.T) {

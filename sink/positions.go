@@ -119,3 +119,43 @@ func topicOffsets(res *kafka.ListOffsetsResponse, topic string) []kafka.Partitio
 	}
 	return res.Topics[topic]
 }
+
+// LastOfStream returns the highest position among the records at the end of topic's partitions
+// (the last records of each, as many as a tail read steps back over) that the slot named slot of
+// the cluster systemID wrote, on any timeline and under any routing; found is false when there
+// is none, and when the topic does not exist. Control and dead-letter records do not count.
+// `pgoutbox setup` asks before it creates a slot: a record of a slot of that name means that a
+// relay streamed from it before, so the slot was lost since, and what was committed in between
+// never reached Kafka.
+func (p *Publisher) LastOfStream(ctx context.Context, topic, systemID, slot string) (last record.Position, found bool, err error) {
+	n, err := p.Partitions(ctx, topic)
+	if errors.Is(err, ErrTopicNotFound) {
+		return record.Position{}, false, nil
+	}
+	if err != nil {
+		return record.Position{}, false, err
+	}
+	for part := range n {
+		r, err := p.kafka.readTail(ctx, topic, part)
+		if err != nil {
+			return record.Position{}, false, err
+		}
+		for _, rec := range r.records {
+			if rec.control || rec.deadLetter || rec.position == "" {
+				continue
+			}
+			src, ok := record.ParseSource(rec.source)
+			if !ok || src.SystemID != systemID || src.Slot != slot {
+				continue
+			}
+			pos, err := record.ParsePosition(rec.position)
+			if err != nil {
+				continue // another producer's header: says nothing of this stream
+			}
+			if !found || pos.Compare(last) > 0 {
+				last, found = pos, true
+			}
+		}
+	}
+	return last, found, nil
+}

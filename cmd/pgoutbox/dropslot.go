@@ -43,9 +43,39 @@ func runDropSlot(ctx context.Context, cfg *Config, log zerolog.Logger, stdout io
 	if !cfg.Yes {
 		return errNeedYes
 	}
+	wal, err := capture.CurrentWAL(cctx, conn)
+	if err != nil {
+		return err
+	}
 	if err := capture.DropSlot(cctx, conn, cfg.Slot); err != nil {
 		return err
 	}
+	acceptDrop(cctx, conn, cfg, st.ConfirmedFlushLSN, wal, log)
 	log.Warn().Str("component", "setup").Str("slot", cfg.Slot).Stringer("confirmed_lsn", st.ConfirmedFlushLSN).Msg("replication slot dropped")
 	return nil
+}
+
+// acceptDrop records the drop as a lost slot whose loss the operator accepted (`--yes`), up to
+// wal, the WAL position before the drop: `pgoutbox setup` then creates the slot again without
+// taking the records the old slot wrote to the topic for a loss to recover. A loss the relay
+// recorded and nobody recovered stays open. When the record fails, setup will report the loss:
+// `pgoutbox recover --apply` then republishes what the table holds, which loses nothing.
+func acceptDrop(ctx context.Context, conn *capture.Conn, cfg *Config, confirmed, wal capture.LSN, log zerolog.Logger) {
+	table, err := cfg.Table()
+	if err == nil {
+		var gaps []capture.Gap
+		if gaps, err = capture.OpenGaps(ctx, conn, table, cfg.Slot); err == nil && lostGap(gaps) != nil {
+			return
+		}
+	}
+	if err == nil {
+		g := capture.Gap{Slot: cfg.Slot, Kind: capture.GapSlotLost, From: confirmed, To: wal, Reason: "slot dropped by `pgoutbox drop-slot --yes`"}
+		if err = capture.RecordGap(ctx, conn, table, g); err == nil {
+			err = capture.ResolveGap(ctx, conn, table, g, capture.GapAccepted, 0)
+		}
+	}
+	if err != nil {
+		log.Warn().Str("component", "setup").Str("slot", cfg.Slot).Err(err).Msg("could not record the drop as accepted: " +
+			"`pgoutbox setup` will take the slot's records in the topic for a loss, and the relay will refuse to start until `pgoutbox recover --apply` has run")
+	}
 }

@@ -57,6 +57,12 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 	if err := capture.CheckSetupPrivileges(cctx, conn, table, cfg.Publication); err != nil {
 		return err
 	}
+	// Before anything is created: with Kafka unreachable, setup cannot tell a first setup from a
+	// slot lost while no relay ran, and stops.
+	prior, err := priorStream(cctx, conn, cfg, table, base)
+	if err != nil {
+		return err
+	}
 
 	// Kafka first: it creates nothing that pins WAL, so when Kafka is unreachable setup stops
 	// before it creates a slot (a slot left behind by a failed setup would retain WAL forever).
@@ -130,7 +136,9 @@ func runSetup(ctx context.Context, cfg *Config, base zerolog.Logger, stdout io.W
 		}
 		report(log, s.what, created)
 	}
-
+	if prior != nil {
+		return recordPriorLoss(cctx, conn, cfg, table, *prior, log)
+	}
 	return nil
 }
 
