@@ -153,3 +153,85 @@ func TestPubGuard_Observe_RowChange(t *testing.T) {
 		t.Fatalf("membership change: %v, want a gap", err)
 	}
 }
+
+// fakeVerifier reads a stretch ending at end and reports missing as not in Kafka.
+type fakeVerifier struct {
+	mu      sync.Mutex
+	end     capture.LSN
+	readErr error
+	missing []capture.Event
+	reads   int
+}
+
+func (f *fakeVerifier) ReadStretch(context.Context) (capture.LSN, []capture.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return f.end, []capture.Event{{ID: "1"}, {ID: "2"}}, f.readErr
+}
+
+func (f *fakeVerifier) Missing(context.Context, []capture.Event) ([]capture.Event, error) {
+	return f.missing, nil
+}
+
+// TestRelay_Run_VerifiesARowChange: only the publication's own row changes (r1 → r2) while the
+// inserts stay covered. Nothing missing: the relay streams on, no lost alarm, no gap. An event
+// missing, or a stretch that cannot be read again mid-stream: the lost alarm, a gap naming why.
+// The same at start (VerifyPublicationAtStart) when it cannot be read: a warning, streams on.
+func TestRelay_Run_VerifiesARowChange(t *testing.T) {
+	row := func(r string) capture.PublicationState { st := good("v1"); st.RowVersion = r; return st }
+	for _, tt := range []struct {
+		name    string
+		atStart bool
+		v       *fakeVerifier
+		wantGap string // "" = streams on
+	}{
+		{"harmless", false, &fakeVerifier{end: 2500}, ""},
+		{"an insert filtered", false, &fakeVerifier{end: 2500, missing: []capture.Event{{ID: "7", CommitLSN: 1500}}},
+			"did not cover them throughout: 1 of the 2 events committed up to 0/9C4 were not sent (the first: id 7 at"},
+		{"cannot read it again", false, &fakeVerifier{readErr: errors.New("no recovery publication")}, "no recovery publication"},
+		{"at start, cannot read it again", true, &fakeVerifier{readErr: errors.New("no recovery publication")}, ""},
+		{"at start, an insert filtered", true, &fakeVerifier{end: 2500, missing: []capture.Event{{ID: "7"}}}, "newer than the slot's catalog_xmin"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &fakeStream{start: 100, txns: []txn{{ids: []string{"1", "2"}, end: 5000}}}
+			r, _, obs := testRelay(t, &streams{list: []*fakeStream{st}}, &fakePublisher{}, healthySlot(), nil, false)
+			readings := []capture.PublicationState{row("r1"), row("r1"), row("r2")}
+			if tt.atStart {
+				readings = []capture.PublicationState{row("r1")}
+				r.VerifyPublicationAtStart()
+			}
+			r.deps.Publication = &fakePublication{readings: readings}
+			r.deps.Verifier = tt.v
+			r.ceiling.Store(0)
+			r.cfg.Publication, r.cfg.Table = "pub", guardTable
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			wait := runAsync(ctx, r)
+			if tt.wantGap == "" {
+				eventually(t, "the verification and later checks", func() bool {
+					tt.v.mu.Lock()
+					defer tt.v.mu.Unlock()
+					return tt.v.reads == 1 && r.ceiling.Load() >= 2000
+				})
+				cancel()
+				if err := wait(t); err != nil {
+					t.Fatalf("Run = %v, want a clean exit", err)
+				}
+				obs.mu.Lock()
+				defer obs.mu.Unlock()
+				if obs.lost != nil {
+					t.Fatalf("lost alarm for a harmless change: %v", obs.lost)
+				}
+				return
+			}
+			err := wait(t)
+			if !errors.Is(err, ErrPublicationGap) || !strings.Contains(err.Error(), tt.wantGap) {
+				t.Fatalf("Run = %v, want a gap naming %q", err, tt.wantGap)
+			}
+			if confirmed, _ := st.finalConfirmed(); confirmed > 2000 {
+				t.Errorf("final status confirmed %v, past the last proven position", confirmed)
+			}
+		})
+	}
+}
