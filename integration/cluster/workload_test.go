@@ -340,7 +340,7 @@ func (f figures) String() string {
 func finish(t *testing.T, s *stack, w *writers, f fleet, p *pages, faultAt time.Time, timeout time.Duration) figures {
 	t.Helper()
 	final := w.stop(t)
-	p.release(final)
+	p.Release(final)
 	stopped := time.Now()
 	deadline := stopped.Add(timeout)
 	for {
@@ -414,7 +414,7 @@ func finish(t *testing.T, s *stack, w *writers, f fleet, p *pages, faultAt time.
 	if fig.anomalies > 0 {
 		t.Errorf("%d anomalies at the subscribers", fig.anomalies)
 	}
-	fig.pages = p.wait()
+	fig.pages = p.Wait()
 	for _, a := range fig.pages.Anomalies {
 		t.Logf("browser page anomaly: %s", a)
 	}

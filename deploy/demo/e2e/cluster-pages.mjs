@@ -1,8 +1,9 @@
-// Real browser pages in the cluster fault tests (integration/cluster): Chromium pages, each with
-// an @pgoutbox/models model per channel it follows (the live-models test page,
-// integration/testdata/models-property), connected through the cluster's haproxy. The Go test
-// serves the page and the app's endpoints, runs this script, and drives it through its output
-// and one request:
+// Real browser pages in the cluster fault tests (integration/cluster) and the lost-slot recovery
+// test (TestSlotLost_BrowserPages): Chromium pages, each with an @pgoutbox/models model per
+// channel it follows (the live-models test page, integration/testdata/models-property),
+// connected through the cluster's haproxy or to a single Centrifugo. The Go test
+// (harness.StartCounterPages) serves the page and the app's endpoints, runs this script, and
+// drives it through its output and one request:
 //
 //   PAGES_URL        the app
 //   PAGES_CHANNELS   JSON: one list of channels per page
