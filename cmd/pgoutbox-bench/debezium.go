@@ -273,6 +273,10 @@ offset.flush.interval.ms=%d
 listeners=http://127.0.0.1:%d
 plugin.discovery=service_load
 `, d.b.opts.brokers, filepath.Join(d.dir, "connect.offsets"), connectOffsetFlushMs, restPort)
+	// message.prefix.exclude.list: the outbox is a table, and pgoutput's logical decoding messages
+	// are database-wide: another process's pgoutbox_send() became an event for a topic
+	// <prefix>.message that does not exist, and Connect's producer then waited for it, so the slot
+	// stopped moving (as pgoutbox's table relays run with --events-from=table).
 	// The EventRouter makes key = channel and value = data (the jsonb's text, as pgoutput sends
 	// it), and routes every event to one topic (route.by.field is the event name, the same for
 	// all; the replacement has no ${routedByValue}). The predicate keeps the heartbeats out of it.
@@ -291,6 +295,7 @@ publication.name=%[1]s
 publication.autocreate.mode=disabled
 table.include.list=public.%[7]s
 snapshot.mode=no_data
+message.prefix.exclude.list=.*
 heartbeat.interval.ms=%[8]d
 heartbeat.action.query=UPDATE %[10]s SET at = now() WHERE id = 1
 transforms=outbox
@@ -637,7 +642,7 @@ func printSideBySide(p, row func(string, ...any), flush func(), r *Results) {
 	for _, k := range producerSettings {
 		producer = append(producer, k+"="+s.ProducerConfig[k])
 	}
-	p("  %s; Connect standalone, StringConverter, outbox EventRouter (key = channel, value = data), snapshot.mode=no_data,", s.Versions)
+	p("  %s; Connect standalone, StringConverter, outbox EventRouter (key = channel, value = data), snapshot.mode=no_data, message.prefix.exclude.list=.*,", s.Versions)
 	p("  heartbeat.interval.ms=%d with heartbeat.action.query (an UPDATE of a table outside the publication: without both, Debezium's slot stays at its last event),",
 		s.HeartbeatMs)
 	p("  offset.flush.interval.ms=%d (Debezium confirms the slot at Connect's offset flush; the worker's default is 60000), plugin.discovery=service_load;", s.OffsetFlushMs)
