@@ -28,37 +28,46 @@ func NewOutboxDeleter(url string, table Table) *OutboxDeleter {
 	return &OutboxDeleter{url: url, table: table}
 }
 
-// Prepare connects, checks the DELETE privilege and the id column's, and builds the statement
-// for the id column's type.
+// Prepare connects, checks the privileges (CheckRetention) and builds the statement for the id
+// column's type.
 func (d *OutboxDeleter) Prepare(ctx context.Context) error {
 	conn, err := pgx.Connect(ctx, d.url)
 	if err != nil {
 		return ClassifyConnectError(err)
 	}
 	d.conn = conn
-	t := d.table
-	var typ string
+	typ, err := CheckRetention(ctx, conn, d.table)
+	if err != nil {
+		return err
+	}
+	// The ids travel as text and are cast to the column's type, so the primary key index is used.
+	id := pgx.Identifier{d.table.ID}.Sanitize()
+	d.sql = fmt.Sprintf("DELETE FROM %s WHERE %s = ANY($1::text[]::%s[]) RETURNING %s::text", d.table.QualifiedName(), id, typ, id)
+	return nil
+}
+
+// CheckRetention checks that the role may delete published rows from t (DELETE, and SELECT on
+// the id column for DELETE … RETURNING) and returns the id column's type. The relay checks it at
+// start, before it streams, so that a missing grant stops it at once with the GRANT to run.
+func CheckRetention(ctx context.Context, q Querier, t Table) (idType string, err error) {
 	var canDelete, canSelectID bool
-	err = conn.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), has_table_privilege(c.oid, 'DELETE'),
+	err = q.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), has_table_privilege(c.oid, 'DELETE'),
 			has_column_privilege(c.oid, a.attnum, 'SELECT')
 		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND NOT a.attisdropped`,
-		t.Schema, t.Name, t.ID).Scan(&typ, &canDelete, &canSelectID)
+		t.Schema, t.Name, t.ID).Scan(&idType, &canDelete, &canSelectID)
 	if err != nil {
-		return fmt.Errorf("retention: read the id column %q of %s: %w", t.ID, t.QualifiedName(), err)
+		return "", fmt.Errorf("retention: read the id column %q of %s: %w", t.ID, t.QualifiedName(), err)
 	}
 	if !canDelete {
-		return fmt.Errorf("%w: the role may not DELETE from %s: GRANT DELETE ON %s TO <role>, or use --retention=none",
+		return "", fmt.Errorf("%w: the role may not DELETE from %s: GRANT DELETE ON %s TO <role>, or use --retention=none",
 			ErrRetentionFixed, t.QualifiedName(), t.QualifiedName())
 	}
 	if !canSelectID {
-		return fmt.Errorf("%w: the role may not read the id column %q of %s (DELETE … RETURNING needs it): GRANT SELECT (%s) ON %s TO <role>, or use --retention=none",
+		return "", fmt.Errorf("%w: the role may not read the id column %q of %s (DELETE … RETURNING needs it): GRANT SELECT (%s) ON %s TO <role>, or use --retention=none",
 			ErrRetentionFixed, t.ID, t.QualifiedName(), pgx.Identifier{t.ID}.Sanitize(), t.QualifiedName())
 	}
-	// The ids travel as text and are cast to the column's type, so the primary key index is used.
-	id := pgx.Identifier{t.ID}.Sanitize()
-	d.sql = fmt.Sprintf("DELETE FROM %s WHERE %s = ANY($1::text[]::%s[]) RETURNING %s::text", t.QualifiedName(), id, typ, id)
-	return nil
+	return idType, nil
 }
 
 // Delete removes the rows with these ids and returns the ids it removed. An error wrapping

@@ -55,6 +55,11 @@ func preflight(ctx context.Context, cfg *Config, table capture.Table, log zerolo
 	if _, err := capture.CheckSlot(cctx, conn, cfg.Slot); err != nil {
 		return false, err
 	}
+	if cfg.deleter(table) != nil {
+		if _, err := capture.CheckRetention(cctx, conn, table); err != nil {
+			return false, err
+		}
+	}
 	unsure, err = capture.PublicationChangedSinceSlot(cctx, conn, cfg.Slot, cfg.Publication, table)
 	if unsure {
 		log.Info().Str("publication", cfg.Publication).
