@@ -54,6 +54,7 @@ type options struct {
 	perf        bool
 	relayLogs   string
 	logLevel    string
+	relayEnv    string
 	databaseURL string
 	brokers     string
 
@@ -137,6 +138,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "", "JSON results file (default $PGOUTBOX_STATE_DIR/bench/bench-<time>.json)")
 	fs.StringVar(&o.relayLogs, "relay-logs", "", "directory to keep each relay's log in, as <outbox>.log (default: not kept)")
 	fs.StringVar(&o.logLevel, "relay-log-level", "info", "the relays' --log-level (debug logs every Kafka round)")
+	fs.StringVar(&o.relayEnv, "relay-env", "", "extra environment of every relay, comma-separated KEY=value (e.g. GOMAXPROCS=2, against the relay's default of one)")
 	fs.BoolVar(&o.perf, "perf", false, "record a CPU profile of the relay in scenario 1 with perf (needs perf and root)")
 	fs.StringVar(&o.databaseURL, "database-url", harness.Getenv("PGOUTBOX_BENCH_DATABASE_URL", "postgres://pgoutbox:pgoutbox@127.0.0.1:"+harness.Getenv("PGOUTBOX_PG_PORT", "55432")+"/pgoutbox"), "PostgreSQL URL")
 	fs.StringVar(&o.brokers, "kafka-brokers", harness.Getenv("PGOUTBOX_BENCH_KAFKA_BROKERS", "127.0.0.1:"+harness.Getenv("PGOUTBOX_KAFKA_PORT", "59092")), "Kafka brokers")
@@ -181,6 +183,11 @@ func parseFlags(args []string) (options, error) {
 	}
 	if _, err := o.rateList(); err != nil {
 		return o, err
+	}
+	for _, kv := range strings.Split(o.relayEnv, ",") {
+		if k, _, ok := strings.Cut(kv, "="); o.relayEnv != "" && (!ok || k == "") {
+			return o, fmt.Errorf("--relay-env %q: want KEY=value pairs, comma-separated", o.relayEnv)
+		}
 	}
 	if o.rows < 100 || o.rows%100 != 0 {
 		return o, fmt.Errorf("--rows %d: want a multiple of 100, at least 100", o.rows)

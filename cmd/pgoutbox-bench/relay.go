@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/integration/harness"
@@ -35,6 +36,9 @@ func (b *bench) startRelay(o *outbox, extraEnv ...string) (*relayProc, error) {
 			return nil, err
 		}
 		logCopy = p.logFile
+	}
+	if b.opts.relayEnv != "" {
+		extraEnv = append(extraEnv, strings.Split(b.opts.relayEnv, ",")...)
 	}
 	p.RelayProcess, err = harness.StartRelayProcess(b.relayBin, o.env(append([]string{"PGOUTBOX_HTTP_ADDR=" + p.metrics}, extraEnv...)...), logCopy)
 	if err != nil {

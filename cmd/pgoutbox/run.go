@@ -14,6 +14,7 @@ import (
 // shutdown (nil) or a failure (an error: exit 1). Kafka down at start is not a failure: the
 // relay waits for it (awaitKafka), with /readyz 503, as a running relay does.
 func runRelay(ctx context.Context, cfg *Config, log zerolog.Logger) error {
+	log.Debug().Int("gomaxprocs", relayProcs()).Msg("Go threads running the relay at once (GOMAXPROCS, default 1)")
 	table, err := cfg.Table()
 	if err != nil {
 		return err
