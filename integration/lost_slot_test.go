@@ -479,25 +479,7 @@ func (c *resyncClient) bootstrap() (centrifuge.StreamPosition, error) {
 	if err != nil {
 		return centrifuge.StreamPosition{}, err
 	}
-	conn, err := pgx.Connect(ctx, c.db)
-	if err != nil {
-		return centrifuge.StreamPosition{}, err
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return centrifuge.StreamPosition{}, err
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	var snapText string
-	var value int64
-	if err := tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snapText); err != nil {
-		return centrifuge.StreamPosition{}, err
-	}
-	if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT value FROM %s WHERE channel = $1`, c.table), c.channel).Scan(&value); err != nil {
-		return centrifuge.StreamPosition{}, err
-	}
-	snap, err := checkpoint.ParseSnapshot(snapText)
+	snap, value, err := harness.ReadCounter(ctx, c.db, c.table, c.channel)
 	if err != nil {
 		return centrifuge.StreamPosition{}, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgoutbox/pgoutbox/checkpoint"
+	"github.com/pgoutbox/pgoutbox/integration/harness"
 	"github.com/pgoutbox/pgoutbox/record"
 )
 
@@ -175,23 +176,7 @@ func (c *subscriber) getState(channel string) func(centrifuge.SubscriptionGetSta
 		if err != nil {
 			return centrifuge.StreamPosition{}, err
 		}
-		conn, err := pgx.Connect(ctx, c.s.top.DatabaseURL)
-		if err != nil {
-			return centrifuge.StreamPosition{}, err
-		}
-		defer func() { _ = conn.Close(context.Background()) }()
-		var snapText string
-		var value int64
-		err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-			if err := tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snapText); err != nil {
-				return err
-			}
-			return tx.QueryRow(ctx, fmt.Sprintf(`SELECT value FROM %s_counters WHERE channel = $1`, c.s.name), channel).Scan(&value)
-		})
-		if err != nil {
-			return centrifuge.StreamPosition{}, err
-		}
-		snap, err := checkpoint.ParseSnapshot(snapText)
+		snap, value, err := harness.ReadCounter(ctx, c.s.top.DatabaseURL, c.s.name+"_counters", channel)
 		if err != nil {
 			return centrifuge.StreamPosition{}, err
 		}
