@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,26 +92,7 @@ func (b *bench) startCentrifugo(ctx context.Context, dir string, part map[string
 		return nil, fmt.Errorf("start centrifugo: %w", err)
 	}
 	go func() { _ = c.cmd.Wait(); close(c.done) }()
-	err = harness.Eventually(ctx, 30*time.Second, 100*time.Millisecond, func(ctx context.Context) error {
-		select {
-		case <-c.done:
-			return harness.Stop(fmt.Errorf("centrifugo exited at start-up"))
-		default:
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/health", port), nil)
-		if err != nil {
-			return harness.Stop(err)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		_ = res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("/health answers %s", res.Status)
-		}
-		return nil
-	})
+	err = harness.AwaitHealth(ctx, fmt.Sprintf("http://127.0.0.1:%d", port), c.done)
 	if err != nil {
 		c.stop()
 		return nil, fmt.Errorf("centrifugo did not answer /health: %w\n%s", err, c.log.Tail(30))

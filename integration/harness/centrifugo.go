@@ -95,13 +95,22 @@ func (c *Centrifugo) Start() {
 	c.cmd, c.done, c.starts = cmd, make(chan struct{}), c.starts+1
 	done := c.done
 	go func() { _ = cmd.Wait(); close(done) }()
-	err := Eventually(context.Background(), 30*time.Second, 100*time.Millisecond, func(ctx context.Context) error {
+	err := AwaitHealth(context.Background(), c.URL(), done)
+	if err != nil {
+		c.t.Fatalf("centrifugo did not answer /health: %v\n%s", err, c.log.Tail(30))
+	}
+}
+
+// AwaitHealth waits (at most 30 s) until the Centrifugo at baseURL answers GET /health with 200;
+// done closed means the process exited, which ends the wait at once.
+func AwaitHealth(ctx context.Context, baseURL string, done <-chan struct{}) error {
+	return Eventually(ctx, 30*time.Second, 100*time.Millisecond, func(ctx context.Context) error {
 		select {
 		case <-done:
 			return Stop(errors.New("centrifugo exited at start-up"))
 		default:
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL()+"/health", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/health", nil)
 		if err != nil {
 			return Stop(err)
 		}
@@ -115,9 +124,6 @@ func (c *Centrifugo) Start() {
 		}
 		return nil
 	})
-	if err != nil {
-		c.t.Fatalf("centrifugo did not answer /health: %v\n%s", err, c.log.Tail(30))
-	}
 }
 
 // Stop ends the server (SIGTERM, then SIGKILL after 10 s); safe to call twice.
